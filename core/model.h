@@ -1,0 +1,101 @@
+/* A loaded Llama-family model: configuration, float32 weights, tokenizer.
+ * Weights are row-major [out][in] as Hugging Face stores them, whatever
+ * the source file (safetensors F32/F16/BF16, GGUF F32/F16/BF16/Q8_0). */
+#ifndef T2_MODEL_H
+#define T2_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "tokenizer.h"
+
+enum t2_arch {
+    T2_ARCH_LLAMA = 0,   /* LlamaForCausalLM, MistralForCausalLM */
+    T2_ARCH_QWEN2 = 1,   /* Qwen2ForCausalLM: q/k/v biases */
+};
+
+#define T2_MAX_EOS 8
+
+typedef struct t2_config {
+    enum t2_arch arch;
+    int hidden;       /* hidden_size */
+    int intermediate; /* intermediate_size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int vocab;
+    int max_pos; /* max_position_embeddings */
+    float rms_eps;
+    float rope_theta;
+    /* rope_scaling type "llama3" (factor 0 = none) */
+    float rope_factor;
+    float rope_low_freq_factor;
+    float rope_high_freq_factor;
+    int rope_orig_max_pos;
+    bool tie_embeddings;
+    bool qkv_bias;
+    int bos_id; /* -1 if none */
+    int n_eos;
+    int eos_ids[T2_MAX_EOS];
+} t2_config;
+
+typedef struct t2_layer {
+    float *attn_norm; /* [hidden] */
+    float *wq;        /* [n_heads*head_dim][hidden] */
+    float *wk;        /* [n_kv_heads*head_dim][hidden] */
+    float *wv;        /* [n_kv_heads*head_dim][hidden] */
+    float *wo;        /* [hidden][n_heads*head_dim] */
+    float *bq, *bk, *bv; /* biases when qkv_bias, else NULL */
+    float *ffn_norm;  /* [hidden] */
+    float *w_gate;    /* [intermediate][hidden] */
+    float *w_up;      /* [intermediate][hidden] */
+    float *w_down;    /* [hidden][intermediate] */
+} t2_layer;
+
+typedef struct t2_model {
+    t2_config cfg;
+    char *path;        /* directory or file it was loaded from */
+    char *name;        /* short name (directory/file base name) */
+    float *embed;      /* [vocab][hidden] */
+    float *final_norm; /* [hidden] */
+    float *lm_head;    /* [vocab][hidden]; == embed when tied */
+    t2_layer *layers;  /* [n_layers] */
+    t2_tokenizer *tok;
+    bool *loaded;      /* per tensor slot, for "missing tensor" checks */
+    size_t n_slots;
+    float **slots;     /* every weight array, in a fixed order, for freeing */
+    size_t *slot_rows, *slot_cols;
+    char **slot_names; /* Hugging Face parameter names */
+} t2_model;
+
+/* Loads a Hugging Face directory (config.json + model.safetensors or
+ * model.safetensors.index.json + tokenizer.json) or a .gguf file. */
+int t2_model_load(t2_model **out, const char *path, t2_err *err);
+void t2_model_free(t2_model *m);
+
+/* --- for loaders --- */
+
+/* Validates cfg (positive sizes, heads dividing, limits) and allocates
+ * every weight array (zeroed, not yet loaded). */
+int t2_model_init_weights(t2_model *m, t2_err *err);
+/* The destination of a Hugging Face parameter name (e.g.
+ * "model.layers.3.mlp.up_proj.weight") with its expected shape; NULL if
+ * the model has no such tensor. 1-D tensors have rows = n, cols = 1. */
+float *t2_model_slot(t2_model *m, const char *hf_name, size_t *rows, size_t *cols, size_t *slot);
+/* Marks a slot loaded; fails if it was loaded before (duplicate). */
+int t2_model_mark_loaded(t2_model *m, size_t slot, t2_err *err);
+/* Fails naming the first tensor no file provided. */
+int t2_model_check_complete(const t2_model *m, t2_err *err);
+
+/* config.json text -> cfg (for tests too) */
+int t2_config_parse_json(t2_config *cfg, const char *json, size_t len, t2_err *err);
+
+int t2_model_load_hf_dir(t2_model *m, const char *dir, t2_err *err);
+int t2_model_load_gguf(t2_model *m, const char *path, t2_err *err);
+
+bool t2_model_is_eos(const t2_model *m, int32_t id);
+
+#endif

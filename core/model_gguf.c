@@ -1,0 +1,1 @@
+/* model_gguf: being written */

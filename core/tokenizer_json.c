@@ -1,0 +1,1 @@
+/* tokenizer_json: being written */
