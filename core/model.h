@@ -35,8 +35,14 @@ typedef struct t2_config {
     float rope_low_freq_factor;
     float rope_high_freq_factor;
     int rope_orig_max_pos;
+    /* Precision of RoPE's inverse frequencies. Hugging Face computes them
+     * in float32, but loading a checkpoint in its stored dtype (bf16/f16)
+     * casts that buffer too, and references made that way carry the
+     * rounding: we follow the checkpoint's dtype to reproduce them. */
+    enum { T2_ROPE_FREQ_F32 = 0, T2_ROPE_FREQ_BF16 = 1, T2_ROPE_FREQ_F16 = 2 } rope_freq_dtype;
     bool tie_embeddings;
-    bool qkv_bias;
+    bool qkv_bias; /* q/k/v projections have biases (Qwen2, Llama attention_bias) */
+    bool o_bias;   /* o_proj has a bias (Llama attention_bias) */
     int bos_id; /* -1 if none */
     int n_eos;
     int eos_ids[T2_MAX_EOS];
@@ -49,6 +55,7 @@ typedef struct t2_layer {
     float *wv;        /* [n_kv_heads*head_dim][hidden] */
     float *wo;        /* [hidden][n_heads*head_dim] */
     float *bq, *bk, *bv; /* biases when qkv_bias, else NULL */
+    float *bo;           /* bias when o_bias, else NULL */
     float *ffn_norm;  /* [hidden] */
     float *w_gate;    /* [intermediate][hidden] */
     float *w_up;      /* [intermediate][hidden] */

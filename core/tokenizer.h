@@ -31,6 +31,9 @@ enum t2_tok_kind t2_tok_kind(const t2_tokenizer *tok);
 int32_t t2_tok_vocab_size(const t2_tokenizer *tok);
 int32_t t2_tok_bos(const t2_tokenizer *tok); /* -1 if none */
 int32_t t2_tok_eos(const t2_tokenizer *tok); /* -1 if none */
+/* Whether the model's own tokenizer prepends BOS by default (Hugging Face
+ * post_processor / tokenizer_config add_bos_token, GGUF add_bos_token). */
+bool t2_tok_adds_bos(const t2_tokenizer *tok);
 /* Id of a token by its exact vocabulary text, or -1. */
 int32_t t2_tok_find(const t2_tokenizer *tok, const char *text);
 bool t2_tok_is_special(const t2_tokenizer *tok, int32_t id);
@@ -67,12 +70,17 @@ typedef struct t2_tok_stream {
     size_t n_pending;
 } t2_tok_stream;
 
+/* at_start starts true for SPM; set it false after init when streaming a
+ * continuation, so its first token keeps its leading space. */
 void t2_tok_stream_init(t2_tok_stream *s, const t2_tokenizer *tok, bool skip_special);
 /* Appends the complete UTF-8 text this token finishes to out (NUL
- * terminated, at most cap-1 bytes; cap >= 256 always suffices for one
- * token). Returns the number of bytes written. */
+ * terminated, at most cap-1 bytes; cap >= t2_tok_stream_cap(tok) always
+ * suffices for one token (it is at least 256); with less, text
+ * that does not fit is dropped, whole characters at a time). Returns the
+ * number of bytes written. */
 size_t t2_tok_stream_push(t2_tok_stream *s, int32_t id, char *out, size_t cap);
 /* Flushes held-back bytes (as U+FFFD when incomplete). */
 size_t t2_tok_stream_flush(t2_tok_stream *s, char *out, size_t cap);
+size_t t2_tok_stream_cap(const t2_tokenizer *tok);
 
 #endif

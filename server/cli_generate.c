@@ -1,1 +1,205 @@
+/* t2 generate: load a model, generate from one prompt, text on stdout. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "chat.h"
+#include "cli.h"
+#include "forward.h"
+#include "generate.h"
+#include "model.h"
+
+#define MAX_STOPS 16
+
+typedef struct gen_opts {
+    const char *model;
+    const char *prompt;
+    const char *system;
+    bool chat;
+    bool verbose;
+    int threads;
+    int n_ctx;
+    const char *stops[MAX_STOPS];
+    size_t n_stop;
+    t2_gen_params gp;
+} gen_opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: t2 generate --model DIR|FILE.gguf --prompt TEXT [options]\n"
+            "\n"
+            "  -m, --model PATH        Hugging Face model directory or GGUF file\n"
+            "  -p, --prompt TEXT       prompt text (special-token text such as <|im_start|> is parsed)\n"
+            "      --chat              wrap the prompt as a user message in the model's chat template\n"
+            "      --system TEXT       system message (with --chat)\n"
+            "  -n, --max-tokens N      tokens to generate at most (default 256)\n"
+            "      --temperature T     0 = greedy (default); > 0 samples\n"
+            "      --top-k K           keep the K most likely tokens (0 = off)\n"
+            "      --top-p P           nucleus sampling threshold (1 = off)\n"
+            "      --min-p P           drop tokens below P x the top probability (0 = off)\n"
+            "      --repeat-penalty R  penalise tokens seen in the last 64 (1 = off)\n"
+            "      --seed S            random seed for sampling (default 0)\n"
+            "      --stop TEXT         stop before this text (repeatable, up to %d)\n"
+            "      --ignore-eos        keep generating past end-of-sequence tokens\n"
+            "  -t, --threads N         worker threads (default: all cores)\n"
+            "  -c, --ctx N             context length (default: the model's maximum)\n"
+            "  -v, --verbose           print load and speed figures on stderr\n",
+            MAX_STOPS);
+}
+
+static int parse_num(const char *s, double lo, double hi, const char *what, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "t2 generate: invalid %s '%s' (expected %g..%g)\n", what, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, gen_opts *o)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
+        {"chat", no_argument, 0, 'C'},          {"system", required_argument, 0, 'S'},
+        {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 'T'},
+        {"top-k", required_argument, 0, 'K'},   {"top-p", required_argument, 0, 'P'},
+        {"min-p", required_argument, 0, 'M'},   {"repeat-penalty", required_argument, 0, 'R'},
+        {"seed", required_argument, 0, 's'},    {"stop", required_argument, 0, 'x'},
+        {"ignore-eos", no_argument, 0, 'E'},    {"threads", required_argument, 0, 't'},
+        {"ctx", required_argument, 0, 'c'},     {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    int ch;
+    double v;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "m:p:n:t:c:vh", longopts, NULL)) != -1) {
+        int bad = 0;
+        switch (ch) {
+        case 'm': o->model = optarg; break;
+        case 'p': o->prompt = optarg; break;
+        case 'C': o->chat = true; break;
+        case 'S': o->system = optarg; break;
+        case 'n': bad = parse_num(optarg, 1, 1e7, "--max-tokens", &v); o->gp.max_tokens = (int)v; break;
+        case 'T': bad = parse_num(optarg, 0, 100, "--temperature", &v); o->gp.sampling.temperature = (float)v; break;
+        case 'K': bad = parse_num(optarg, 0, 1e9, "--top-k", &v); o->gp.sampling.top_k = (int)v; break;
+        case 'P': bad = parse_num(optarg, 1e-9, 1, "--top-p", &v); o->gp.sampling.top_p = (float)v; break;
+        case 'M': bad = parse_num(optarg, 0, 1, "--min-p", &v); o->gp.sampling.min_p = (float)v; break;
+        case 'R': bad = parse_num(optarg, 1e-6, 100, "--repeat-penalty", &v); o->gp.sampling.repeat_penalty = (float)v; break;
+        case 's': bad = parse_num(optarg, 0, 1.8e19, "--seed", &v); o->gp.sampling.seed = (uint64_t)v; break;
+        case 'x':
+            if (o->n_stop == MAX_STOPS) {
+                fprintf(stderr, "t2 generate: at most %d --stop strings\n", MAX_STOPS);
+                return -1;
+            }
+            o->stops[o->n_stop++] = optarg;
+            break;
+        case 'E': o->gp.ignore_eos = true; break;
+        case 't': bad = parse_num(optarg, 1, 1024, "--threads", &v); o->threads = (int)v; break;
+        case 'c': bad = parse_num(optarg, 1, 1 << 24, "--ctx", &v); o->n_ctx = (int)v; break;
+        case 'v': o->verbose = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+        if (bad)
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "t2 generate: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!o->model || !o->prompt) {
+        fprintf(stderr, "t2 generate: --model and --prompt are required\n");
+        usage(stderr);
+        return -1;
+    }
+    o->gp.stop = o->stops;
+    o->gp.n_stop = o->n_stop;
+    return 0;
+}
+
+/* The prompt text to encode: raw, or rendered through the chat format. */
+static char *build_prompt(const gen_opts *o, const t2_model *m, t2_err *err)
+{
+    if (!o->chat)
+        return strdup(o->prompt);
+    bool known;
+    enum t2_chat_format f = t2_chat_detect(t2_tok_chat_template(m->tok), &known);
+    if (!known)
+        fprintf(stderr, "t2: warning: unrecognised chat template, using ChatML\n");
+    t2_chat_msg msgs[2];
+    size_t n = 0;
+    if (o->system)
+        msgs[n++] = (t2_chat_msg){"system", o->system};
+    msgs[n++] = (t2_chat_msg){"user", o->prompt};
+    int bos = t2_tok_bos(m->tok);
+    char bos_text[256] = "";
+    if (bos >= 0 && f != T2_CHAT_CHATML) {
+        int k = t2_tok_token_bytes(m->tok, bos, bos_text, sizeof bos_text - 1);
+        bos_text[k > 0 ? k : 0] = '\0';
+    }
+    char *out = NULL;
+    if (t2_chat_render(f, msgs, n, true, bos_text, &out, err) != 0)
+        return NULL;
+    return out;
+}
+
+static bool print_piece(void *user, const char *text, size_t len, int32_t token)
+{
+    (void)user;
+    (void)token;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+static int run(const gen_opts *o)
+{
+    t2_err err = {{0}};
+    t2_model *m = NULL;
+    t2_pool *pool = NULL;
+    t2_ctx *ctx = NULL;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    t2_gen_result res = {0};
+    int status = 1;
+    if (t2_model_load(&m, o->model, &err) != 0 || t2_pool_create(&pool, o->threads, &err) != 0 ||
+        t2_ctx_create(&ctx, m, pool, o->n_ctx, &err) != 0 || !(text = build_prompt(o, m, &err)) ||
+        t2_tok_encode(m->tok, text, strlen(text), false, true, &ids, &n_ids, &err) != 0 ||
+        t2_generate(ctx, m, ids, n_ids, &o->gp, print_piece, NULL, &res, &err) != 0) {
+        fprintf(stderr, "t2 generate: %s\n", err.msg[0] ? err.msg : "failed");
+    } else {
+        if (res.len == 0 || res.text[res.len - 1] != '\n')
+            fputc('\n', stdout);
+        if (o->verbose)
+            fprintf(stderr,
+                    "t2: %d prompt tokens in %.1f ms (%.1f tok/s), %d generated in %.1f ms "
+                    "(%.1f tok/s), finish: %s\n",
+                    res.n_prompt, res.prefill_ms, res.n_prompt / (res.prefill_ms / 1e3), res.n_tokens,
+                    res.decode_ms, res.n_tokens > 1 ? (res.n_tokens - 1) / (res.decode_ms / 1e3) : 0.0,
+                    t2_finish_name(res.finish));
+        status = 0;
+    }
+    t2_gen_result_free(&res);
+    free(ids);
+    free(text);
+    t2_ctx_free(ctx);
+    t2_pool_free(pool);
+    t2_model_free(m);
+    return status;
+}
+
+int t2_cli_generate(int argc, char **argv)
+{
+    gen_opts o = {0};
+    t2_gen_params_defaults(&o.gp);
+    if (parse_args(argc, argv, &o) != 0)
+        return 2;
+    return run(&o);
+}

@@ -1,1 +1,37 @@
-int main(void) { return 0; }
+/* t2: Transformer² inference server and tools, one binary. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: t2 <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  generate   generate text from a prompt (t2 generate --help)\n"
+            "  version    print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "generate") == 0)
+        return t2_cli_generate(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("t2 %s\n", T2_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "t2: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

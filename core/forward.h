@@ -1,0 +1,37 @@
+/* The transformer forward pass over one sequence with its KV cache:
+ * RMSNorm, RoPE (rotate-half, optional llama3 scaling), grouped-query
+ * attention, SwiGLU MLP, output head. Prefill runs tokens in chunks with
+ * sgemm; a single token uses matrix-vector products. */
+#ifndef T2_FORWARD_H
+#define T2_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "model.h"
+#include "pool.h"
+
+typedef struct t2_ctx t2_ctx;
+
+/* A context for one sequence of at most n_ctx tokens (<= 0: the model's
+ * max_position_embeddings). The pool is borrowed, not owned. */
+int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_err *err);
+void t2_ctx_free(t2_ctx *c);
+
+int t2_ctx_n_ctx(const t2_ctx *c);
+int t2_ctx_n_past(const t2_ctx *c);
+/* Forgets cached positions from n_past on (0 = empty). */
+void t2_ctx_truncate(t2_ctx *c, int n_past);
+
+/* Weights for the layers (e.g. adapted by an expert); NULL restores the
+ * model's own. The array must stay valid while the context uses it. */
+void t2_ctx_set_layers(t2_ctx *c, const t2_layer *layers);
+
+/* Runs n tokens at positions n_past.. and appends them to the cache.
+ * *logits points to [n][vocab] when all_logits, else to the last
+ * position's [vocab]; valid until the next call. */
+int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const float **logits,
+               t2_err *err);
+
+#endif

@@ -1,0 +1,26 @@
+/* A fixed pool of worker threads for data-parallel loops (matrix rows,
+ * attention heads). The calling thread takes part as worker 0, so a pool
+ * of 1 runs everything inline. */
+#ifndef T2_POOL_H
+#define T2_POOL_H
+
+#include "error.h"
+
+typedef struct t2_pool t2_pool;
+
+/* fn(arg, worker, n_workers): each worker picks its own share. */
+typedef void (*t2_pool_fn)(void *arg, int worker, int n_workers);
+
+/* n_threads <= 0: one per online CPU. */
+int t2_pool_create(t2_pool **out, int n_threads, t2_err *err);
+void t2_pool_free(t2_pool *p);
+int t2_pool_size(const t2_pool *p);
+/* Runs fn on every worker and returns when all are done. Not reentrant:
+ * one caller at a time. */
+void t2_pool_run(t2_pool *p, t2_pool_fn fn, void *arg);
+
+/* The half-open share [begin, end) of n items for worker w of nw,
+ * rounded to multiples of `align` items. */
+void t2_pool_share(int n, int w, int nw, int align, int *begin, int *end);
+
+#endif

@@ -1,0 +1,7 @@
+/* Subcommands of the t2 binary. Each returns the process exit status. */
+#ifndef T2_CLI_H
+#define T2_CLI_H
+
+int t2_cli_generate(int argc, char **argv);
+
+#endif

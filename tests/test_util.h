@@ -1,0 +1,66 @@
+/* Helpers shared by the unit tests: paths into ../shared, reference data. */
+#ifndef T2_TEST_UTIL_H
+#define T2_TEST_UTIL_H
+
+#include <jansson.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* $T2_SHARED/<rel> into buf */
+static inline const char *shared_path(char *buf, size_t cap, const char *rel)
+{
+    const char *root = getenv("T2_SHARED");
+    snprintf(buf, cap, "%s/%s", root ? root : "../shared", rel);
+    return buf;
+}
+
+/* Reads a little-endian float32 file of exactly n values; NULL on error. */
+static inline float *read_f32_file(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    float *v = malloc(n * sizeof *v);
+    size_t got = v ? fread(v, sizeof *v, n, f) : 0;
+    int extra = fgetc(f);
+    fclose(f);
+    if (got != n || extra != EOF) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* relative L2 error |a - b| / |b| */
+static inline double rel_l2(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * (double)b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* JSON int array -> malloc'd int32 array */
+static inline int32_t *json_ids(json_t *arr, size_t *n)
+{
+    *n = json_array_size(arr);
+    int32_t *ids = malloc((*n + 1) * sizeof *ids);
+    for (size_t i = 0; i < *n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+    return ids;
+}
+
+static inline json_t *load_vectors(void)
+{
+    char p[1024];
+    return json_load_file(shared_path(p, sizeof p, "models/seedling/reference/vectors.json"), 0, NULL);
+}
+
+#endif
