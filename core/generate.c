@@ -161,11 +161,14 @@ int t2_generate(t2_ctx *ctx, const t2_model *m, const int32_t *prompt, size_t n_
     if (t2_sampler_init(&smp, &p->sampling, m->cfg.vocab, err) != 0)
         return -1;
     size_t hist_cap = n_prompt + (size_t)p->max_tokens;
+    size_t piece_cap = t2_tok_stream_cap(m->tok);
     int32_t *hist = malloc(hist_cap * sizeof *hist);
     float *logits = malloc((size_t)m->cfg.vocab * sizeof *logits);
-    if (!hist || !logits) {
+    char *piece = malloc(piece_cap);
+    if (!hist || !logits || !piece) {
         free(hist);
         free(logits);
+        free(piece);
         t2_sampler_free(&smp);
         return t2_err_set(err, "out of memory");
     }
@@ -175,6 +178,7 @@ int t2_generate(t2_ctx *ctx, const t2_model *m, const int32_t *prompt, size_t n_
     t2_tok_stream ts;
     t2_tok_stream_init(&ts, m->tok, p->skip_special);
     size_t stop_len = max_stop_len(p);
+    bool stopped_by_string = false;
     res->n_prompt = (int)n_prompt;
     res->finish = T2_FINISH_LENGTH;
 
@@ -192,10 +196,10 @@ int t2_generate(t2_ctx *ctx, const t2_model *m, const int32_t *prompt, size_t n_
             res->finish = T2_FINISH_STOP;
             break;
         }
-        char piece[512];
-        size_t n = t2_tok_stream_push(&ts, tok, piece, sizeof piece);
+        size_t n = t2_tok_stream_push(&ts, tok, piece, piece_cap);
         if (add_piece(&g, piece, n, tok, stop_len)) {
             res->finish = T2_FINISH_STOP;
+            stopped_by_string = true;
             break;
         }
         if (g.cancelled) {
@@ -206,17 +210,17 @@ int t2_generate(t2_ctx *ctx, const t2_model *m, const int32_t *prompt, size_t n_
             break;
         rc = t2_forward(ctx, &tok, 1, false, &out, err);
     }
-    if (rc == 0 && res->finish == T2_FINISH_LENGTH) {
-        /* flush bytes held back for an incomplete character or stop prefix */
-        char piece[64];
-        size_t n = t2_tok_stream_flush(&ts, piece, sizeof piece);
+    if (rc == 0 && !stopped_by_string && res->finish != T2_FINISH_CANCELLED) {
+        /* the end: release bytes held back for an incomplete character or
+         * a possible stop-string prefix */
+        size_t n = t2_tok_stream_flush(&ts, piece, piece_cap);
         text_append(&g.text, piece, n);
-        emit(&g, g.text.len, -1);
-    } else if (rc == 0 && res->finish == T2_FINISH_STOP && g.text.emitted < g.text.len) {
-        emit(&g, g.text.len, -1);
+        if (g.text.emitted < g.text.len)
+            emit(&g, g.text.len, -1);
     }
     res->decode_ms = now_ms() - t1;
     free(logits);
+    free(piece);
     t2_sampler_free(&smp);
     if (rc != 0) {
         free(hist);

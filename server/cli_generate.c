@@ -171,7 +171,8 @@ static int run(const gen_opts *o)
     int status = 1;
     if (t2_model_load(&m, o->model, &err) != 0 || t2_pool_create(&pool, o->threads, &err) != 0 ||
         t2_ctx_create(&ctx, m, pool, o->n_ctx, &err) != 0 || !(text = build_prompt(o, m, &err)) ||
-        t2_tok_encode(m->tok, text, strlen(text), false, true, &ids, &n_ids, &err) != 0 ||
+        t2_tok_encode(m->tok, text, strlen(text), !o->chat && t2_tok_adds_bos(m->tok), true, &ids,
+                      &n_ids, &err) != 0 ||
         t2_generate(ctx, m, ids, n_ids, &o->gp, print_piece, NULL, &res, &err) != 0) {
         fprintf(stderr, "t2 generate: %s\n", err.msg[0] ? err.msg : "failed");
     } else {

@@ -175,6 +175,111 @@ static void test_context_limits(void **state)
     t2_ctx_free(ctx);
 }
 
+typedef struct collected {
+    char text[4096];
+    size_t len;
+    int calls;
+    int cancel_after;
+} collected;
+
+static bool collect(void *user, const char *text, size_t len, int32_t token)
+{
+    (void)token;
+    collected *c = user;
+    memcpy(c->text + c->len, text, len);
+    c->len += len;
+    c->text[c->len] = '\0';
+    return ++c->calls != c->cancel_after;
+}
+
+static t2_gen_result run_math(fixture *f, t2_gen_params *gp, collected *col)
+{
+    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
+    size_t n;
+    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    t2_ctx *ctx;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+    t2_gen_result res;
+    assert_int_equal(t2_generate(ctx, f->m, ids, n, gp, collect, col, &res, &err), 0);
+    t2_ctx_free(ctx);
+    free(ids);
+    return res;
+}
+
+/* greedy on "What is 461 + 129?" answers "690" then <|im_end|> */
+static void test_generation_text(void **state)
+{
+    fixture *f = *state;
+    t2_gen_params gp;
+    t2_gen_params_defaults(&gp);
+    collected col = {.cancel_after = -1};
+    t2_gen_result res = run_math(f, &gp, &col);
+    assert_string_equal(res.text, "690");
+    assert_string_equal(col.text, "690"); /* streamed pieces add up to the text */
+    assert_int_equal(res.finish, T2_FINISH_STOP);
+    t2_gen_result_free(&res);
+
+    /* a stop string ends generation before it; its text is not returned */
+    const char *stops[] = {"xyz", "90"};
+    gp.stop = stops;
+    gp.n_stop = 2;
+    memset(&col, 0, sizeof col);
+    col.cancel_after = -1;
+    res = run_math(f, &gp, &col);
+    assert_string_equal(res.text, "6");
+    assert_string_equal(col.text, "6"); /* the held-back "9" never reached the client */
+    assert_int_equal(res.finish, T2_FINISH_STOP);
+    assert_int_equal(res.n_tokens, 3);
+    t2_gen_result_free(&res);
+
+    /* max_tokens */
+    gp.n_stop = 0;
+    gp.max_tokens = 2;
+    memset(&col, 0, sizeof col);
+    col.cancel_after = -1;
+    res = run_math(f, &gp, &col);
+    assert_string_equal(res.text, "69");
+    assert_int_equal(res.finish, T2_FINISH_LENGTH);
+    t2_gen_result_free(&res);
+
+    /* the callback cancels after the first piece */
+    gp.max_tokens = 16;
+    memset(&col, 0, sizeof col);
+    col.cancel_after = 1;
+    res = run_math(f, &gp, &col);
+    assert_int_equal(res.finish, T2_FINISH_CANCELLED);
+    assert_int_equal(res.n_tokens, 1);
+    t2_gen_result_free(&res);
+}
+
+/* the same seed gives the same sampled text; another seed eventually differs */
+static void test_sampled_reproducible(void **state)
+{
+    fixture *f = *state;
+    t2_gen_params gp;
+    t2_gen_params_defaults(&gp);
+    gp.sampling.temperature = 1.5f;
+    gp.sampling.seed = 7;
+    gp.max_tokens = 24;
+    gp.ignore_eos = true;
+    collected a = {.cancel_after = -1}, b = {.cancel_after = -1};
+    t2_gen_result ra = run_math(f, &gp, &a), rb = run_math(f, &gp, &b);
+    assert_int_equal(ra.n_tokens, 24);
+    assert_memory_equal(ra.tokens, rb.tokens, 24 * sizeof(int32_t));
+    int differs = 0;
+    for (uint64_t seed = 8; seed < 12 && !differs; seed++) {
+        gp.sampling.seed = seed;
+        collected c = {.cancel_after = -1};
+        t2_gen_result rc = run_math(f, &gp, &c);
+        differs = memcmp(ra.tokens, rc.tokens, 24 * sizeof(int32_t)) != 0;
+        t2_gen_result_free(&rc);
+    }
+    assert_true(differs);
+    t2_gen_result_free(&ra);
+    t2_gen_result_free(&rb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +288,8 @@ int main(void)
         cmocka_unit_test(test_all_logits_match_last),
         cmocka_unit_test(test_greedy_base),
         cmocka_unit_test(test_context_limits),
+        cmocka_unit_test(test_generation_text),
+        cmocka_unit_test(test_sampled_reproducible),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,13 @@
+#!/bin/sh
+# Installs the Debian 12 packages t2 needs to build, test and run.
+set -eu
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    build-essential meson ninja-build pkg-config \
+    libopenblas-dev liblapacke-dev libjansson-dev libmicrohttpd-dev libuv1-dev \
+    libcmocka-dev libpcre2-dev \
+    ca-certificates curl python3 >/dev/null
+echo "t2: build dependencies installed"
