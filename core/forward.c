@@ -25,6 +25,7 @@ struct t2_ctx {
     float *inv_freq;            /* [head_dim/2] */
     float *scores;              /* [n_threads][n_ctx] */
     float *logits;              /* [CHUNK][vocab] */
+    float *fact_tmp;            /* [CHUNK][max r] for factored products */
     float *logits_all;          /* grows for all_logits requests */
     size_t logits_all_cap;
 };
@@ -96,9 +97,13 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     c->inv_freq = alloc_floats(half);
     c->scores = alloc_floats((size_t)t2_pool_size(pool) * (size_t)n_ctx);
     c->logits = alloc_floats(CHUNK * V);
+    size_t max_r = H > FF ? H : FF; /* r = min(m, n) <= max dimension */
+    if (Q > max_r)
+        max_r = Q;
+    c->fact_tmp = alloc_floats(CHUNK * max_r);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att ||
         !c->gate || !c->up || !c->rope_cos || !c->rope_sin || !c->inv_freq || !c->scores ||
-        !c->logits) {
+        !c->logits || !c->fact_tmp) {
         t2_ctx_free(c);
         return t2_err_set(err, "out of memory for a context of %d tokens", n_ctx);
     }
@@ -129,6 +134,7 @@ void t2_ctx_free(t2_ctx *c)
     free(c->inv_freq);
     free(c->scores);
     free(c->logits);
+    free(c->fact_tmp);
     free(c->logits_all);
     free(c);
 }
@@ -180,6 +186,29 @@ static void matmul(t2_ctx *c, float *y, const float *x, const float *w, const fl
 {
     matmul_job j = {y, x, w, bias, n, rows, cols};
     t2_pool_run(c->pool, matmul_worker, &j);
+}
+
+/* y = U (s . (Vt x)) (+ bias): two thin products instead of the dense one */
+static void matmul_factored(t2_ctx *c, float *y, const float *x, const t2_factor *f,
+                            const float *bias, int n)
+{
+    matmul(c, c->fact_tmp, x, f->vt, NULL, n, f->r, f->n);
+    for (int t = 0; t < n; t++) {
+        float *row = c->fact_tmp + (size_t)t * (size_t)f->r;
+        for (int i = 0; i < f->r; i++)
+            row[i] *= f->s[i];
+    }
+    matmul(c, y, c->fact_tmp, f->u, bias, n, f->m, f->r);
+}
+
+/* A layer matrix: factored when the layer carries factors for it. */
+static void layer_matmul(t2_ctx *c, const t2_layer *L, int kind, float *y, const float *x,
+                         const float *w, const float *bias, int n, int rows, int cols)
+{
+    if (L->factors && L->factors[kind].s)
+        matmul_factored(c, y, x, &L->factors[kind], bias, n);
+    else
+        matmul(c, y, x, w, bias, n, rows, cols);
 }
 
 /* ---- elementwise pieces ---- */
@@ -281,9 +310,9 @@ static void attention_block(t2_ctx *c, const t2_layer *L, int layer, int pos0, i
     int H = cfg->hidden, Q = cfg->n_heads * cfg->head_dim, KV = cfg->n_kv_heads * cfg->head_dim;
     for (int t = 0; t < n; t++)
         rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, L->attn_norm, H, cfg->rms_eps);
-    matmul(c, c->q, c->xn, L->wq, L->bq, n, Q, H);
-    matmul(c, c->k, c->xn, L->wk, L->bk, n, KV, H);
-    matmul(c, c->v, c->xn, L->wv, L->bv, n, KV, H);
+    layer_matmul(c, L, 0, c->q, c->xn, L->wq, L->bq, n, Q, H);
+    layer_matmul(c, L, 1, c->k, c->xn, L->wk, L->bk, n, KV, H);
+    layer_matmul(c, L, 2, c->v, c->xn, L->wv, L->bv, n, KV, H);
     rope_apply(c, c->q, n, cfg->n_heads);
     rope_apply(c, c->k, n, cfg->n_kv_heads);
     size_t off = ((size_t)layer * (size_t)c->n_ctx + (size_t)pos0) * (size_t)KV;
@@ -291,7 +320,7 @@ static void attention_block(t2_ctx *c, const t2_layer *L, int layer, int pos0, i
     memcpy(c->v_cache + off, c->v, (size_t)n * (size_t)KV * sizeof(float));
     attn_job j = {c, layer, pos0, n};
     t2_pool_run(c->pool, attn_worker, &j);
-    matmul(c, c->xn, c->att, L->wo, L->bo, n, H, Q);
+    layer_matmul(c, L, 3, c->xn, c->att, L->wo, L->bo, n, H, Q);
     for (size_t i = 0; i < (size_t)n * (size_t)H; i++)
         c->x[i] += c->xn[i];
 }
@@ -302,13 +331,13 @@ static void mlp_block(t2_ctx *c, const t2_layer *L, int n)
     int H = cfg->hidden, FF = cfg->intermediate;
     for (int t = 0; t < n; t++)
         rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, cfg->rms_eps);
-    matmul(c, c->gate, c->xn, L->w_gate, NULL, n, FF, H);
-    matmul(c, c->up, c->xn, L->w_up, NULL, n, FF, H);
+    layer_matmul(c, L, 4, c->gate, c->xn, L->w_gate, NULL, n, FF, H);
+    layer_matmul(c, L, 5, c->up, c->xn, L->w_up, NULL, n, FF, H);
     for (size_t i = 0; i < (size_t)n * (size_t)FF; i++) {
         float g = c->gate[i];
         c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];
     }
-    matmul(c, c->xn, c->gate, L->w_down, NULL, n, H, FF);
+    layer_matmul(c, L, 6, c->xn, c->gate, L->w_down, NULL, n, H, FF);
     for (size_t i = 0; i < (size_t)n * (size_t)H; i++)
         c->x[i] += c->xn[i];
 }

@@ -79,6 +79,9 @@ static void write_config(t2_gguf_writer *w, const t2_model *m, enum t2_ggml_type
         t2_gguf_w_f32(w, "t2.rope.llama3.high_freq_factor", c->rope_high_freq_factor);
         t2_gguf_w_u32(w, "t2.rope.llama3.original_context_length", (uint32_t)c->rope_orig_max_pos);
     }
+    if (c->rope_freq_dtype != T2_ROPE_FREQ_F32) /* to reproduce HF's rounded inv_freq */
+        t2_gguf_w_str(w, "t2.rope.freq_dtype",
+                      c->rope_freq_dtype == T2_ROPE_FREQ_BF16 ? "bf16" : "f16");
     if (c->n_eos > 1) { /* GGUF has one eos id; keep the full list for t2 */
         int32_t ids[T2_MAX_EOS];
         for (int i = 0; i < c->n_eos; i++)

@@ -48,6 +48,18 @@ typedef struct t2_config {
     int eos_ids[T2_MAX_EOS];
 } t2_config;
 
+/* A matrix applied in SVF-factored form: y = U (s . (Vt x)), where s are
+ * the expert-scaled singular values. s == NULL: use the dense matrix. */
+typedef struct t2_factor {
+    const float *u;  /* [m][r] */
+    const float *vt; /* [r][n] */
+    const float *s;  /* [r] */
+    int m, n, r;
+} t2_factor;
+
+/* Slots of t2_layer.factors, also enum t2_svf_kind's values. */
+#define T2_N_FACTOR_KINDS 7
+
 typedef struct t2_layer {
     float *attn_norm; /* [hidden] */
     float *wq;        /* [n_heads*head_dim][hidden] */
@@ -60,6 +72,9 @@ typedef struct t2_layer {
     float *w_gate;    /* [intermediate][hidden] */
     float *w_up;      /* [intermediate][hidden] */
     float *w_down;    /* [hidden][intermediate] */
+    /* [T2_N_FACTOR_KINDS] (q, k, v, o, gate, up, down) or NULL: matrices to
+     * apply factored instead of dense (adapted weights without a rebuild) */
+    const t2_factor *factors;
 } t2_layer;
 
 typedef struct t2_model {

@@ -205,6 +205,25 @@ static int infer_llama3(const t2_gguf *g, t2_config *c, t2_err *err)
     return rc;
 }
 
+/* t2.rope.freq_dtype: the precision HF's inverse frequencies had in the
+ * source checkpoint (see t2_config); files from elsewhere use float32, as
+ * llama.cpp does. */
+static int read_rope_freq_dtype(const t2_gguf *g, t2_config *c, t2_err *err)
+{
+    if (!t2_gguf_find(g, "t2.rope.freq_dtype"))
+        return 0;
+    char *d = t2_gguf_get_str(g, "t2.rope.freq_dtype");
+    int rc = 0;
+    if (d && strcmp(d, "bf16") == 0)
+        c->rope_freq_dtype = T2_ROPE_FREQ_BF16;
+    else if (d && strcmp(d, "f16") == 0)
+        c->rope_freq_dtype = T2_ROPE_FREQ_F16;
+    else if (!d || strcmp(d, "f32") != 0)
+        rc = t2_err_set(err, "t2.rope.freq_dtype must be \"f32\", \"bf16\" or \"f16\"");
+    free(d);
+    return rc;
+}
+
 static int read_rope(const t2_gguf *g, t2_config *c, t2_err *err)
 {
     char key[128];
@@ -214,7 +233,8 @@ static int read_rope(const t2_gguf *g, t2_config *c, t2_err *err)
     if (type && strcmp(type, "none") != 0)
         rc = t2_err_set(err, "rope scaling type '%.32s' is not supported", type);
     free(type);
-    if (rc || get_float(g, c, "rope.freq_base", 10000.0f, false, &c->rope_theta, err))
+    if (rc || get_float(g, c, "rope.freq_base", 10000.0f, false, &c->rope_theta, err) ||
+        read_rope_freq_dtype(g, c, err))
         return -1;
     uint32_t orig;
     if (t2_gguf_get_f32(g, "t2.rope.llama3.factor", &c->rope_factor)) {

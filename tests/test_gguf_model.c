@@ -90,6 +90,8 @@ static void test_config(void **state)
         assert_true(c->rms_eps == r->rms_eps);
         assert_true(c->rope_theta == r->rope_theta);
         assert_true(c->rope_factor == 0);
+        assert_int_equal(c->rope_freq_dtype, r->rope_freq_dtype);
+        assert_int_equal(c->rope_freq_dtype, T2_ROPE_FREQ_BF16); /* seedling is bf16 */
         assert_true(c->tie_embeddings);
         assert_ptr_equal(ms[i]->lm_head, ms[i]->embed);
         assert_false(c->qkv_bias);
@@ -97,6 +99,9 @@ static void test_config(void **state)
         assert_int_equal(c->n_eos, r->n_eos);
         assert_int_equal(c->eos_ids[0], 2);
         assert_non_null(ms[i]->tok);
+        /* both loaders zero the struct first: any config field the GGUF
+         * path does not carry over shows up here */
+        assert_memory_equal(c, r, sizeof *c);
     }
 }
 
