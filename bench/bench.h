@@ -1,0 +1,66 @@
+/* t2 bench internals: the machine's limits (memory read bandwidth, sgemm
+ * throughput, pool dispatch cost) and synthetic models of real shapes. */
+#ifndef T2_BENCH_H
+#define T2_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "model.h"
+#include "pool.h"
+
+/* Monotonic clock in seconds. */
+double t2_bench_now(void);
+
+/* Bytes of the last-level cache (0 if unknown). */
+size_t t2_bench_llc_bytes(void);
+
+/* An array of n floats (rounded up to 64) written by every worker, so
+ * its pages are backed; free() it. NULL on failure. */
+float *t2_bench_touched_array(t2_pool *pool, size_t n, t2_err *err);
+
+/* Best of reps read bandwidth in GB/s (1e9 bytes/s) summing a[n] with
+ * every worker of the pool; -1 on failure. */
+double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps);
+
+/* Best of reps GB/s of single-threaded OpenBLAS sgemv per worker over
+ * a[n] viewed as a [n/4096][4096] matrix: the decode kernel's ceiling. */
+double t2_bench_sgemv_gbs(t2_pool *pool, const float *a, size_t n, int reps);
+
+/* Best of reps GFLOP/s of an n x n x n sgemm split by rows over the pool,
+ * each worker running single-threaded OpenBLAS as core/forward.c does;
+ * -1 on failure. */
+double t2_bench_sgemm_gflops(t2_pool *pool, int n, int reps, t2_err *err);
+
+/* Microseconds per t2_pool_run of an empty job (the fixed cost that every
+ * matrix product of a decode step pays). */
+double t2_bench_dispatch_us(t2_pool *pool, int iters);
+
+/* Load from other processes while we measure (see cpuload.c). */
+typedef struct t2_cpu_sample {
+    double t, busy_s, steal_s, self_s;
+    bool ok;
+} t2_cpu_sample;
+
+typedef struct t2_cpu_load {
+    double cpu_s, other_s, steal_s; /* summed over the measured intervals */
+    bool ok;                        /* start true; false if /proc/stat is unreadable */
+} t2_cpu_load;
+
+void t2_cpu_sample_take(t2_cpu_sample *s);
+/* Adds the interval [a, b] to l. */
+void t2_cpu_load_add(t2_cpu_load *l, const t2_cpu_sample *a, const t2_cpu_sample *b);
+/* Other processes' CPU time / all CPUs' time, and the VM's steal time
+ * likewise; -1 if unknown. */
+double t2_cpu_load_other(const t2_cpu_load *l);
+double t2_cpu_load_steal(const t2_cpu_load *l);
+
+/* Builds a model of a known shape (see t2_bench_shapes) with random
+ * weights, no tokenizer, max_pos at least min_pos. */
+int t2_bench_synthetic(t2_model **out, const char *shape, int min_pos, t2_pool *pool, t2_err *err);
+
+/* The shape names, comma separated, for usage text. */
+const char *t2_bench_shapes(void);
+
+#endif

@@ -1,0 +1,354 @@
+/* Mixtures, adapted weight sets and the policy choosing between them. */
+#include "adapt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- mixtures ---- */
+
+int t2_mixture_add(t2_mixture *mx, t2_expert *e, float alpha, const float *alpha_per_mat,
+                   size_t n_mats, t2_err *err)
+{
+    if (!isfinite(alpha))
+        return t2_err_set(err, "mixture weight of '%s' is not finite", e->name);
+    t2_mix_term *t = realloc(mx->terms, (mx->n + 1) * sizeof *t);
+    if (!t)
+        return t2_err_set(err, "out of memory");
+    mx->terms = t;
+    t2_mix_term *term = &mx->terms[mx->n];
+    term->alpha = alpha;
+    term->alpha_per_mat = NULL;
+    if (alpha_per_mat) {
+        term->alpha_per_mat = malloc(n_mats * sizeof(float));
+        if (!term->alpha_per_mat)
+            return t2_err_set(err, "out of memory");
+        memcpy(term->alpha_per_mat, alpha_per_mat, n_mats * sizeof(float));
+    }
+    term->expert = t2_expert_ref(e);
+    mx->n++;
+    return 0;
+}
+
+void t2_mixture_clear(t2_mixture *mx)
+{
+    for (size_t i = 0; i < mx->n; i++) {
+        t2_expert_unref(mx->terms[i].expert);
+        free(mx->terms[i].alpha_per_mat);
+    }
+    free(mx->terms);
+    mx->terms = NULL;
+    mx->n = 0;
+}
+
+static int cmp_terms(const void *a, const void *b)
+{
+    const t2_mix_term *x = *(const t2_mix_term *const *)a, *y = *(const t2_mix_term *const *)b;
+    return strcmp(x->expert->name, y->expert->name);
+}
+
+static bool term_is_zero(const t2_mix_term *t)
+{
+    return t->alpha == 0.0f && !t->alpha_per_mat;
+}
+
+char *t2_mixture_key(const t2_mixture *mx)
+{
+    const t2_mix_term **sorted = malloc((mx->n + 1) * sizeof *sorted);
+    if (!sorted)
+        return NULL;
+    for (size_t i = 0; i < mx->n; i++)
+        sorted[i] = &mx->terms[i];
+    qsort(sorted, mx->n, sizeof *sorted, cmp_terms);
+    size_t cap = 64 + mx->n * 128, len = 0;
+    char *key = malloc(cap);
+    if (!key) {
+        free(sorted);
+        return NULL;
+    }
+    key[0] = '\0';
+    for (size_t i = 0; i < mx->n; i++) {
+        const t2_mix_term *t = sorted[i];
+        if (term_is_zero(t))
+            continue;
+        /* per-matrix alphas are keyed by a hash of their bits */
+        uint64_t h = 1469598103934665603ULL;
+        if (t->alpha_per_mat) {
+            const uint8_t *p = (const uint8_t *)t->alpha_per_mat;
+            for (size_t b = 0; b < t->expert->n_mats * sizeof(float); b++)
+                h = (h ^ p[b]) * 1099511628211ULL;
+        }
+        len += (size_t)snprintf(key + len, cap - len, "%s%s@%016llx:%.9g%s%016llx",
+                                len ? ";" : "", t->expert->name,
+                                (unsigned long long)t->expert->version, (double)t->alpha,
+                                t->alpha_per_mat ? "/" : "", t->alpha_per_mat ? (unsigned long long)h : 0ULL);
+        if (len >= cap) { /* names are <= 64 chars, so this cannot happen; be safe */
+            free(key);
+            free(sorted);
+            return NULL;
+        }
+    }
+    free(sorted);
+    return key;
+}
+
+/* ---- z' ---- */
+
+void t2_mix_z_free(const t2_svf *svf, float **z)
+{
+    if (!z)
+        return;
+    for (size_t i = 0; i < svf->n; i++)
+        free(z[i]);
+    free(z);
+}
+
+static bool any_term_adapts(const t2_mixture *mx, size_t i)
+{
+    for (size_t k = 0; k < mx->n; k++)
+        if (!term_is_zero(&mx->terms[k]) && mx->terms[k].expert->z[i])
+            return true;
+    return false;
+}
+
+int t2_mix_z(const t2_svf *svf, const t2_mixture *mx, float ***z_out, t2_err *err)
+{
+    *z_out = NULL;
+    for (size_t k = 0; k < mx->n; k++)
+        if (mx->terms[k].expert->n_mats != svf->n)
+            return t2_err_set(err, "expert '%s' was built for another matrix set",
+                              mx->terms[k].expert->name);
+    float **z = calloc(svf->n, sizeof *z);
+    if (!z)
+        return t2_err_set(err, "out of memory");
+    for (size_t i = 0; i < svf->n; i++) {
+        if (!any_term_adapts(mx, i))
+            continue;
+        const t2_svf_matrix *mat = &svf->mats[i];
+        float *zi = calloc((size_t)mat->r, sizeof *zi);
+        if (!zi) {
+            t2_mix_z_free(svf, z);
+            return t2_err_set(err, "out of memory");
+        }
+        for (size_t k = 0; k < mx->n; k++) {
+            const t2_mix_term *t = &mx->terms[k];
+            float a = t->alpha_per_mat ? t->alpha_per_mat[i] : t->alpha;
+            const float *zk = t->expert->z[i];
+            for (int j = 0; j < mat->r; j++)
+                zi[j] += a * (zk ? zk[j] : 1.0f);
+        }
+        double ssz = 0.0;
+        for (int j = 0; j < mat->r; j++)
+            ssz += (double)mat->s[j] * zi[j];
+        if (fabs(ssz) < 1e-12 * mat->s_sum) { /* the scale would blow up: keep base */
+            free(zi);
+            zi = NULL;
+        }
+        z[i] = zi;
+    }
+    *z_out = z;
+    return 0;
+}
+
+/* ---- adapted weight sets ---- */
+
+static float **layer_field(t2_layer *L, int kind)
+{
+    switch (kind) {
+    case T2_SVF_Q: return &L->wq;
+    case T2_SVF_K: return &L->wk;
+    case T2_SVF_V: return &L->wv;
+    case T2_SVF_O: return &L->wo;
+    case T2_SVF_GATE: return &L->w_gate;
+    case T2_SVF_UP: return &L->w_up;
+    default: return &L->w_down;
+    }
+}
+
+static t2_adapted *adapted_new(const t2_model *m, size_t bytes, t2_err *err)
+{
+    t2_adapted *a = calloc(1, sizeof *a);
+    if (!a) {
+        t2_err_set(err, "out of memory");
+        return NULL;
+    }
+    atomic_init(&a->refs, 1);
+    a->layers = malloc((size_t)m->cfg.n_layers * sizeof *a->layers);
+    a->storage = bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+    a->bytes = bytes;
+    if (!a->layers || (bytes && !a->storage)) {
+        t2_adapted_unref(a);
+        t2_err_set(err, "out of memory for adapted weights (%zu MB)", bytes >> 20);
+        return NULL;
+    }
+    memcpy(a->layers, m->layers, (size_t)m->cfg.n_layers * sizeof *a->layers);
+    return a;
+}
+
+typedef struct build_job {
+    const t2_svf *svf;
+    float *const *z;
+    float **dst; /* [svf->n] destination per matrix, NULL = not adapted */
+    size_t max_mr;
+    bool failed;
+} build_job;
+
+static void build_worker(void *arg, int w, int nw)
+{
+    build_job *j = arg;
+    float *tmp = malloc(j->max_mr * sizeof *tmp);
+    if (!tmp) {
+        j->failed = true;
+        return;
+    }
+    for (size_t i = (size_t)w; i < j->svf->n; i += (size_t)nw)
+        if (j->dst[i])
+            t2_svf_materialise(&j->svf->mats[i], j->z[i], j->dst[i], tmp);
+    free(tmp);
+}
+
+int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
+                     t2_pool *pool, t2_err *err)
+{
+    double t0 = now_ms();
+    *out = NULL;
+    size_t floats = 0, max_mr = 0;
+    for (size_t i = 0; i < svf->n; i++) {
+        const t2_svf_matrix *mat = &svf->mats[i];
+        if (z[i])
+            floats += ((size_t)mat->m * (size_t)mat->n + 15) / 16 * 16;
+        if ((size_t)mat->m * (size_t)mat->r > max_mr)
+            max_mr = (size_t)mat->m * (size_t)mat->r;
+    }
+    t2_adapted *a = adapted_new(m, floats * sizeof(float), err);
+    if (!a)
+        return -1;
+    float **dst = calloc(svf->n + 1, sizeof *dst);
+    if (!dst) {
+        t2_adapted_unref(a);
+        return t2_err_set(err, "out of memory");
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < svf->n; i++) {
+        const t2_svf_matrix *mat = &svf->mats[i];
+        if (!z[i])
+            continue;
+        dst[i] = a->storage + off;
+        off += ((size_t)mat->m * (size_t)mat->n + 15) / 16 * 16;
+        *layer_field(&a->layers[mat->layer], mat->kind) = dst[i];
+    }
+    build_job j = {svf, z, dst, max_mr, false};
+    t2_pool_run(pool, build_worker, &j);
+    free(dst);
+    if (j.failed) {
+        t2_adapted_unref(a);
+        return t2_err_set(err, "out of memory while materialising adapted weights");
+    }
+    a->build_ms = now_ms() - t0;
+    *out = a;
+    return 0;
+}
+
+int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                              float *const *z, t2_err *err)
+{
+    double t0 = now_ms();
+    *out = NULL;
+    size_t floats = 0;
+    for (size_t i = 0; i < svf->n; i++)
+        if (z[i])
+            floats += (size_t)svf->mats[i].r;
+    t2_adapted *a = adapted_new(m, floats * sizeof(float), err);
+    if (!a)
+        return -1;
+    a->factored = true;
+    size_t nf = (size_t)m->cfg.n_layers * T2_N_FACTOR_KINDS;
+    a->factors = calloc(nf, sizeof *a->factors);
+    if (!a->factors) {
+        t2_adapted_unref(a);
+        return t2_err_set(err, "out of memory");
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < svf->n; i++) {
+        const t2_svf_matrix *mat = &svf->mats[i];
+        if (!z[i])
+            continue;
+        float *s = a->storage + off;
+        off += (size_t)mat->r;
+        t2_svf_scaled_s(mat, z[i], s);
+        a->factors[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] =
+            (t2_factor){mat->u, mat->vt, s, mat->m, mat->n, mat->r};
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        a->layers[l].factors = a->factors + (size_t)l * T2_N_FACTOR_KINDS;
+    a->build_ms = now_ms() - t0;
+    *out = a;
+    return 0;
+}
+
+t2_adapted *t2_adapted_ref(t2_adapted *a)
+{
+    atomic_fetch_add(&a->refs, 1);
+    return a;
+}
+
+void t2_adapted_unref(t2_adapted *a)
+{
+    if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
+        return;
+    free(a->layers);
+    free(a->factors);
+    free(a->storage);
+    free(a->key);
+    free(a);
+}
+
+/* ---- policy ---- */
+
+int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                     const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool,
+                     const t2_weights_policy *policy, int max_tokens, t2_err *err)
+{
+    *out = NULL;
+    char *key = t2_mixture_key(mx);
+    if (!key)
+        return t2_err_set(err, "out of memory");
+    if (!key[0]) { /* nothing to adapt: base weights */
+        free(key);
+        return 0;
+    }
+    t2_adapted *a = cache ? t2_adapt_cache_get(cache, key) : NULL;
+    if (a) {
+        free(key);
+        *out = a;
+        return 0;
+    }
+    float **z;
+    if (t2_mix_z(svf, mx, &z, err) != 0) {
+        free(key);
+        return -1;
+    }
+    int min_tokens = policy ? policy->materialise_min_tokens : 32;
+    bool materialise = cache && max_tokens >= min_tokens;
+    int rc = materialise ? t2_adapted_build(&a, m, svf, z, pool, err)
+                         : t2_adapted_build_factored(&a, m, svf, z, err);
+    t2_mix_z_free(svf, z);
+    if (rc != 0) {
+        free(key);
+        return -1;
+    }
+    a->key = key;
+    if (materialise)
+        t2_adapt_cache_put(cache, key, a);
+    *out = a;
+    return 0;
+}

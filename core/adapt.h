@@ -1,0 +1,98 @@
+/* Transformer² adaptation: expert mixtures (z' = sum_k alpha_k z_k), the
+ * adapted weights a pass-2 generation runs with (materialised W' from a
+ * bounded LRU cache, or factored on the fly), and the pass-1 strategies
+ * that decide the mixture (see classify.h, cem.h). */
+#ifndef T2_ADAPT_H
+#define T2_ADAPT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "expert.h"
+#include "model.h"
+#include "pool.h"
+#include "svf.h"
+
+/* One expert of a mixture. alpha_per_mat ([svf->n], may be NULL) gives
+ * one coefficient per matrix ("per-layer" mixing) instead of alpha. */
+typedef struct t2_mix_term {
+    t2_expert *expert; /* a reference owned by the mixture */
+    float alpha;
+    float *alpha_per_mat; /* owned, or NULL */
+} t2_mix_term;
+
+typedef struct t2_mixture {
+    size_t n;
+    t2_mix_term *terms;
+} t2_mixture;
+
+/* Adds a term (takes a new reference to e; copies alpha_per_mat). */
+int t2_mixture_add(t2_mixture *mx, t2_expert *e, float alpha, const float *alpha_per_mat,
+                   size_t n_mats, t2_err *err);
+void t2_mixture_clear(t2_mixture *mx);
+/* Canonical text of the mixture ("code@v:0.5;math@v:1"), sorted by name,
+ * terms with alpha 0 dropped: the adapted-weight cache key. malloc'd. */
+char *t2_mixture_key(const t2_mixture *mx);
+
+/* z' per matrix: z'[i] = sum_k alpha_k z_k[i], an expert that does not
+ * adapt matrix i contributing alpha_k * 1. Matrices no term adapts stay
+ * NULL (base weights). A z' whose sum(S z') is ~0 (e.g. all alpha 0)
+ * would make the scale c infinite: that matrix stays at the base weights.
+ * *z_out is an array of svf->n malloc'd vectors (or NULL); free with
+ * t2_mix_z_free. */
+int t2_mix_z(const t2_svf *svf, const t2_mixture *mx, float ***z_out, t2_err *err);
+void t2_mix_z_free(const t2_svf *svf, float **z);
+
+/* Weights for pass 2: a copy of the model's layer table pointing at the
+ * adapted matrices. Reference-counted; t2_ctx_set_layers(ctx, a->layers). */
+typedef struct t2_adapted {
+    atomic_int refs;
+    bool factored;      /* true: factors, no materialised matrices */
+    t2_layer *layers;   /* [n_layers] */
+    t2_factor *factors; /* [n_layers * T2_N_FACTOR_KINDS] when factored */
+    float *storage;     /* materialised matrices or scaled singular values */
+    size_t bytes;       /* memory held by storage */
+    char *key;
+    double build_ms;
+} t2_adapted;
+
+/* Materialises W' = U diag(S z' c) Vt for every adapted matrix (work
+ * spread over the pool). z from t2_mix_z. */
+int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
+                     t2_pool *pool, t2_err *err);
+/* Factored form: only the scaled singular values are computed (cheap). */
+int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                              float *const *z, t2_err *err);
+t2_adapted *t2_adapted_ref(t2_adapted *a);
+void t2_adapted_unref(t2_adapted *a);
+
+/* A bounded LRU cache of materialised weight sets, keyed by mixture key.
+ * Thread-safe. */
+typedef struct t2_adapt_cache t2_adapt_cache;
+
+int t2_adapt_cache_create(t2_adapt_cache **out, size_t capacity_bytes, t2_err *err);
+void t2_adapt_cache_free(t2_adapt_cache *c);
+/* New reference or NULL (counts a hit or a miss). */
+t2_adapted *t2_adapt_cache_get(t2_adapt_cache *c, const char *key);
+/* Inserts (the cache takes its own reference), evicting least recently
+ * used sets until it fits; a set larger than the capacity is not kept. */
+void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a);
+void t2_adapt_cache_stats(t2_adapt_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes,
+                          size_t *entries);
+
+/* How pass 2 gets its weights for a mixture: from the cache; or, on a
+ * miss, materialised (and cached) when the generation is long enough
+ * that a rebuild pays for itself (max_tokens >= materialise_min_tokens),
+ * else factored. Empty mixture -> *out = NULL (base weights). */
+typedef struct t2_weights_policy {
+    int materialise_min_tokens; /* default 32 */
+} t2_weights_policy;
+
+int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                     const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool,
+                     const t2_weights_policy *policy, int max_tokens, t2_err *err);
+
+#endif

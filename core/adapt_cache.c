@@ -1,0 +1,117 @@
+/* LRU cache of materialised adapted weight sets, bounded in bytes. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapt.h"
+
+typedef struct cache_entry {
+    char *key;
+    t2_adapted *a;
+    uint64_t last_used;
+} cache_entry;
+
+struct t2_adapt_cache {
+    pthread_mutex_t mu;
+    size_t capacity, bytes;
+    size_t n, cap_entries;
+    cache_entry *entries;
+    uint64_t clock, hits, misses;
+};
+
+int t2_adapt_cache_create(t2_adapt_cache **out, size_t capacity_bytes, t2_err *err)
+{
+    t2_adapt_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return t2_err_set(err, "out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    c->capacity = capacity_bytes;
+    *out = c;
+    return 0;
+}
+
+void t2_adapt_cache_free(t2_adapt_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->entries[i].key);
+        t2_adapted_unref(c->entries[i].a);
+    }
+    free(c->entries);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+t2_adapted *t2_adapt_cache_get(t2_adapt_cache *c, const char *key)
+{
+    t2_adapted *found = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n; i++) {
+        if (strcmp(c->entries[i].key, key) == 0) {
+            c->entries[i].last_used = ++c->clock;
+            found = t2_adapted_ref(c->entries[i].a);
+            break;
+        }
+    }
+    if (found)
+        c->hits++;
+    else
+        c->misses++;
+    pthread_mutex_unlock(&c->mu);
+    return found;
+}
+
+static void evict_one(t2_adapt_cache *c)
+{
+    size_t lru = 0;
+    for (size_t i = 1; i < c->n; i++)
+        if (c->entries[i].last_used < c->entries[lru].last_used)
+            lru = i;
+    c->bytes -= c->entries[lru].a->bytes;
+    free(c->entries[lru].key);
+    t2_adapted_unref(c->entries[lru].a); /* users still holding it keep it alive */
+    c->entries[lru] = c->entries[--c->n];
+}
+
+void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a)
+{
+    if (a->bytes > c->capacity)
+        return;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n; i++) {
+        if (strcmp(c->entries[i].key, key) == 0) { /* built twice concurrently: keep the first */
+            pthread_mutex_unlock(&c->mu);
+            return;
+        }
+    }
+    while (c->n && c->bytes + a->bytes > c->capacity)
+        evict_one(c);
+    if (c->n == c->cap_entries) {
+        size_t cap = c->cap_entries ? 2 * c->cap_entries : 8;
+        cache_entry *e = realloc(c->entries, cap * sizeof *e);
+        if (!e) {
+            pthread_mutex_unlock(&c->mu);
+            return; /* not caching is always correct */
+        }
+        c->entries = e;
+        c->cap_entries = cap;
+    }
+    char *k = strdup(key);
+    if (k) {
+        c->entries[c->n++] = (cache_entry){k, t2_adapted_ref(a), ++c->clock};
+        c->bytes += a->bytes;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void t2_adapt_cache_stats(t2_adapt_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes,
+                          size_t *entries)
+{
+    pthread_mutex_lock(&c->mu);
+    *hits = c->hits;
+    *misses = c->misses;
+    *bytes = c->bytes;
+    *entries = c->n;
+    pthread_mutex_unlock(&c->mu);
+}

@@ -1,0 +1,362 @@
+/* Pass 1: turn a request's adaptation strategy into a mixture. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+
+#define CLS_MAX_TOKENS 16
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int fail(int *err_code, int code)
+{
+    *err_code = code;
+    return -1;
+}
+
+static int add_named(t2_engine *e, t2_mixture *mx, const char *name, float alpha, int *err_code,
+                     t2_err *err)
+{
+    t2_expert *x = e->experts ? t2_store_get(e->experts, name) : NULL;
+    if (!x) {
+        t2_err_set(err, "unknown expert '%s'", name);
+        return fail(err_code, 404);
+    }
+    int rc = t2_mixture_add(mx, x, alpha, NULL, 0, err);
+    t2_expert_unref(x);
+    return rc == 0 ? 0 : fail(err_code, 500);
+}
+
+static int decide_mixture(t2_engine *e, const t2_adapt_req *req, t2_decision *d, int *err_code,
+                          t2_err *err)
+{
+    if (req->n_mix == 0) {
+        t2_err_set(err, "mixture needs at least one expert");
+        return fail(err_code, 422);
+    }
+    for (size_t i = 0; i < req->n_mix; i++) {
+        float a = req->mix_alpha[i];
+        if (!isfinite(a) || fabsf(a) > 100.0f) {
+            t2_err_set(err, "mixture weight of '%s' must be a finite number in [-100, 100]",
+                       req->mix_names[i]);
+            return fail(err_code, 422);
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(req->mix_names[i], req->mix_names[j]) == 0) {
+                t2_err_set(err, "expert '%s' appears twice in the mixture", req->mix_names[i]);
+                return fail(err_code, 422);
+            }
+        if (add_named(e, &d->mixture, req->mix_names[i], a, err_code, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int decide_profile(t2_engine *e, const char *name, t2_decision *d, int *err_code, t2_err *err)
+{
+    t2_profile *p = e->profiles && name ? t2_profiles_get(e->profiles, name) : NULL;
+    if (!p) {
+        t2_err_set(err, "unknown profile '%s'", name ? name : "");
+        return fail(err_code, 404);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < p->n && rc == 0; i++)
+        rc = add_named(e, &d->mixture, p->experts[i], p->alpha[i], err_code, err);
+    t2_profile_free(p);
+    return rc;
+}
+
+/* ---- classification ---- */
+
+/* The system prompt with {labels} and {descriptions} filled in. */
+static char *classify_system(t2_engine *e, char **labels, size_t n)
+{
+    size_t cap = strlen(e->classify_prompt) + 64 + n * 600;
+    char *lab = calloc(1, cap), *desc = calloc(1, cap), *out = calloc(1, 3 * cap);
+    if (!lab || !desc || !out) {
+        free(lab);
+        free(desc);
+        free(out);
+        return NULL;
+    }
+    size_t ll = 0, dl = 0;
+    for (size_t i = 0; i < n; i++) {
+        ll += (size_t)snprintf(lab + ll, cap - ll, "%s'%s'", i == 0 ? "" : (i + 1 == n ? " or " : ", "),
+                               labels[i]);
+        t2_expert *x = e->experts && strcmp(labels[i], "other") ? t2_store_find_task(e->experts, labels[i]) : NULL;
+        const char *d = x && x->description && x->description[0] ? x->description
+                        : strcmp(labels[i], "other") == 0 ? "anything else" : labels[i];
+        dl += (size_t)snprintf(desc + dl, cap - dl, "%s- %s: %.500s", i ? "\n" : "", labels[i], d);
+        if (x)
+            t2_expert_unref(x);
+    }
+    /* substitute the two placeholders; everything else is literal */
+    const char *s = e->classify_prompt;
+    size_t ol = 0;
+    while (*s && ol < 3 * cap - 1) {
+        if (strncmp(s, "{labels}", 8) == 0) {
+            ol += (size_t)snprintf(out + ol, 3 * cap - ol, "%s", lab);
+            s += 8;
+        } else if (strncmp(s, "{descriptions}", 14) == 0) {
+            ol += (size_t)snprintf(out + ol, 3 * cap - ol, "%s", desc);
+            s += 14;
+        } else {
+            out[ol++] = *s++;
+        }
+    }
+    out[ol < 3 * cap ? ol : 3 * cap - 1] = '\0';
+    free(lab);
+    free(desc);
+    return out;
+}
+
+/* The label inside the last \boxed{...}, if it is one of the labels. */
+static const char *parse_boxed(const char *text, char **labels, size_t n)
+{
+    const char *p = NULL, *q = text;
+    while ((q = strstr(q, "\\boxed{")) != NULL)
+        p = q++;
+    if (!p)
+        return NULL;
+    p += 7;
+    const char *end = strchr(p, '}');
+    if (!end)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(labels[i]) == (size_t)(end - p) && strncmp(p, labels[i], (size_t)(end - p)) == 0)
+            return labels[i];
+    return NULL;
+}
+
+static int classify_generate(t2_engine *e, t2_ctx *ctx, const int32_t *ids, size_t n_ids,
+                             t2_decision *d, t2_err *err)
+{
+    t2_gen_params gp;
+    t2_gen_params_defaults(&gp);
+    gp.max_tokens = CLS_MAX_TOKENS;
+    t2_gen_result res;
+    if (t2_generate(ctx, e->model, ids, n_ids, &gp, NULL, NULL, &res, err) != 0)
+        return -1;
+    d->pass1_tokens = (int)n_ids + res.n_tokens;
+    const char *label = parse_boxed(res.text, d->labels, d->n_labels);
+    if (!label)
+        label = "other";
+    snprintf(d->label, sizeof d->label, "%s", label);
+    for (size_t i = 0; i < d->n_labels; i++)
+        d->probs[i] = strcmp(d->labels[i], label) == 0 ? 1.0f : 0.0f;
+    d->raw_answer = res.text;
+    res.text = NULL;
+    t2_gen_result_free(&res);
+    return 0;
+}
+
+static double log_softmax_at(const float *logits, int n, int32_t id)
+{
+    float mx = logits[0];
+    for (int i = 1; i < n; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)(logits[i] - mx));
+    return (double)(logits[id] - mx) - log(sum);
+}
+
+/* log P(cont | prompt already in ctx with last logits `last`) */
+static int continuation_logprob(t2_engine *e, t2_ctx *ctx, const float *last, const int32_t *cont,
+                                size_t n, double *out, t2_err *err)
+{
+    int V = e->model->cfg.vocab;
+    double lp = log_softmax_at(last, V, cont[0]);
+    if (n > 1) {
+        const float *all;
+        if (t2_forward(ctx, cont, (int)n - 1, true, &all, err) != 0)
+            return -1;
+        for (size_t i = 1; i < n; i++)
+            lp += log_softmax_at(all + (i - 1) * (size_t)V, V, cont[i]);
+    }
+    *out = lp;
+    return 0;
+}
+
+static int32_t turn_end_id(const t2_engine *e)
+{
+    int32_t eos = t2_tok_eos(e->model->tok);
+    return eos >= 0 ? eos : (e->model->cfg.n_eos ? e->model->cfg.eos_ids[0] : -1);
+}
+
+static int label_answer_ids(t2_engine *e, const char *label, int32_t **ids, size_t *n, t2_err *err)
+{
+    char text[128];
+    snprintf(text, sizeof text, "\\boxed{%s}", label);
+    if (t2_tok_encode(e->model->tok, text, strlen(text), false, false, ids, n, err) != 0)
+        return -1;
+    int32_t eos = turn_end_id(e);
+    if (eos >= 0) {
+        int32_t *p = realloc(*ids, (*n + 1) * sizeof *p);
+        if (!p)
+            return t2_err_set(err, "out of memory");
+        p[(*n)++] = eos;
+        *ids = p;
+    }
+    return 0;
+}
+
+static int classify_likelihood(t2_engine *e, t2_ctx *ctx, const int32_t *ids, size_t n_ids,
+                               t2_decision *d, t2_err *err)
+{
+    int V = e->model->cfg.vocab;
+    const float *out;
+    float *last = malloc((size_t)V * sizeof *last);
+    double *lp = calloc(d->n_labels, sizeof *lp);
+    int rc = !last || !lp ? t2_err_set(err, "out of memory") : 0;
+    if (rc == 0)
+        rc = t2_forward(ctx, ids, (int)n_ids, false, &out, err);
+    if (rc == 0)
+        memcpy(last, out, (size_t)V * sizeof *last);
+    d->pass1_tokens = (int)n_ids;
+    for (size_t i = 0; i < d->n_labels && rc == 0; i++) {
+        int32_t *cont = NULL;
+        size_t nc = 0;
+        rc = label_answer_ids(e, d->labels[i], &cont, &nc, err);
+        if (rc == 0 && nc == 0)
+            rc = t2_err_set(err, "label '%s' encodes to nothing", d->labels[i]);
+        if (rc == 0) {
+            t2_ctx_truncate(ctx, (int)n_ids); /* every label continues the same prompt */
+            rc = continuation_logprob(e, ctx, last, cont, nc, &lp[i], err);
+            d->pass1_tokens += (int)nc - 1;
+        }
+        free(cont);
+    }
+    if (rc == 0) {
+        size_t best = 0;
+        double mx = lp[0], sum = 0.0;
+        for (size_t i = 1; i < d->n_labels; i++)
+            if (lp[i] > mx) {
+                mx = lp[i];
+                best = i;
+            }
+        for (size_t i = 0; i < d->n_labels; i++)
+            sum += exp(lp[i] - mx);
+        for (size_t i = 0; i < d->n_labels; i++)
+            d->probs[i] = (float)(exp(lp[i] - mx) / sum);
+        snprintf(d->label, sizeof d->label, "%s", d->labels[best]);
+    }
+    free(last);
+    free(lp);
+    return rc;
+}
+
+static int pass1_weights(t2_engine *e, bool classifier, t2_adapted **w, int *err_code, t2_err *err)
+{
+    *w = NULL;
+    if (!classifier)
+        return 0;
+    t2_expert *cls = e->experts ? t2_store_find_task(e->experts, "cls") : NULL;
+    if (!cls) {
+        t2_err_set(err, "no classification expert (an expert with task 'cls') is loaded");
+        return fail(err_code, 404);
+    }
+    t2_mixture mx = {0};
+    int rc = t2_mixture_add(&mx, cls, 1.0f, NULL, 0, err);
+    t2_expert_unref(cls);
+    /* the classifier serves every request: materialise and cache it */
+    if (rc == 0)
+        rc = t2_engine_weights(e, &mx, 1 << 30, w, err);
+    t2_mixture_clear(&mx);
+    return rc == 0 ? 0 : fail(err_code, 500);
+}
+
+static int decide_classify(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const char *question,
+                           t2_decision *d, int *err_code, t2_err *err)
+{
+    d->n_labels = t2_engine_labels(e, &d->labels);
+    d->probs = calloc(d->n_labels + 1, sizeof *d->probs);
+    char *system = d->labels && d->probs ? classify_system(e, d->labels, d->n_labels) : NULL;
+    if (!system) {
+        t2_err_set(err, "out of memory");
+        return fail(err_code, 500);
+    }
+    t2_chat_msg msgs[2] = {{"system", system}, {"user", question}};
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    t2_adapted *w = NULL;
+    int rc = t2_engine_chat_ids(e, msgs, 2, &ids, &n_ids, err);
+    free(system);
+    if (rc != 0)
+        return fail(err_code, 422);
+    if (n_ids + CLS_MAX_TOKENS + 8 >= (size_t)t2_ctx_n_ctx(ctx)) {
+        free(ids);
+        t2_err_set(err, "prompt of %zu tokens is too long to classify (context %d)", n_ids,
+                   t2_ctx_n_ctx(ctx));
+        return fail(err_code, 422);
+    }
+    if (pass1_weights(e, req->strategy == T2_STRATEGY_CLASSIFIER, &w, err_code, err) != 0) {
+        free(ids);
+        return -1;
+    }
+    t2_ctx_truncate(ctx, 0);
+    t2_ctx_set_layers(ctx, w ? w->layers : NULL);
+    rc = req->method == T2_CLS_GENERATE ? classify_generate(e, ctx, ids, n_ids, d, err)
+                                        : classify_likelihood(e, ctx, ids, n_ids, d, err);
+    t2_ctx_set_layers(ctx, NULL);
+    t2_ctx_truncate(ctx, 0);
+    t2_adapted_unref(w);
+    free(ids);
+    if (rc != 0)
+        return fail(err_code, 500);
+    if (strcmp(d->label, "other") == 0)
+        return 0;
+    t2_expert *x = t2_store_find_task(e->experts, d->label);
+    if (!x) /* removed meanwhile: fall back to base weights */
+        return 0;
+    rc = t2_mixture_add(&d->mixture, x, 1.0f, NULL, 0, err);
+    t2_expert_unref(x);
+    return rc == 0 ? 0 : fail(err_code, 500);
+}
+
+int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const char *question,
+                     t2_decision *d, int *err_code, t2_err *err)
+{
+    memset(d, 0, sizeof *d);
+    *err_code = 0;
+    d->strategy = req->strategy;
+    double t0 = now_ms();
+    int rc;
+    switch (req->strategy) {
+    case T2_STRATEGY_NONE:
+        rc = 0;
+        break;
+    case T2_STRATEGY_EXPERT:
+        rc = req->expert ? add_named(e, &d->mixture, req->expert, 1.0f, err_code, err)
+                         : (t2_err_set(err, "strategy 'expert' needs an expert name"), fail(err_code, 422));
+        break;
+    case T2_STRATEGY_MIXTURE:
+        rc = decide_mixture(e, req, d, err_code, err);
+        break;
+    case T2_STRATEGY_PROFILE:
+        rc = decide_profile(e, req->profile, d, err_code, err);
+        break;
+    case T2_STRATEGY_PROMPT:
+    case T2_STRATEGY_CLASSIFIER:
+        rc = decide_classify(e, ctx, req, question, d, err_code, err);
+        break;
+    default:
+        t2_err_set(err, "strategy '%s' is not a per-request decision (use the few-shot search)",
+                   t2_strategy_name(req->strategy));
+        rc = fail(err_code, 422);
+    }
+    d->pass1_ms = now_ms() - t0;
+    if (rc != 0) {
+        t2_decision_clear(d);
+        return -1;
+    }
+    return 0;
+}

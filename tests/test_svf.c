@@ -1,0 +1,625 @@
+/* SVF factors on the seedling model: decomposition accuracy, the scale c,
+ * the math expert against the float32 PyTorch reference (logits and greedy
+ * continuations), and the on-disk cache (reuse, corruption, other sets,
+ * unwritable directories). */
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "generate.h"
+#include "model.h"
+#include "safetensors.h"
+#include "svf.h"
+#include "svf_cache.h"
+#include "test_util.h"
+
+typedef struct progress_log {
+    size_t calls, last_done, last_total;
+    int monotonic;
+} progress_log;
+
+typedef struct fixture {
+    t2_model *m;
+    t2_pool *pool;
+    json_t *vectors;
+    t2_svf *mlp; /* MLP factors, built once without a cache */
+    progress_log progress;
+    char root[256]; /* temp dir for cache tests */
+} fixture;
+
+static void on_progress(void *user, size_t done, size_t total, double elapsed)
+{
+    progress_log *p = user;
+    if (done != p->last_done + 1 || elapsed < 0)
+        p->monotonic = 0;
+    p->calls++;
+    p->last_done = done;
+    p->last_total = total;
+}
+
+static int setup(void **state)
+{
+    static fixture f;
+    char p[1024];
+    t2_err err = {{0}};
+    if (t2_model_load(&f.m, shared_path(p, sizeof p, "models/seedling"), &err) != 0) {
+        fprintf(stderr, "load: %s\n", err.msg);
+        return -1;
+    }
+    if (t2_pool_create(&f.pool, 2, &err) != 0)
+        return -1;
+    f.vectors = load_vectors();
+    if (!f.vectors)
+        return -1;
+    f.progress.monotonic = 1;
+    t2_svf_stats st;
+    if (t2_svf_build(&f.mlp, f.m, T2_SVF_MLP, NULL, on_progress, &f.progress, &st, &err) != 0) {
+        fprintf(stderr, "svf: %s\n", err.msg);
+        return -1;
+    }
+    printf("# SVD of the 24 MLP matrices (cold, no cache): %.3f s\n", st.seconds);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f.root, sizeof f.root, "%s/t2svf-test-XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(f.root))
+        return -1;
+    *state = &f;
+    return 0;
+}
+
+/* Removes every file in dir, then dir itself. */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[1024];
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            remove_dir(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    remove_dir(f->root);
+    t2_svf_free(f->mlp);
+    t2_model_free(f->m);
+    t2_pool_free(f->pool);
+    json_decref(f->vectors);
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+/* max |U diag(S*z*c) Vt - W| */
+static double reconstruction_error(const t2_svf_matrix *mat, const float *z)
+{
+    float *dst = malloc((size_t)mat->m * mat->n * sizeof *dst);
+    float *tmp = malloc((size_t)mat->m * mat->r * sizeof *tmp);
+    assert_non_null(dst);
+    assert_non_null(tmp);
+    t2_svf_materialise(mat, z, dst, tmp);
+    double e = 0;
+    for (size_t i = 0; i < (size_t)mat->m * mat->n; i++)
+        e = fmax(e, fabs((double)dst[i] - (double)mat->w[i]));
+    free(dst);
+    free(tmp);
+    return e;
+}
+
+static void check_factors(const t2_svf_matrix *mat)
+{
+    assert_int_equal(mat->r, mat->m < mat->n ? mat->m : mat->n);
+    double sum = 0;
+    for (int k = 0; k < mat->r; k++) {
+        assert_true(mat->s[k] > 0);
+        if (k > 0)
+            assert_true(mat->s[k] <= mat->s[k - 1]);
+        sum += mat->s[k];
+    }
+    assert_true(fabs(sum - mat->s_sum) <= 1e-9 * sum);
+}
+
+static double max_reconstruction_error(const t2_svf *s)
+{
+    double worst = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        check_factors(&s->mats[i]);
+        double e = reconstruction_error(&s->mats[i], NULL);
+        assert_true(e <= 1e-4);
+        worst = fmax(worst, e);
+    }
+    return worst;
+}
+
+/* ---- sets and hash ---- */
+
+static void test_parse_set(void **state)
+{
+    (void)state;
+    unsigned set = 0;
+    t2_err err = {{0}};
+    assert_int_equal(t2_svf_parse_set("mlp", &set, &err), 0);
+    assert_int_equal(set, T2_SVF_MLP);
+    assert_int_equal(t2_svf_parse_set("attn", &set, &err), 0);
+    assert_int_equal(set, T2_SVF_ATTN);
+    const char *both[] = {"mlp,attn", "attn,mlp", "all"};
+    for (int i = 0; i < 3; i++) {
+        set = 0;
+        assert_int_equal(t2_svf_parse_set(both[i], &set, &err), 0);
+        assert_int_equal(set, T2_SVF_MLP | T2_SVF_ATTN);
+    }
+    const char *bad[] = {"", "MLP", "mlp,", "mlp attn", "ffn", "mlp,attn,mlp"};
+    for (int i = 0; i < 6; i++) {
+        set = 7;
+        assert_int_equal(t2_svf_parse_set(bad[i], &set, &err), -1);
+        assert_int_equal(set, 7);
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "'%s'", bad[i]);
+        assert_non_null(strstr(err.msg, quoted));
+    }
+    assert_int_equal(t2_svf_parse_set(NULL, &set, &err), -1);
+    assert_string_equal(t2_svf_set_name(T2_SVF_MLP), "mlp");
+    assert_string_equal(t2_svf_set_name(T2_SVF_ATTN), "attn");
+    assert_string_equal(t2_svf_set_name(T2_SVF_MLP | T2_SVF_ATTN), "mlp,attn");
+}
+
+static void test_build_bad_set(void **state)
+{
+    fixture *f = *state;
+    t2_svf *s = (t2_svf *)1;
+    t2_err err = {{0}};
+    assert_int_equal(t2_svf_build(&s, f->m, 0, NULL, NULL, NULL, NULL, &err), -1);
+    assert_null(s);
+    assert_int_equal(t2_svf_build(&s, f->m, 4, NULL, NULL, NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "set"));
+}
+
+static void test_hash(void **state)
+{
+    (void)state;
+    /* published XXH64 values (seed 0) */
+    assert_true(t2_hash64("", 0, 0) == 0xEF46DB3751D8E999ull);
+    assert_true(t2_hash64("abc", 3, 0) == 0x44BC2CF5AD770999ull);
+    /* streaming in any split equals one shot */
+    uint8_t buf[300];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 131 + 7);
+    uint64_t whole = t2_hash64(buf, sizeof buf, 42);
+    for (size_t a = 0; a < sizeof buf; a += 7) {
+        for (size_t b = a; b < sizeof buf; b += 29) {
+            t2_hash64_state h;
+            t2_hash64_init(&h, 42);
+            t2_hash64_update(&h, buf, a);
+            t2_hash64_update(&h, buf + a, b - a);
+            t2_hash64_update(&h, buf + b, sizeof buf - b);
+            assert_true(t2_hash64_final(&h) == whole);
+        }
+    }
+    assert_true(t2_hash64(buf, sizeof buf, 43) != whole);
+}
+
+/* ---- the MLP factors ---- */
+
+static void test_mlp_factors(void **state)
+{
+    fixture *f = *state;
+    const t2_svf *s = f->mlp;
+    assert_int_equal(s->n, 24);
+    assert_int_equal(s->set, T2_SVF_MLP);
+    const char *kinds[] = {"gate_proj", "up_proj", "down_proj"};
+    for (size_t i = 0; i < s->n; i++) {
+        const t2_svf_matrix *mat = &s->mats[i];
+        char name[128];
+        snprintf(name, sizeof name, "model.layers.%zu.mlp.%s.weight", i / 3, kinds[i % 3]);
+        assert_string_equal(mat->name, name);
+        assert_int_equal(mat->layer, (int)(i / 3));
+        assert_int_equal(mat->kind, T2_SVF_GATE + (int)(i % 3));
+        assert_int_equal(mat->m, i % 3 == 2 ? 256 : 768);
+        assert_int_equal(mat->n, i % 3 == 2 ? 768 : 256);
+        assert_int_equal(mat->r, 256);
+        const t2_layer *L = &f->m->layers[i / 3];
+        assert_ptr_equal(mat->w, i % 3 == 0 ? L->w_gate : i % 3 == 1 ? L->w_up : L->w_down);
+        assert_int_equal(t2_svf_find(s, name), (int)i);
+    }
+    assert_int_equal(t2_svf_find(s, "model.layers.0.self_attn.q_proj.weight"), -1);
+    assert_int_equal(t2_svf_find(s, "nope"), -1);
+    printf("# MLP reconstruction: max abs error %.3g\n", max_reconstruction_error(s));
+    /* the progress callback saw every matrix, in order */
+    assert_int_equal(f->progress.calls, 24);
+    assert_int_equal(f->progress.last_done, 24);
+    assert_int_equal(f->progress.last_total, 24);
+    assert_true(f->progress.monotonic);
+}
+
+/* UᵀU = I and Vt Vtᵀ = I */
+static void test_orthonormal(void **state)
+{
+    fixture *f = *state;
+    const t2_svf_matrix *mat = &f->mlp->mats[0];
+    int m = mat->m, n = mat->n, r = mat->r;
+    double worst_u = 0, worst_v = 0;
+    for (int a = 0; a < r; a++) {
+        for (int b = a; b < r; b++) {
+            double du = 0, dv = 0;
+            for (int i = 0; i < m; i++)
+                du += (double)mat->u[(size_t)i * r + a] * mat->u[(size_t)i * r + b];
+            for (int j = 0; j < n; j++)
+                dv += (double)mat->vt[(size_t)a * n + j] * mat->vt[(size_t)b * n + j];
+            worst_u = fmax(worst_u, fabs(du - (a == b)));
+            worst_v = fmax(worst_v, fabs(dv - (a == b)));
+        }
+    }
+    printf("# orthonormality: U %.3g, V %.3g\n", worst_u, worst_v);
+    assert_true(worst_u < 1e-4);
+    assert_true(worst_v < 1e-4);
+}
+
+static void test_scale(void **state)
+{
+    fixture *f = *state;
+    const t2_svf_matrix *mat = &f->mlp->mats[4];
+    size_t mn = (size_t)mat->m * mat->n;
+    float *z = malloc((size_t)mat->r * sizeof *z);
+    float *s_out = malloc((size_t)mat->r * sizeof *s_out);
+    float *a = malloc(mn * sizeof *a), *b = malloc(mn * sizeof *b);
+    float *tmp = malloc((size_t)mat->m * mat->r * sizeof *tmp);
+    for (int k = 0; k < mat->r; k++)
+        z[k] = 1.0f;
+    /* z = 1: c = 1 exactly and the same matrix as z = NULL */
+    assert_true(t2_svf_scale(mat, z) == 1.0);
+    assert_true(t2_svf_scale(mat, NULL) == 1.0);
+    t2_svf_materialise(mat, NULL, a, tmp);
+    t2_svf_materialise(mat, z, b, tmp);
+    assert_memory_equal(a, b, mn * sizeof *a);
+    t2_svf_scaled_s(mat, z, s_out);
+    assert_memory_equal(s_out, mat->s, (size_t)mat->r * sizeof *s_out);
+
+    /* z[0] = 2: another matrix, same singular-value mass */
+    z[0] = 2.0f;
+    double c = t2_svf_scale(mat, z);
+    assert_true(c < 1.0);
+    assert_true(fabs(c - mat->s_sum / (mat->s_sum + mat->s[0])) < 1e-12);
+    t2_svf_scaled_s(mat, z, s_out);
+    double sum = 0;
+    for (int k = 0; k < mat->r; k++)
+        sum += s_out[k];
+    assert_true(fabs(sum - mat->s_sum) <= 1e-5 * mat->s_sum);
+    assert_true(fabs(s_out[0] - 2.0 * c * mat->s[0]) <= 1e-6 * mat->s[0]);
+    t2_svf_materialise(mat, z, b, tmp);
+    double diff = 0;
+    for (size_t i = 0; i < mn; i++)
+        diff = fmax(diff, fabs((double)a[i] - (double)b[i]));
+    assert_true(diff > 1e-3);
+
+    /* z = 0 has nothing to normalise: c = 1, not a division by zero */
+    memset(z, 0, (size_t)mat->r * sizeof *z);
+    assert_true(t2_svf_scale(mat, z) == 1.0);
+    free(z);
+    free(s_out);
+    free(a);
+    free(b);
+    free(tmp);
+}
+
+/* ---- the math expert against the reference ---- */
+
+static float **field_of(t2_layer *L, int kind)
+{
+    switch (kind) {
+    case T2_SVF_GATE: return &L->w_gate;
+    case T2_SVF_UP: return &L->w_up;
+    default: return &L->w_down;
+    }
+}
+
+/* A copy of the model's layers with every MLP matrix replaced by the
+ * expert's W'; *bufs owns the new matrices (one block). */
+static t2_layer *adapted_layers(const fixture *f, const char *expert, float **bufs)
+{
+    char p[1024], rel[256];
+    snprintf(rel, sizeof rel, "models/seedling/experts/%s.safetensors", expert);
+    t2_safetensors st;
+    t2_err err = {{0}};
+    assert_int_equal(t2_st_open(&st, shared_path(p, sizeof p, rel), &err), 0);
+    const t2_svf *s = f->mlp;
+    int nl = f->m->cfg.n_layers;
+    t2_layer *layers = malloc((size_t)nl * sizeof *layers);
+    memcpy(layers, f->m->layers, (size_t)nl * sizeof *layers);
+    size_t total = 0, tmp_max = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        total += (size_t)s->mats[i].m * s->mats[i].n;
+        tmp_max = fmax(tmp_max, (size_t)s->mats[i].m * s->mats[i].r);
+    }
+    float *block = malloc(total * sizeof *block), *tmp = malloc(tmp_max * sizeof *tmp);
+    float *z = malloc(256 * sizeof *z);
+    float *dst = block;
+    for (size_t i = 0; i < s->n; i++) {
+        const t2_svf_matrix *mat = &s->mats[i];
+        const t2_st_tensor *t = t2_st_find(&st, mat->name);
+        assert_non_null(t);
+        assert_int_equal(t->dtype, T2_ST_F32);
+        assert_int_equal(t->n_elements, (uint64_t)mat->r);
+        t2_st_to_f32(t, z);
+        t2_svf_materialise(mat, z, dst, tmp);
+        *field_of(&layers[mat->layer], mat->kind) = dst;
+        dst += (size_t)mat->m * mat->n;
+    }
+    free(z);
+    free(tmp);
+    t2_st_close(&st);
+    *bufs = block;
+    return layers;
+}
+
+static void test_math_expert_reference(void **state)
+{
+    fixture *f = *state;
+    float *bufs;
+    t2_layer *layers = adapted_layers(f, "math", &bufs);
+    json_t *vecs = json_object_get(f->vectors, "vectors");
+    assert_true(json_array_size(vecs) >= 4);
+    size_t i;
+    json_t *v;
+    json_array_foreach(vecs, i, v)
+    {
+        size_t n, n_ref;
+        int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+        int32_t *greedy = json_ids(json_object_get(json_object_get(v, "greedy"), "math"), &n_ref);
+        char rel[512], p[1024];
+        snprintf(rel, sizeof rel, "models/seedling/reference/%s",
+                 json_string_value(json_object_get(v, "logits_math")));
+        float *ref = read_f32_file(shared_path(p, sizeof p, rel), 1024);
+        assert_non_null(ref);
+        t2_ctx *ctx;
+        t2_err err = {{0}};
+        assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+        t2_ctx_set_layers(ctx, layers);
+        const float *logits;
+        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
+        double e = rel_l2(logits, ref, 1024);
+        printf("# math expert, %s prompt: relative L2 error of the logits %.3g\n",
+               json_string_value(json_object_get(v, "family")), e);
+        assert_true(e < 1e-4);
+
+        t2_ctx_truncate(ctx, 0);
+        t2_gen_params gp;
+        t2_gen_params_defaults(&gp);
+        gp.max_tokens = 16;
+        t2_gen_result res;
+        assert_int_equal(t2_generate(ctx, f->m, ids, n, &gp, NULL, NULL, &res, &err), 0);
+        assert_int_equal(res.n_tokens, (int)n_ref);
+        for (size_t t = 0; t < n_ref; t++)
+            assert_int_equal(res.tokens[t], greedy[t]);
+        t2_gen_result_free(&res);
+        t2_ctx_free(ctx);
+        free(ref);
+        free(greedy);
+        free(ids);
+    }
+    free(layers);
+    free(bufs);
+}
+
+/* ---- the cache ---- */
+
+static t2_svf *build(fixture *f, unsigned set, const char *dir, t2_svf_stats *st)
+{
+    t2_svf *s = NULL;
+    t2_err err = {{0}};
+    int rc = t2_svf_build(&s, f->m, set, dir, NULL, NULL, st, &err);
+    if (rc != 0)
+        fprintf(stderr, "build: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    return s;
+}
+
+static void assert_same_factors(const t2_svf *a, const t2_svf *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_true(a->key == b->key);
+    for (size_t i = 0; i < a->n; i++) {
+        const t2_svf_matrix *x = &a->mats[i], *y = &b->mats[i];
+        assert_string_equal(x->name, y->name);
+        assert_memory_equal(x->u, y->u, (size_t)x->m * x->r * sizeof(float));
+        assert_memory_equal(x->s, y->s, (size_t)x->r * sizeof(float));
+        assert_memory_equal(x->vt, y->vt, (size_t)x->r * x->n * sizeof(float));
+        assert_true(x->s_sum == y->s_sum);
+    }
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void flip_byte(const char *path, long at)
+{
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    int c = fgetc(fp);
+    assert_true(c != EOF);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    assert_int_equal(fputc(c ^ 0x5a, fp), c ^ 0x5a);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* Files in dir whose name starts with prefix. */
+static int count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+/* A build that must decompose everything because the file was bad. */
+static void expect_rebuilt(fixture *f, const char *dir, const t2_svf *ref)
+{
+    t2_svf_stats st;
+    t2_svf *s = build(f, T2_SVF_MLP, dir, &st);
+    assert_true(st.cache_rebuilt);
+    assert_int_equal(st.decomposed, 24);
+    assert_int_equal(st.from_cache, 0);
+    t2_svf_free(s);
+    /* the rewritten file is valid again */
+    s = build(f, T2_SVF_MLP, dir, &st);
+    assert_false(st.cache_rebuilt);
+    assert_int_equal(st.decomposed, 0);
+    assert_int_equal(st.from_cache, 24);
+    assert_same_factors(s, ref);
+    t2_svf_free(s);
+}
+
+static void test_cache(void **state)
+{
+    fixture *f = *state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/cache/nested", f->root); /* created with mkdir -p */
+    t2_svf_stats st;
+
+    t2_svf *first = build(f, T2_SVF_MLP, dir, &st);
+    assert_int_equal(st.decomposed, 24);
+    assert_int_equal(st.from_cache, 0);
+    assert_false(st.cache_rebuilt);
+    printf("# cold build with cache write: %.3f s\n", st.seconds);
+    char *path = t2_svf_cache_path(dir, f->m->name, T2_SVF_MLP, first->key);
+    assert_non_null(path);
+    char expect_name[128];
+    snprintf(expect_name, sizeof expect_name, "/%s-mlp-%016llx.t2svf", f->m->name,
+             (unsigned long long)first->key);
+    assert_non_null(strstr(path, expect_name));
+    long size = file_size(path);
+    assert_true(size > 24L * 2 * 256 * 256 * 4);
+    assert_int_equal(count_files(dir, ".t2svf-tmp"), 0);
+    assert_true(first->key == f->mlp->key);
+
+    t2_svf *second = build(f, T2_SVF_MLP, dir, &st);
+    assert_int_equal(st.decomposed, 0);
+    assert_int_equal(st.from_cache, 24);
+    assert_false(st.cache_rebuilt);
+    printf("# cache load: %.3f s\n", st.seconds);
+    assert_same_factors(first, second);
+    t2_svf_free(second);
+
+    /* a flipped byte in the middle (factor data), then in the header's key */
+    flip_byte(path, size / 2);
+    expect_rebuilt(f, dir, first);
+    flip_byte(path, 16);
+    expect_rebuilt(f, dir, first);
+    /* a truncated file */
+    assert_int_equal(truncate(path, size - 1000), 0);
+    expect_rebuilt(f, dir, first);
+    assert_int_equal(truncate(path, 10), 0);
+    expect_rebuilt(f, dir, first);
+    assert_int_equal(file_size(path), size);
+
+    /* the ATTN set gets its own file; put in place of the MLP file, it is
+     * not used for the MLP set */
+    t2_svf *attn = build(f, T2_SVF_ATTN, dir, &st);
+    assert_int_equal(st.decomposed, 32);
+    assert_true(attn->key != first->key);
+    char *attn_path = t2_svf_cache_path(dir, f->m->name, T2_SVF_ATTN, attn->key);
+    assert_non_null(strstr(attn_path, "-attn-"));
+    assert_true(file_size(attn_path) > 0);
+    assert_int_equal(rename(attn_path, path), 0);
+    expect_rebuilt(f, dir, first);
+    /* the set both: another name again */
+    t2_svf *both = build(f, T2_SVF_MLP | T2_SVF_ATTN, dir, &st);
+    assert_int_equal(st.decomposed, 56);
+    char *both_path = t2_svf_cache_path(dir, f->m->name, T2_SVF_MLP | T2_SVF_ATTN, both->key);
+    assert_non_null(strstr(both_path, "-mlp+attn-"));
+    assert_true(file_size(both_path) > 0);
+    assert_int_equal(count_files(dir, ".t2svf-tmp"), 0);
+
+    free(both_path);
+    free(attn_path);
+    free(path);
+    t2_svf_free(both);
+    t2_svf_free(attn);
+    t2_svf_free(first);
+}
+
+/* A cache dir that cannot be created still gives factors. */
+static void test_unwritable_cache(void **state)
+{
+    fixture *f = *state;
+    char file[512], dir[600];
+    snprintf(file, sizeof file, "%s/plain-file", f->root);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    assert_int_equal(fclose(fp), 0);
+    snprintf(dir, sizeof dir, "%s/cache", file);
+    for (int round = 0; round < 2; round++) {
+        t2_svf_stats st;
+        t2_svf *s = build(f, T2_SVF_MLP, dir, &st);
+        assert_int_equal(st.decomposed, 24);
+        assert_int_equal(st.from_cache, 0);
+        assert_false(st.cache_rebuilt);
+        assert_same_factors(s, f->mlp);
+        t2_svf_free(s);
+    }
+}
+
+static void test_attn_factors(void **state)
+{
+    fixture *f = *state;
+    t2_svf_stats st;
+    t2_svf *s = build(f, T2_SVF_ATTN, NULL, &st);
+    assert_int_equal(s->n, 32);
+    assert_int_equal(st.decomposed, 32);
+    const char *kinds[] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+    const int rows[] = {256, 64, 64, 256};
+    for (size_t i = 0; i < s->n; i++) {
+        const t2_svf_matrix *mat = &s->mats[i];
+        char name[128];
+        snprintf(name, sizeof name, "model.layers.%zu.self_attn.%s.weight", i / 4, kinds[i % 4]);
+        assert_string_equal(mat->name, name);
+        assert_int_equal(mat->kind, T2_SVF_Q + (int)(i % 4));
+        assert_int_equal(mat->m, rows[i % 4]);
+        assert_int_equal(mat->n, 256);
+        assert_int_equal(mat->r, rows[i % 4]);
+    }
+    printf("# ATTN reconstruction: max abs error %.3g\n", max_reconstruction_error(s));
+    t2_svf_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_set),
+        cmocka_unit_test(test_build_bad_set),
+        cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_mlp_factors),
+        cmocka_unit_test(test_orthonormal),
+        cmocka_unit_test(test_scale),
+        cmocka_unit_test(test_math_expert_reference),
+        cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_unwritable_cache),
+        cmocka_unit_test(test_attn_factors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
