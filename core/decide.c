@@ -254,7 +254,8 @@ static int classify_likelihood(t2_engine *e, t2_ctx *ctx, const int32_t *ids, si
     return rc;
 }
 
-static int pass1_weights(t2_engine *e, bool classifier, t2_adapted **w, int *err_code, t2_err *err)
+static int pass1_weights(t2_engine *e, t2_pool *pool, bool classifier, t2_adapted **w, int *err_code,
+                         t2_err *err)
 {
     *w = NULL;
     if (!classifier)
@@ -269,7 +270,7 @@ static int pass1_weights(t2_engine *e, bool classifier, t2_adapted **w, int *err
     t2_expert_unref(cls);
     /* the classifier serves every request: materialise and cache it */
     if (rc == 0)
-        rc = t2_engine_weights(e, &mx, 1 << 30, w, err);
+        rc = t2_engine_weights_on(e, &mx, 1 << 30, pool, w, err);
     t2_mixture_clear(&mx);
     return rc == 0 ? 0 : fail(err_code, 500);
 }
@@ -298,7 +299,8 @@ static int decide_classify(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, c
                    t2_ctx_n_ctx(ctx));
         return fail(err_code, 422);
     }
-    if (pass1_weights(e, req->strategy == T2_STRATEGY_CLASSIFIER, &w, err_code, err) != 0) {
+    if (pass1_weights(e, t2_ctx_pool(ctx), req->strategy == T2_STRATEGY_CLASSIFIER, &w, err_code,
+                      err) != 0) {
         free(ids);
         return -1;
     }

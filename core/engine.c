@@ -69,10 +69,11 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
                 e->model->cfg.hidden, e->model->cfg.vocab);
     if (rc == 0)
         rc = t2_pool_create(&e->pool, o->threads, err);
-    if (rc == 0)
+    /* the factors are only needed to apply experts */
+    if (rc == 0 && o->experts_dir)
         rc = t2_svf_build(&e->svf, e->model, o->svf_set ? o->svf_set : T2_SVF_MLP, o->svd_cache_dir,
                           svd_progress, &ps, &e->svf_stats, err);
-    if (rc == 0)
+    if (rc == 0 && e->svf)
         log_msg(o, "SVF factors for %zu matrices (%s): %zu decomposed, %zu from cache, %.1f s",
                 e->svf->n, t2_svf_set_name(e->svf->set), e->svf_stats.decomposed,
                 e->svf_stats.from_cache, e->svf_stats.seconds);
@@ -206,8 +207,13 @@ int t2_engine_chat_ids(t2_engine *e, const t2_chat_msg *msgs, size_t n, int32_t 
 int t2_engine_weights(t2_engine *e, const t2_mixture *mx, int max_tokens, t2_adapted **out,
                       t2_err *err)
 {
-    return t2_adapt_weights(out, e->model, e->svf, mx, e->cache, e->pool, &e->policy, max_tokens,
-                            err);
+    return t2_engine_weights_on(e, mx, max_tokens, e->pool, out, err);
+}
+
+int t2_engine_weights_on(t2_engine *e, const t2_mixture *mx, int max_tokens, t2_pool *pool,
+                         t2_adapted **out, t2_err *err)
+{
+    return t2_adapt_weights(out, e->model, e->svf, mx, e->cache, pool, &e->policy, max_tokens, err);
 }
 
 bool t2_answer_matches(const char *generated, const char *answer)

@@ -27,8 +27,8 @@
 
 typedef struct t2_engine_opts {
     const char *model_path;
-    const char *experts_dir;   /* NULL: no experts */
-    const char *profiles_dir;  /* NULL: profiles kept in memory only... not supported: required with experts */
+    const char *experts_dir;   /* NULL: no experts (and no SVD factors) */
+    const char *profiles_dir;  /* NULL: no profiles */
     const char *svd_cache_dir; /* NULL: no SVD cache */
     unsigned svf_set;          /* default T2_SVF_MLP */
     int threads;               /* <= 0: all cores */
@@ -45,8 +45,8 @@ void t2_engine_opts_defaults(t2_engine_opts *o);
 typedef struct t2_engine {
     t2_model *model;
     t2_pool *pool;
-    t2_svf *svf;
-    t2_expert_store *experts;
+    t2_svf *svf;               /* NULL without experts */
+    t2_expert_store *experts;  /* NULL without experts */
     t2_profile_store *profiles;
     t2_adapt_cache *cache;
     char *classify_prompt;
@@ -108,7 +108,7 @@ void t2_decision_clear(t2_decision *d);
 size_t t2_engine_labels(t2_engine *e, char ***out);
 
 /* Runs pass 1 for `question` (the user's text). ctx is a scratch context
- * (its cache is overwritten). err_code: 404 unknown expert/profile/no
+ * (its cache is overwritten); all work runs on ctx's pool. err_code: 404 unknown expert/profile/no
  * classifier, 422 invalid values, 500 internal. */
 int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const char *question,
                      t2_decision *d, int *err_code, t2_err *err);
@@ -122,9 +122,13 @@ int t2_engine_chat_ids(t2_engine *e, const t2_chat_msg *msgs, size_t n, int32_t 
 
 /* ---- pass 2 ---- */
 
-/* Weights for a decided mixture (NULL = base); unref when done. */
+/* Weights for a decided mixture (NULL = base); unref when done. Uses the
+ * engine's pool: call it from the thread that owns that pool, or use
+ * t2_engine_weights_on with a pool of the calling thread. */
 int t2_engine_weights(t2_engine *e, const t2_mixture *mx, int max_tokens, t2_adapted **out,
                       t2_err *err);
+int t2_engine_weights_on(t2_engine *e, const t2_mixture *mx, int max_tokens, t2_pool *pool,
+                         t2_adapted **out, t2_err *err);
 
 /* ---- few-shot ---- */
 

@@ -42,7 +42,8 @@ int t2_expert_parse(t2_expert **out, const uint8_t *buf, size_t len, const char 
 t2_expert *t2_expert_ref(t2_expert *e);
 void t2_expert_unref(t2_expert *e); /* frees at zero */
 
-/* Expert names: [A-Za-z0-9._-]{1,64}, not "." or "..". */
+/* Expert names: [A-Za-z0-9._-]{1,64}, not starting with '.' (no ".",
+ * ".." or hidden files). */
 bool t2_expert_name_valid(const char *name);
 
 /* A directory of <name>.safetensors files, thread-safe. */

@@ -34,4 +34,16 @@ void t2_ctx_set_layers(t2_ctx *c, const t2_layer *layers);
 int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const float **logits,
                t2_err *err);
 
+/* One decode step for several sequences at once: seqs[i] appends
+ * tokens[i]. Each keeps its own KV cache and weights; a matrix that
+ * several sequences share (the base weights, one expert's materialised
+ * set, or the common U and Vt of factored experts) is read once for all
+ * of them. *logits points to [n][vocab], valid until seqs[0]'s next use.
+ * At most 128 sequences; all share the model and the pool. */
+int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const float **logits,
+                     t2_err *err);
+
+t2_pool *t2_ctx_pool(const t2_ctx *c);
+const t2_model *t2_ctx_model(const t2_ctx *c);
+
 #endif

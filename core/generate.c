@@ -13,6 +13,8 @@ const char *t2_finish_name(enum t2_finish f)
         return "length";
     case T2_FINISH_CANCELLED:
         return "cancelled";
+    case T2_FINISH_TIMEOUT:
+        return "timeout";
     }
     return "unknown";
 }
@@ -102,15 +104,25 @@ static size_t max_stop_len(const t2_gen_params *p)
     return mx;
 }
 
-typedef struct gen_state {
-    const t2_gen_params *p;
+struct t2_gen_seq {
+    const t2_model *m;
+    t2_gen_params p;
     t2_gen_cb cb;
     void *user;
+    t2_sampler smp;
+    t2_tok_stream ts;
+    int32_t *hist; /* prompt + generated */
+    size_t n_hist, n_prompt;
+    char *piece;
+    size_t piece_cap, stop_len;
+    float *logits; /* scratch copy: sampling modifies it */
     text_buf text;
-    bool cancelled;
-} gen_state;
+    bool cancelled, finished, stopped_by_string;
+    enum t2_finish finish;
+    int n_tokens;
+};
 
-static void emit(gen_state *g, size_t upto, int32_t token)
+static void emit(t2_gen_seq *g, size_t upto, int32_t token)
 {
     if (upto < g->text.emitted)
         upto = g->text.emitted;
@@ -121,13 +133,13 @@ static void emit(gen_state *g, size_t upto, int32_t token)
 }
 
 /* Adds a token's text; returns true when a stop string ended generation. */
-static bool add_piece(gen_state *g, const char *piece, size_t n, int32_t token, size_t stop_len)
+static bool add_piece(t2_gen_seq *g, const char *piece, size_t n, int32_t token)
 {
-    size_t search_from = g->text.len > stop_len ? g->text.len - stop_len : 0;
+    size_t search_from = g->text.len > g->stop_len ? g->text.len - g->stop_len : 0;
     if (text_append(&g->text, piece, n) != 0)
         return false;
-    if (g->p->n_stop) {
-        long at = find_stop(&g->text, g->p, search_from);
+    if (g->p.n_stop) {
+        long at = find_stop(&g->text, &g->p, search_from);
         if (at >= 0) {
             g->text.len = (size_t)at;
             g->text.s[at] = '\0';
@@ -135,107 +147,159 @@ static bool add_piece(gen_state *g, const char *piece, size_t n, int32_t token, 
             return true;
         }
     }
-    emit(g, g->text.len - stop_prefix_tail(&g->text, g->p), token);
+    emit(g, g->text.len - stop_prefix_tail(&g->text, &g->p), token);
     return false;
 }
 
-static int check_args(const t2_ctx *ctx, size_t n_prompt, const t2_gen_params *p, t2_err *err)
+void t2_gen_seq_free(t2_gen_seq *g)
 {
+    if (!g)
+        return;
+    t2_sampler_free(&g->smp);
+    free(g->hist);
+    free(g->piece);
+    free(g->logits);
+    free(g->text.s);
+    free(g);
+}
+
+int t2_gen_seq_create(t2_gen_seq **out, const t2_model *m, const int32_t *prompt, size_t n_prompt,
+                      const t2_gen_params *p, t2_gen_cb cb, void *user, t2_err *err)
+{
+    *out = NULL;
     if (n_prompt == 0)
         return t2_err_set(err, "empty prompt");
     if (p->max_tokens <= 0)
         return t2_err_set(err, "max_tokens must be positive");
-    if ((long)n_prompt + t2_ctx_n_past(ctx) >= t2_ctx_n_ctx(ctx))
-        return t2_err_set(err, "prompt of %zu tokens does not fit the context of %d", n_prompt,
-                          t2_ctx_n_ctx(ctx));
-    return t2_sampling_validate(&p->sampling, err);
+    t2_gen_seq *g = calloc(1, sizeof *g);
+    if (!g)
+        return t2_err_set(err, "out of memory");
+    g->m = m;
+    g->p = *p;
+    g->cb = cb;
+    g->user = user;
+    g->n_prompt = n_prompt;
+    g->piece_cap = t2_tok_stream_cap(m->tok);
+    g->stop_len = max_stop_len(p);
+    g->finish = T2_FINISH_LENGTH;
+    if (t2_sampler_init(&g->smp, &p->sampling, m->cfg.vocab, err) != 0) {
+        free(g);
+        return -1;
+    }
+    g->hist = malloc((n_prompt + (size_t)p->max_tokens) * sizeof *g->hist);
+    g->logits = malloc((size_t)m->cfg.vocab * sizeof *g->logits);
+    g->piece = malloc(g->piece_cap);
+    if (!g->hist || !g->logits || !g->piece) {
+        t2_gen_seq_free(g);
+        return t2_err_set(err, "out of memory");
+    }
+    memcpy(g->hist, prompt, n_prompt * sizeof *g->hist);
+    g->n_hist = n_prompt;
+    t2_tok_stream_init(&g->ts, m->tok, p->skip_special);
+    *out = g;
+    return 0;
+}
+
+bool t2_gen_seq_step(t2_gen_seq *g, const float *logits, bool context_full, int32_t *next)
+{
+    if (g->finished)
+        return true;
+    memcpy(g->logits, logits, (size_t)g->m->cfg.vocab * sizeof *g->logits);
+    int32_t tok = t2_sampler_next(&g->smp, g->logits, g->hist, g->n_hist);
+    g->hist[g->n_hist++] = tok;
+    g->n_tokens++;
+    *next = tok;
+    if (!g->p.ignore_eos && t2_model_is_eos(g->m, tok)) {
+        t2_gen_seq_end(g, T2_FINISH_STOP);
+        return true;
+    }
+    size_t n = t2_tok_stream_push(&g->ts, tok, g->piece, g->piece_cap);
+    if (add_piece(g, g->piece, n, tok)) {
+        g->stopped_by_string = true;
+        t2_gen_seq_end(g, T2_FINISH_STOP);
+        return true;
+    }
+    if (g->cancelled) {
+        t2_gen_seq_end(g, T2_FINISH_CANCELLED);
+        return true;
+    }
+    if (g->n_tokens >= g->p.max_tokens || context_full) {
+        t2_gen_seq_end(g, T2_FINISH_LENGTH);
+        return true;
+    }
+    return false;
+}
+
+void t2_gen_seq_end(t2_gen_seq *g, enum t2_finish finish)
+{
+    if (g->finished)
+        return;
+    g->finished = true;
+    g->finish = finish;
+    if (g->stopped_by_string || finish == T2_FINISH_CANCELLED)
+        return;
+    /* the end: release bytes held back for an incomplete character or a
+     * possible stop-string prefix */
+    size_t n = t2_tok_stream_flush(&g->ts, g->piece, g->piece_cap);
+    text_append(&g->text, g->piece, n);
+    if (g->text.emitted < g->text.len)
+        emit(g, g->text.len, -1);
+}
+
+bool t2_gen_seq_finished(const t2_gen_seq *g, enum t2_finish *finish)
+{
+    if (finish)
+        *finish = g->finish;
+    return g->finished;
+}
+
+int t2_gen_seq_n_tokens(const t2_gen_seq *g)
+{
+    return g->n_tokens;
+}
+
+int t2_gen_seq_take_result(t2_gen_seq *g, t2_gen_result *res, t2_err *err)
+{
+    memset(res, 0, sizeof *res);
+    res->n_prompt = (int)g->n_prompt;
+    res->n_tokens = g->n_tokens;
+    res->finish = g->finish;
+    res->tokens = malloc(((size_t)g->n_tokens + 1) * sizeof *res->tokens);
+    if (res->tokens)
+        memcpy(res->tokens, g->hist + g->n_prompt, (size_t)g->n_tokens * sizeof *res->tokens);
+    res->text = g->text.s ? g->text.s : strdup("");
+    res->len = g->text.len;
+    g->text.s = NULL;
+    g->text.len = g->text.cap = g->text.emitted = 0;
+    if (!res->tokens || !res->text) {
+        t2_gen_result_free(res);
+        return t2_err_set(err, "out of memory");
+    }
+    return 0;
 }
 
 int t2_generate(t2_ctx *ctx, const t2_model *m, const int32_t *prompt, size_t n_prompt,
                 const t2_gen_params *p, t2_gen_cb cb, void *user, t2_gen_result *res, t2_err *err)
 {
     memset(res, 0, sizeof *res);
-    if (check_args(ctx, n_prompt, p, err) != 0)
+    if ((long)n_prompt + t2_ctx_n_past(ctx) >= t2_ctx_n_ctx(ctx))
+        return t2_err_set(err, "prompt of %zu tokens does not fit the context of %d", n_prompt,
+                          t2_ctx_n_ctx(ctx));
+    t2_gen_seq *g;
+    if (t2_gen_seq_create(&g, m, prompt, n_prompt, p, cb, user, err) != 0)
         return -1;
-    t2_sampler smp;
-    if (t2_sampler_init(&smp, &p->sampling, m->cfg.vocab, err) != 0)
-        return -1;
-    size_t hist_cap = n_prompt + (size_t)p->max_tokens;
-    size_t piece_cap = t2_tok_stream_cap(m->tok);
-    int32_t *hist = malloc(hist_cap * sizeof *hist);
-    float *logits = malloc((size_t)m->cfg.vocab * sizeof *logits);
-    char *piece = malloc(piece_cap);
-    if (!hist || !logits || !piece) {
-        free(hist);
-        free(logits);
-        free(piece);
-        t2_sampler_free(&smp);
-        return t2_err_set(err, "out of memory");
-    }
-    memcpy(hist, prompt, n_prompt * sizeof *hist);
-    size_t n_hist = n_prompt;
-    gen_state g = {.p = p, .cb = cb, .user = user};
-    t2_tok_stream ts;
-    t2_tok_stream_init(&ts, m->tok, p->skip_special);
-    size_t stop_len = max_stop_len(p);
-    bool stopped_by_string = false;
-    res->n_prompt = (int)n_prompt;
-    res->finish = T2_FINISH_LENGTH;
-
     double t0 = now_ms();
     const float *out;
     int rc = t2_forward(ctx, prompt, (int)n_prompt, false, &out, err);
     double t1 = now_ms();
-    res->prefill_ms = t1 - t0;
-    while (rc == 0) {
-        memcpy(logits, out, (size_t)m->cfg.vocab * sizeof *logits);
-        int32_t tok = t2_sampler_next(&smp, logits, hist, n_hist);
-        hist[n_hist++] = tok;
-        res->n_tokens++;
-        if (!p->ignore_eos && t2_model_is_eos(m, tok)) {
-            res->finish = T2_FINISH_STOP;
-            break;
-        }
-        size_t n = t2_tok_stream_push(&ts, tok, piece, piece_cap);
-        if (add_piece(&g, piece, n, tok, stop_len)) {
-            res->finish = T2_FINISH_STOP;
-            stopped_by_string = true;
-            break;
-        }
-        if (g.cancelled) {
-            res->finish = T2_FINISH_CANCELLED;
-            break;
-        }
-        if (res->n_tokens >= p->max_tokens || t2_ctx_n_past(ctx) >= t2_ctx_n_ctx(ctx))
-            break;
+    int32_t tok;
+    while (rc == 0 && !t2_gen_seq_step(g, out, t2_ctx_n_past(ctx) >= t2_ctx_n_ctx(ctx), &tok))
         rc = t2_forward(ctx, &tok, 1, false, &out, err);
-    }
-    if (rc == 0 && !stopped_by_string && res->finish != T2_FINISH_CANCELLED) {
-        /* the end: release bytes held back for an incomplete character or
-         * a possible stop-string prefix */
-        size_t n = t2_tok_stream_flush(&ts, piece, piece_cap);
-        text_append(&g.text, piece, n);
-        if (g.text.emitted < g.text.len)
-            emit(&g, g.text.len, -1);
-    }
-    res->decode_ms = now_ms() - t1;
-    free(logits);
-    free(piece);
-    t2_sampler_free(&smp);
-    if (rc != 0) {
-        free(hist);
-        free(g.text.s);
-        return -1;
-    }
-    res->tokens = malloc(((size_t)res->n_tokens + 1) * sizeof *res->tokens);
-    if (res->tokens)
-        memcpy(res->tokens, hist + n_prompt, (size_t)res->n_tokens * sizeof *res->tokens);
-    free(hist);
-    res->text = g.text.s ? g.text.s : strdup("");
-    res->len = g.text.len;
-    if (!res->tokens || !res->text) {
-        t2_gen_result_free(res);
-        return t2_err_set(err, "out of memory");
-    }
-    return 0;
+    double t2 = now_ms();
+    if (rc == 0)
+        rc = t2_gen_seq_take_result(g, res, err);
+    t2_gen_seq_free(g);
+    res->prefill_ms = t1 - t0;
+    res->decode_ms = t2 - t1;
+    return rc;
 }

@@ -19,6 +19,7 @@ enum t2_finish {
     T2_FINISH_STOP = 0,      /* EOS token or a stop string */
     T2_FINISH_LENGTH = 1,    /* max_tokens or the context is full */
     T2_FINISH_CANCELLED = 2, /* the callback asked to stop */
+    T2_FINISH_TIMEOUT = 3,   /* the request's time limit passed */
 };
 
 const char *t2_finish_name(enum t2_finish f);
@@ -54,5 +55,25 @@ void t2_gen_result_free(t2_gen_result *r);
  * empty). cb may be NULL. */
 int t2_generate(t2_ctx *ctx, const t2_model *m, const int32_t *prompt, size_t n_prompt,
                 const t2_gen_params *p, t2_gen_cb cb, void *user, t2_gen_result *res, t2_err *err);
+
+/* One sequence's generation state, for callers that drive the forward
+ * passes themselves (the batching scheduler). Feed it the logits after
+ * each forward pass; it samples, streams text through cb and decides
+ * when the sequence ends. */
+typedef struct t2_gen_seq t2_gen_seq;
+
+int t2_gen_seq_create(t2_gen_seq **out, const t2_model *m, const int32_t *prompt, size_t n_prompt,
+                      const t2_gen_params *p, t2_gen_cb cb, void *user, t2_err *err);
+void t2_gen_seq_free(t2_gen_seq *g);
+/* Samples the next token from logits (not modified). Returns true when
+ * the sequence has ended (EOS, stop string, max_tokens, cancelled by cb,
+ * or context_full); otherwise *next must be fed to the model. */
+bool t2_gen_seq_step(t2_gen_seq *g, const float *logits, bool context_full, int32_t *next);
+/* Ends the sequence from outside (cancel, timeout: pass T2_FINISH_*). */
+void t2_gen_seq_end(t2_gen_seq *g, enum t2_finish finish);
+bool t2_gen_seq_finished(const t2_gen_seq *g, enum t2_finish *finish);
+int t2_gen_seq_n_tokens(const t2_gen_seq *g);
+/* Moves the text and tokens into res (timings left 0). */
+int t2_gen_seq_take_result(t2_gen_seq *g, t2_gen_result *res, t2_err *err);
 
 #endif

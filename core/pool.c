@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -9,7 +10,7 @@
 /* Workers spin briefly before sleeping: a decode step dispatches a few
  * hundred short jobs, and a condition-variable wake-up for each would cost
  * more than the work. */
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 4000
 
 struct t2_pool {
     int n;
@@ -46,7 +47,12 @@ static void *worker_main(void *p)
         int spins = 0;
         while (atomic_load_explicit(&pool->gen, memory_order_acquire) == seen && !atomic_load(&pool->quit)) {
             if (++spins < SPIN_ITERS) {
-                cpu_relax();
+                /* yield now and then: on a loaded machine the thread we wait
+                 * for may need this core */
+                if (spins % 256 == 0)
+                    sched_yield();
+                else
+                    cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
@@ -130,8 +136,12 @@ void t2_pool_run(t2_pool *p, t2_pool_fn fn, void *arg)
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-        cpu_relax();
+    for (int spins = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins % 256 == 0)
+            sched_yield();
+        else
+            cpu_relax();
+    }
 }
 
 void t2_pool_share(int n, int w, int nw, int align, int *begin, int *end)

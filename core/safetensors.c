@@ -146,9 +146,7 @@ static int parse_header(t2_safetensors *st, json_t *root, const uint8_t *data, u
 
 int t2_st_parse(t2_safetensors *st, const uint8_t *buf, size_t size, const char *name, t2_err *err)
 {
-    t2_mapped_file keep = st->file;
     memset(st, 0, sizeof *st);
-    st->file = keep;
     if (size < 8) {
         t2_err_set(err, "file too short for a safetensors header (%zu bytes)", size);
         return t2_err_prefix(err, name);
@@ -177,12 +175,14 @@ int t2_st_parse(t2_safetensors *st, const uint8_t *buf, size_t size, const char 
 int t2_st_open(t2_safetensors *st, const char *path, t2_err *err)
 {
     memset(st, 0, sizeof *st);
-    if (t2_mapped_file_open(&st->file, path, err) != 0)
+    t2_mapped_file mf;
+    if (t2_mapped_file_open(&mf, path, err) != 0)
         return -1;
-    if (t2_st_parse(st, st->file.data, st->file.size, path, err) != 0) {
-        t2_mapped_file_close(&st->file);
+    if (t2_st_parse(st, mf.data, mf.size, path, err) != 0) {
+        t2_mapped_file_close(&mf);
         return -1;
     }
+    st->file = mf; /* the tensors point into it: it lives as long as st */
     return 0;
 }
 

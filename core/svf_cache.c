@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +274,19 @@ static int read_factors(reader *r, t2_svf *s, t2_err *err)
     return 0;
 }
 
+/* The checksum guards against damage; this against a file that was
+ * written wrong: singular values are finite, >= 0 and descending. */
+static bool plausible(const t2_svf *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const float *sv = s->mats[i].s;
+        for (int k = 0; k < s->mats[i].r; k++)
+            if (!(sv[k] >= 0 && sv[k] < INFINITY) || (k > 0 && sv[k] > sv[k - 1]))
+                return false;
+    }
+    return true;
+}
+
 /* Everything after opening: header, table, size, data, checksum. */
 static int load_open(reader *r, t2_svf *s, t2_err *err)
 {
@@ -291,14 +305,14 @@ static int load_open(reader *r, t2_svf *s, t2_err *err)
         return rc < 0 ? -1 : T2_SVF_CACHE_INVALID;
     uint8_t b[8];
     uint64_t want = t2_hash64_final(&r->h);
-    if (fread(b, 1, 8, r->f) != 8 || get_u64(b) != want)
+    if (fread(b, 1, 8, r->f) != 8 || get_u64(b) != want || !plausible(s))
         return T2_SVF_CACHE_INVALID;
     return T2_SVF_CACHE_LOADED;
 }
 
 int t2_svf_cache_load(t2_svf *s, const char *path, t2_err *err)
 {
-    reader r = {.f = fopen(path, "rb")};
+    reader r = {.f = fopen(path, "rbe")};
     if (!r.f)
         /* ENOTDIR: the cache dir is a file, so there is no cache file either */
         return errno == ENOENT || errno == ENOTDIR ? T2_SVF_CACHE_MISSING : T2_SVF_CACHE_INVALID;
@@ -407,7 +421,7 @@ static char *temp_template(const char *dir)
 /* fsync the directory so that the rename itself survives a crash. */
 static int sync_dir(const char *dir, t2_err *err)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return t2_err_set(err, "%s: cannot open directory: %s", dir, strerror(errno));
     int rc = fsync(fd);
@@ -448,7 +462,7 @@ int t2_svf_cache_save(const t2_svf *s, const char *dir, const char *path, t2_err
     char *tmp = temp_template(dir);
     if (!tmp)
         return t2_err_set(err, "out of memory");
-    int fd = mkstemp(tmp);
+    int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         t2_err_set(err, "%s: cannot create a temp file: %s", dir, strerror(errno));
         free(tmp);

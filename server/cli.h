@@ -3,6 +3,7 @@
 #define T2_CLI_H
 
 int t2_cli_generate(int argc, char **argv);
+int t2_cli_adapt(int argc, char **argv);
 int t2_cli_bench(int argc, char **argv); /* bench/bench.c */
 
 #endif

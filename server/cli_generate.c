@@ -7,11 +7,10 @@
 
 #include "chat.h"
 #include "cli.h"
-#include "forward.h"
-#include "generate.h"
-#include "model.h"
+#include "engine.h"
 
 #define MAX_STOPS 16
+#define MAX_MIX 32
 
 typedef struct gen_opts {
     const char *model;
@@ -24,6 +23,12 @@ typedef struct gen_opts {
     const char *stops[MAX_STOPS];
     size_t n_stop;
     t2_gen_params gp;
+    /* Transformer² */
+    t2_engine_opts eo;
+    t2_adapt_req req;
+    char *mix_spec;
+    const char *mix_names[MAX_MIX];
+    float mix_alpha[MAX_MIX];
 } gen_opts;
 
 static void usage(FILE *f)
@@ -46,8 +51,21 @@ static void usage(FILE *f)
             "      --ignore-eos        keep generating past end-of-sequence tokens\n"
             "  -t, --threads N         worker threads (default: all cores)\n"
             "  -c, --ctx N             context length (default: the model's maximum)\n"
-            "  -v, --verbose           print load and speed figures on stderr\n",
-            MAX_STOPS);
+            "  -v, --verbose           print load and speed figures on stderr\n"
+            "\n"
+            "Transformer² adaptation (needs --experts):\n"
+            "      --experts DIR       expert vectors (*.safetensors) to adapt with\n"
+            "      --strategy S        none | expert | mixture | prompt | classifier | profile\n"
+            "                          (default: expert with --expert, mixture with --mix, else none)\n"
+            "      --expert NAME       use one expert (strategy expert)\n"
+            "      --mix A=0.5,B=0.2   explicit mixture weights (strategy mixture)\n"
+            "      --method M          pass-1 classification: likelihood (default) | generate\n"
+            "      --classify-prompt T classification system prompt; {labels} and {descriptions}\n"
+            "                          are filled in (default: %s)\n"
+            "      --profiles DIR      adaptation profiles (from t2 adapt); --profile NAME uses one\n"
+            "      --svd-cache DIR     cache of the SVD factors (default: none)\n"
+            "      --svf-set SET       adapted matrices: mlp (default), attn, mlp,attn\n",
+            MAX_STOPS, T2_DEFAULT_CLASSIFY_PROMPT);
 }
 
 static int parse_num(const char *s, double lo, double hi, const char *what, double *out)
@@ -63,6 +81,29 @@ static int parse_num(const char *s, double lo, double hi, const char *what, doub
     return 0;
 }
 
+/* "math=0.5,code=0.25" */
+static int parse_mix(gen_opts *o, const char *spec)
+{
+    free(o->mix_spec);
+    o->mix_spec = strdup(spec);
+    o->req.n_mix = 0;
+    for (char *save = NULL, *tok = strtok_r(o->mix_spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        char *end = NULL;
+        double a = eq ? strtod(eq + 1, &end) : 0;
+        if (!eq || end == eq + 1 || *end || o->req.n_mix == MAX_MIX) {
+            fprintf(stderr, "t2 generate: --mix wants NAME=WEIGHT,... (at most %d), got '%s'\n", MAX_MIX, tok);
+            return -1;
+        }
+        *eq = '\0';
+        o->mix_names[o->req.n_mix] = tok;
+        o->mix_alpha[o->req.n_mix++] = (float)a;
+    }
+    o->req.mix_names = o->mix_names;
+    o->req.mix_alpha = o->mix_alpha;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, gen_opts *o)
 {
     static const struct option longopts[] = {
@@ -74,7 +115,14 @@ static int parse_args(int argc, char **argv, gen_opts *o)
         {"seed", required_argument, 0, 's'},    {"stop", required_argument, 0, 'x'},
         {"ignore-eos", no_argument, 0, 'E'},    {"threads", required_argument, 0, 't'},
         {"ctx", required_argument, 0, 'c'},     {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},          {"experts", required_argument, 0, 1001},
+        {"strategy", required_argument, 0, 1002}, {"expert", required_argument, 0, 1003},
+        {"mix", required_argument, 0, 1004},    {"method", required_argument, 0, 1005},
+        {"classify-prompt", required_argument, 0, 1006}, {"profiles", required_argument, 0, 1007},
+        {"profile", required_argument, 0, 1008}, {"svd-cache", required_argument, 0, 1009},
+        {"svf-set", required_argument, 0, 1010}, {0, 0, 0, 0}};
+    bool strategy_given = false;
+    t2_err err;
     int ch;
     double v;
     optind = 1;
@@ -104,6 +152,32 @@ static int parse_args(int argc, char **argv, gen_opts *o)
         case 'c': bad = parse_num(optarg, 1, 1 << 24, "--ctx", &v); o->n_ctx = (int)v; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); exit(0);
+        case 1001: o->eo.experts_dir = optarg; break;
+        case 1002:
+            strategy_given = true;
+            if (t2_strategy_parse(optarg, &o->req.strategy) != 0 || o->req.strategy == T2_STRATEGY_FEW_SHOT) {
+                fprintf(stderr, "t2 generate: unknown strategy '%s' (few-shot search: t2 adapt)\n", optarg);
+                return -1;
+            }
+            break;
+        case 1003: o->req.expert = optarg; break;
+        case 1004: bad = parse_mix(o, optarg); break;
+        case 1005:
+            if (t2_cls_method_parse(optarg, &o->req.method) != 0) {
+                fprintf(stderr, "t2 generate: unknown method '%s' (likelihood, generate)\n", optarg);
+                return -1;
+            }
+            break;
+        case 1006: o->eo.classify_prompt = optarg; break;
+        case 1007: o->eo.profiles_dir = optarg; break;
+        case 1008: o->req.profile = optarg; break;
+        case 1009: o->eo.svd_cache_dir = optarg; break;
+        case 1010:
+            if (t2_svf_parse_set(optarg, &o->eo.svf_set, &err) != 0) {
+                fprintf(stderr, "t2 generate: %s\n", err.msg);
+                return -1;
+            }
+            break;
         default: usage(stderr); return -1;
         }
         if (bad)
@@ -120,6 +194,15 @@ static int parse_args(int argc, char **argv, gen_opts *o)
     }
     o->gp.stop = o->stops;
     o->gp.n_stop = o->n_stop;
+    if (!strategy_given)
+        o->req.strategy = o->req.expert ? T2_STRATEGY_EXPERT
+                          : o->req.n_mix ? T2_STRATEGY_MIXTURE
+                          : o->req.profile ? T2_STRATEGY_PROFILE
+                                           : T2_STRATEGY_NONE;
+    if (o->req.strategy != T2_STRATEGY_NONE && !o->eo.experts_dir) {
+        fprintf(stderr, "t2 generate: strategy '%s' needs --experts DIR\n", t2_strategy_name(o->req.strategy));
+        return -1;
+    }
     return 0;
 }
 
@@ -128,6 +211,7 @@ static char *build_prompt(const gen_opts *o, const t2_model *m, t2_err *err)
 {
     if (!o->chat)
         return strdup(o->prompt);
+    (void)err;
     bool known;
     enum t2_chat_format f = t2_chat_detect(t2_tok_chat_template(m->tok), &known);
     if (!known)
@@ -158,41 +242,74 @@ static bool print_piece(void *user, const char *text, size_t len, int32_t token)
     return true;
 }
 
-static int run(const gen_opts *o)
+static void log_stderr(void *user, const char *msg)
+{
+    if (*(const bool *)user)
+        fprintf(stderr, "t2: %s\n", msg);
+}
+
+static void report_decision(const t2_decision *d)
+{
+    fprintf(stderr, "t2: pass 1 (%s): ", t2_strategy_name(d->strategy));
+    if (d->label[0])
+        fprintf(stderr, "label '%s', ", d->label);
+    fprintf(stderr, "mixture {");
+    for (size_t i = 0; i < d->mixture.n; i++)
+        fprintf(stderr, "%s%s: %.4g", i ? ", " : "", d->mixture.terms[i].expert->name,
+                d->mixture.terms[i].alpha);
+    fprintf(stderr, "}, %.1f ms, %d tokens\n", d->pass1_ms, d->pass1_tokens);
+}
+
+static int run(gen_opts *o)
 {
     t2_err err = {{0}};
-    t2_model *m = NULL;
-    t2_pool *pool = NULL;
+    t2_engine *e = NULL;
     t2_ctx *ctx = NULL;
     char *text = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     t2_gen_result res = {0};
-    int status = 1;
-    if (t2_model_load(&m, o->model, &err) != 0 || t2_pool_create(&pool, o->threads, &err) != 0 ||
-        t2_ctx_create(&ctx, m, pool, o->n_ctx, &err) != 0 || !(text = build_prompt(o, m, &err)) ||
-        t2_tok_encode(m->tok, text, strlen(text), !o->chat && t2_tok_adds_bos(m->tok), true, &ids,
+    t2_decision d = {0};
+    t2_adapted *w = NULL;
+    int status = 1, code;
+    o->eo.model_path = o->model;
+    o->eo.threads = o->threads;
+    o->eo.log = log_stderr;
+    o->eo.log_user = &o->verbose;
+    if (t2_engine_open(&e, &o->eo, &err) != 0 || t2_ctx_create(&ctx, e->model, e->pool, o->n_ctx, &err) != 0 ||
+        !(text = build_prompt(o, e->model, &err)) ||
+        t2_tok_encode(e->model->tok, text, strlen(text), !o->chat && t2_tok_adds_bos(e->model->tok), true, &ids,
                       &n_ids, &err) != 0 ||
-        t2_generate(ctx, m, ids, n_ids, &o->gp, print_piece, NULL, &res, &err) != 0) {
+        t2_engine_decide(e, ctx, &o->req, o->prompt, &d, &code, &err) != 0 ||
+        t2_engine_weights(e, &d.mixture, o->gp.max_tokens, &w, &err) != 0) {
         fprintf(stderr, "t2 generate: %s\n", err.msg[0] ? err.msg : "failed");
-    } else {
-        if (res.len == 0 || res.text[res.len - 1] != '\n')
-            fputc('\n', stdout);
-        if (o->verbose)
-            fprintf(stderr,
-                    "t2: %d prompt tokens in %.1f ms (%.1f tok/s), %d generated in %.1f ms "
-                    "(%.1f tok/s), finish: %s\n",
-                    res.n_prompt, res.prefill_ms, res.n_prompt / (res.prefill_ms / 1e3), res.n_tokens,
-                    res.decode_ms, res.n_tokens > 1 ? (res.n_tokens - 1) / (res.decode_ms / 1e3) : 0.0,
-                    t2_finish_name(res.finish));
-        status = 0;
+        goto out;
     }
+    if (o->verbose && o->req.strategy != T2_STRATEGY_NONE)
+        report_decision(&d);
+    t2_ctx_set_layers(ctx, w ? w->layers : NULL);
+    if (t2_generate(ctx, e->model, ids, n_ids, &o->gp, print_piece, NULL, &res, &err) != 0) {
+        fprintf(stderr, "t2 generate: %s\n", err.msg);
+        goto out;
+    }
+    if (res.len == 0 || res.text[res.len - 1] != '\n')
+        fputc('\n', stdout);
+    if (o->verbose)
+        fprintf(stderr,
+                "t2: %d prompt tokens in %.1f ms (%.1f tok/s), %d generated in %.1f ms "
+                "(%.1f tok/s), finish: %s\n",
+                res.n_prompt, res.prefill_ms, res.n_prompt / (res.prefill_ms / 1e3), res.n_tokens,
+                res.decode_ms, res.n_tokens > 1 ? (res.n_tokens - 1) / (res.decode_ms / 1e3) : 0.0,
+                t2_finish_name(res.finish));
+    status = 0;
+out:
     t2_gen_result_free(&res);
+    t2_decision_clear(&d);
+    t2_adapted_unref(w);
     free(ids);
     free(text);
     t2_ctx_free(ctx);
-    t2_pool_free(pool);
-    t2_model_free(m);
+    t2_engine_free(e);
     return status;
 }
 
@@ -200,7 +317,8 @@ int t2_cli_generate(int argc, char **argv)
 {
     gen_opts o = {0};
     t2_gen_params_defaults(&o.gp);
-    if (parse_args(argc, argv, &o) != 0)
-        return 2;
-    return run(&o);
+    t2_engine_opts_defaults(&o.eo);
+    int rc = parse_args(argc, argv, &o) != 0 ? 2 : run(&o);
+    free(o.mix_spec);
+    return rc;
 }

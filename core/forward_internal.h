@@ -1,0 +1,45 @@
+/* Internals shared by forward.c (contexts, public entry points) and
+ * forward_layers.c (the layer computations over a set of rows). */
+#ifndef T2_FORWARD_INTERNAL_H
+#define T2_FORWARD_INTERNAL_H
+
+#include "forward.h"
+
+/* Rows per pass through the layers: bounds scratch memory, large enough
+ * for sgemm to run at full speed. Also the largest decode batch. */
+#define T2_CHUNK 128
+
+struct t2_ctx {
+    const t2_model *m;
+    const t2_layer *layers;
+    t2_pool *pool;
+    int n_ctx;
+    int n_past;
+    float *k_cache; /* [n_layers][n_ctx][kv_dim] */
+    float *v_cache;
+    /* scratch for one pass of up to T2_CHUNK rows */
+    float *x, *xn, *q, *k, *v, *att, *gate, *up;
+    float *rope_cos, *rope_sin; /* [T2_CHUNK][head_dim/2] */
+    float *inv_freq;            /* [head_dim/2] */
+    float *scores;              /* [n_threads][n_ctx] */
+    float *logits;              /* [T2_CHUNK][vocab] */
+    float *fact_tmp;            /* [T2_CHUNK][max dim] for factored products */
+    float *gather_x, *gather_y; /* [T2_CHUNK][max dim] for mixed-weight batches */
+    float *logits_all;          /* grows for all_logits requests */
+    size_t logits_all_cap;
+};
+
+/* One row of a pass: a token of some sequence. */
+typedef struct t2_row {
+    t2_ctx *seq;              /* whose KV cache it reads and extends */
+    int pos;                  /* its position in that sequence */
+    const t2_layer *layers;   /* the weights it runs with */
+} t2_row;
+
+/* Runs rows through every layer using ws's scratch (n <= T2_CHUNK) and
+ * writes logits for rows [logits_from, n) to logits_out (if not NULL).
+ * Does not update n_past. */
+void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, float *logits_out,
+                 int logits_from);
+
+#endif

@@ -1,0 +1,320 @@
+/* The layer computations over a set of rows. A row is one token of some
+ * sequence, with that sequence's KV cache, position and weights, so the
+ * same code runs a prefill chunk (one sequence, consecutive positions)
+ * and a batched decode step (one token of each of several sequences). */
+#include <cblas.h>
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "forward_internal.h"
+
+/* ---- matrix products: Y[n][rows] = X[n][cols] · W[rows][cols]ᵀ (+ b) ---- */
+
+typedef struct matmul_job {
+    float *y;
+    const float *x, *w, *bias;
+    int n, rows, cols;
+} matmul_job;
+
+static void matmul_worker(void *arg, int w, int nw)
+{
+    const matmul_job *j = arg;
+    int r0, r1;
+    t2_pool_share(j->rows, w, nw, 16, &r0, &r1);
+    if (r0 >= r1)
+        return;
+    const float *wr = j->w + (size_t)r0 * (size_t)j->cols;
+    if (j->n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, r1 - r0, j->cols, 1.0f, wr, j->cols, j->x, 1, 0.0f,
+                    j->y + r0, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, j->cols, 1.0f, j->x,
+                    j->cols, wr, j->cols, 0.0f, j->y + r0, j->rows);
+    if (j->bias)
+        for (int i = 0; i < j->n; i++)
+            for (int r = r0; r < r1; r++)
+                j->y[(size_t)i * (size_t)j->rows + (size_t)r] += j->bias[r];
+}
+
+static void matmul(t2_ctx *c, float *y, const float *x, const float *w, const float *bias, int n,
+                   int rows, int cols)
+{
+    matmul_job j = {y, x, w, bias, n, rows, cols};
+    t2_pool_run(c->pool, matmul_worker, &j);
+}
+
+/* ---- one layer matrix for rows that may use different weights ---- */
+
+static const float *dense_of(const t2_layer *L, int kind)
+{
+    switch (kind) {
+    case 0: return L->wq;
+    case 1: return L->wk;
+    case 2: return L->wv;
+    case 3: return L->wo;
+    case 4: return L->w_gate;
+    case 5: return L->w_up;
+    default: return L->w_down;
+    }
+}
+
+static const float *bias_of(const t2_layer *L, int kind)
+{
+    switch (kind) {
+    case 0: return L->bq;
+    case 1: return L->bk;
+    case 2: return L->bv;
+    case 3: return L->bo;
+    default: return NULL;
+    }
+}
+
+static const t2_factor *factor_of(const t2_layer *L, int kind)
+{
+    return L->factors && L->factors[kind].s ? &L->factors[kind] : NULL;
+}
+
+/* What rows sharing a product must have in common: the dense matrix, or
+ * for factored rows the shared U (each row then scales by its own s). */
+static const void *group_key(const t2_layer *L, int kind)
+{
+    const t2_factor *f = factor_of(L, kind);
+    return f ? (const void *)f->u : (const void *)dense_of(L, kind);
+}
+
+/* y[t] for the rows `idx` (all with the same key), x and y dense [n][..] */
+static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kind, float *y,
+                         const float *x, int n, int rows, int cols)
+{
+    const t2_layer *first = &L[0][layer];
+    const t2_factor *f = factor_of(first, kind);
+    if (!f) {
+        matmul(c, y, x, dense_of(first, kind), bias_of(first, kind), n, rows, cols);
+        return;
+    }
+    matmul(c, c->fact_tmp, x, f->vt, NULL, n, f->r, f->n);
+    for (int t = 0; t < n; t++) {
+        const float *s = factor_of(&L[t][layer], kind)->s;
+        float *row = c->fact_tmp + (size_t)t * (size_t)f->r;
+        for (int i = 0; i < f->r; i++)
+            row[i] *= s[i];
+    }
+    matmul(c, y, c->fact_tmp, f->u, bias_of(first, kind), n, f->m, f->r);
+}
+
+/* Y = X · Wᵀ where row t uses rows[t].layers: rows are grouped by the
+ * weights they share so each distinct matrix is read once. */
+static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, float *y,
+                         const float *x, int n, int out_dim, int in_dim)
+{
+    const t2_layer *L[T2_CHUNK];
+    bool same = true;
+    const void *key0 = group_key(&rows[0].layers[layer], kind);
+    for (int t = 0; t < n; t++) {
+        L[t] = rows[t].layers;
+        same = same && group_key(&rows[t].layers[layer], kind) == key0;
+    }
+    if (same) {
+        group_matmul(c, L, layer, kind, y, x, n, out_dim, in_dim);
+        return;
+    }
+    bool done[T2_CHUNK] = {false};
+    for (int t0 = 0; t0 < n; t0++) {
+        if (done[t0])
+            continue;
+        const void *key = group_key(&rows[t0].layers[layer], kind);
+        const t2_layer *GL[T2_CHUNK];
+        int idx[T2_CHUNK], g = 0;
+        for (int t = t0; t < n; t++) {
+            if (!done[t] && group_key(&rows[t].layers[layer], kind) == key) {
+                done[t] = true;
+                idx[g] = t;
+                GL[g] = rows[t].layers;
+                memcpy(c->gather_x + (size_t)g * (size_t)in_dim, x + (size_t)t * (size_t)in_dim,
+                       (size_t)in_dim * sizeof(float));
+                g++;
+            }
+        }
+        group_matmul(c, GL, layer, kind, c->gather_y, c->gather_x, g, out_dim, in_dim);
+        for (int i = 0; i < g; i++)
+            memcpy(y + (size_t)idx[i] * (size_t)out_dim, c->gather_y + (size_t)i * (size_t)out_dim,
+                   (size_t)out_dim * sizeof(float));
+    }
+}
+
+/* ---- elementwise pieces ---- */
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++)
+        out[i] = w[i] * (x[i] * scale);
+}
+
+static void rope_tables(t2_ctx *c, const t2_row *rows, int n)
+{
+    int half = c->m->cfg.head_dim / 2;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            float angle = (float)rows[t].pos * c->inv_freq[i];
+            c->rope_cos[t * half + i] = cosf(angle);
+            c->rope_sin[t * half + i] = sinf(angle);
+        }
+}
+
+/* rotate-half: pairs (i, i + d/2) of every head, as Hugging Face does */
+static void rope_apply(const t2_ctx *c, float *v, int n, int n_heads)
+{
+    int d = c->m->cfg.head_dim, half = d / 2;
+    for (int t = 0; t < n; t++) {
+        const float *cs = c->rope_cos + t * half, *sn = c->rope_sin + t * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *x = v + ((size_t)t * (size_t)n_heads + (size_t)h) * (size_t)d;
+            for (int i = 0; i < half; i++) {
+                float a = x[i], b = x[i + half];
+                x[i] = a * cs[i] - b * sn[i];
+                x[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+/* ---- attention over each row's own cache ---- */
+
+typedef struct attn_job {
+    t2_ctx *ws;
+    const t2_row *rows;
+    int layer, n;
+} attn_job;
+
+static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q, float *out,
+                       int kvh, float *scores)
+{
+    const t2_config *cfg = &ws->m->cfg;
+    int d = cfg->head_dim;
+    size_t kv_dim = (size_t)cfg->n_kv_heads * (size_t)d;
+    const t2_ctx *s = row->seq;
+    const float *kc = s->k_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
+    const float *vc = s->v_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
+    float scale = 1.0f / sqrtf((float)d), mx = -INFINITY;
+    for (int p = 0; p <= row->pos; p++) { /* causal: keys 0..pos */
+        const float *k = kc + (size_t)p * kv_dim;
+        float dot = 0.0f;
+        for (int i = 0; i < d; i++)
+            dot += q[i] * k[i];
+        scores[p] = dot * scale;
+        mx = scores[p] > mx ? scores[p] : mx;
+    }
+    float sum = 0.0f;
+    for (int p = 0; p <= row->pos; p++) {
+        scores[p] = expf(scores[p] - mx);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, (size_t)d * sizeof *out);
+    for (int p = 0; p <= row->pos; p++) {
+        const float *v = vc + (size_t)p * kv_dim;
+        float a = scores[p] * inv;
+        for (int i = 0; i < d; i++)
+            out[i] += a * v[i];
+    }
+}
+
+static void attn_worker(void *arg, int w, int nw)
+{
+    const attn_job *j = arg;
+    t2_ctx *ws = j->ws;
+    const t2_config *cfg = &ws->m->cfg;
+    int d = cfg->head_dim, nh = cfg->n_heads, group = nh / cfg->n_kv_heads;
+    size_t q_dim = (size_t)nh * (size_t)d;
+    float *scores = ws->scores + (size_t)w * (size_t)ws->n_ctx;
+    int b, e;
+    t2_pool_share(j->n * nh, w, nw, 1, &b, &e);
+    for (int task = b; task < e; task++) {
+        int t = task / nh, h = task % nh;
+        size_t off = (size_t)t * q_dim + (size_t)h * (size_t)d;
+        attend_one(ws, &j->rows[t], j->layer, ws->q + off, ws->att + off, h / group, scores);
+    }
+}
+
+/* ---- one pass through every layer ---- */
+
+static void store_kv(t2_ctx *ws, const t2_row *rows, int layer, int n)
+{
+    size_t kv_dim = (size_t)ws->m->cfg.n_kv_heads * (size_t)ws->m->cfg.head_dim;
+    for (int t = 0; t < n; t++) {
+        t2_ctx *s = rows[t].seq;
+        size_t off = ((size_t)layer * (size_t)s->n_ctx + (size_t)rows[t].pos) * kv_dim;
+        memcpy(s->k_cache + off, ws->k + (size_t)t * kv_dim, kv_dim * sizeof(float));
+        memcpy(s->v_cache + off, ws->v + (size_t)t * kv_dim, kv_dim * sizeof(float));
+    }
+}
+
+static void attention_block(t2_ctx *c, const t2_row *rows, int layer, int n)
+{
+    const t2_config *cfg = &c->m->cfg;
+    int H = cfg->hidden, Q = cfg->n_heads * cfg->head_dim, KV = cfg->n_kv_heads * cfg->head_dim;
+    const float *norm = rows[0].layers[layer].attn_norm;
+    for (int t = 0; t < n; t++)
+        rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, norm, H, cfg->rms_eps);
+    layer_matmul(c, rows, layer, 0, c->q, c->xn, n, Q, H);
+    layer_matmul(c, rows, layer, 1, c->k, c->xn, n, KV, H);
+    layer_matmul(c, rows, layer, 2, c->v, c->xn, n, KV, H);
+    rope_apply(c, c->q, n, cfg->n_heads);
+    rope_apply(c, c->k, n, cfg->n_kv_heads);
+    store_kv(c, rows, layer, n);
+    attn_job j = {c, rows, layer, n};
+    t2_pool_run(c->pool, attn_worker, &j);
+    layer_matmul(c, rows, layer, 3, c->xn, c->att, n, H, Q);
+    for (size_t i = 0; i < (size_t)n * (size_t)H; i++)
+        c->x[i] += c->xn[i];
+}
+
+static void mlp_block(t2_ctx *c, const t2_row *rows, int layer, int n)
+{
+    const t2_config *cfg = &c->m->cfg;
+    int H = cfg->hidden, FF = cfg->intermediate;
+    const float *norm = rows[0].layers[layer].ffn_norm;
+    for (int t = 0; t < n; t++)
+        rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, norm, H, cfg->rms_eps);
+    layer_matmul(c, rows, layer, 4, c->gate, c->xn, n, FF, H);
+    layer_matmul(c, rows, layer, 5, c->up, c->xn, n, FF, H);
+    for (size_t i = 0; i < (size_t)n * (size_t)FF; i++) {
+        float g = c->gate[i];
+        c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];
+    }
+    layer_matmul(c, rows, layer, 6, c->xn, c->gate, n, H, FF);
+    for (size_t i = 0; i < (size_t)n * (size_t)H; i++)
+        c->x[i] += c->xn[i];
+}
+
+/* logits for rows [from, n) into out[(t - from)][vocab] */
+static void output_head(t2_ctx *c, int from, int n, float *out)
+{
+    const t2_config *cfg = &c->m->cfg;
+    int H = cfg->hidden;
+    for (int t = from; t < n; t++)
+        rmsnorm(c->xn + (size_t)(t - from) * H, c->x + (size_t)t * H, c->m->final_norm, H,
+                cfg->rms_eps);
+    matmul(c, out, c->xn, c->m->lm_head, NULL, n - from, cfg->vocab, H);
+}
+
+void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, float *logits_out,
+                 int logits_from)
+{
+    const t2_config *cfg = &ws->m->cfg;
+    int H = cfg->hidden;
+    for (int t = 0; t < n; t++)
+        memcpy(ws->x + (size_t)t * H, ws->m->embed + (size_t)tokens[t] * H, (size_t)H * sizeof(float));
+    rope_tables(ws, rows, n);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        attention_block(ws, rows, l, n);
+        mlp_block(ws, rows, l, n);
+    }
+    if (logits_out)
+        output_head(ws, logits_from, n, logits_out);
+}

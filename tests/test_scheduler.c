@@ -1,0 +1,351 @@
+/* Batched decoding and the scheduler: sequences with different experts
+ * decoded together give exactly what each gives alone; queue limits,
+ * cancellation, timeouts and draining behave. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fileio.h"
+#include "scheduler.h"
+#include "test_util.h"
+
+typedef struct fixture {
+    t2_engine *e;
+    json_t *vectors;
+} fixture;
+
+static int setup(void **state)
+{
+    static fixture f;
+    char p[1024], ex[1100];
+    t2_engine_opts o;
+    t2_engine_opts_defaults(&o);
+    o.model_path = shared_path(p, sizeof p, "models/seedling");
+    snprintf(ex, sizeof ex, "%s/experts", p);
+    o.experts_dir = ex; /* only read: the store writes nothing when nothing is uploaded */
+    o.threads = 2;
+    t2_err err = {{0}};
+    if (t2_engine_open(&f.e, &o, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    f.vectors = load_vectors();
+    *state = &f;
+    return f.vectors ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    t2_engine_free(f->e);
+    json_decref(f->vectors);
+    return 0;
+}
+
+static t2_adapted *weights_for(fixture *f, const char *expert, bool factored)
+{
+    if (!expert)
+        return NULL;
+    t2_expert *x = t2_store_get(f->e->experts, expert);
+    t2_mixture mx = {0};
+    t2_err err;
+    assert_int_equal(t2_mixture_add(&mx, x, 1.0f, NULL, 0, &err), 0);
+    float **z;
+    assert_int_equal(t2_mix_z(f->e->svf, &mx, &z, &err), 0);
+    t2_adapted *w;
+    if (factored)
+        assert_int_equal(t2_adapted_build_factored(&w, f->e->model, f->e->svf, z, &err), 0);
+    else
+        assert_int_equal(t2_adapted_build(&w, f->e->model, f->e->svf, z, f->e->pool, &err), 0);
+    t2_mix_z_free(f->e->svf, z);
+    t2_mixture_clear(&mx);
+    t2_expert_unref(x);
+    return w;
+}
+
+/* 6 sequences (base, math materialised, code/reasoning factored, two on
+ * the same factored expert) stepped together vs one at a time */
+static void test_forward_batch_matches_single(void **state)
+{
+    fixture *f = *state;
+    const char *experts[6] = {NULL, "math", "code", "reasoning", "code", "math"};
+    bool factored[6] = {false, false, true, true, true, true};
+    t2_adapted *w[6];
+    t2_ctx *batch[6], *single[6];
+    t2_err err;
+    json_t *vecs = json_object_get(f->vectors, "vectors");
+    for (int i = 0; i < 6; i++) {
+        w[i] = weights_for(f, experts[i], factored[i]);
+        assert_int_equal(t2_ctx_create(&batch[i], f->e->model, f->e->pool, 128, &err), 0);
+        assert_int_equal(t2_ctx_create(&single[i], f->e->model, f->e->pool, 128, &err), 0);
+        t2_ctx_set_layers(batch[i], w[i] ? w[i]->layers : NULL);
+        t2_ctx_set_layers(single[i], w[i] ? w[i]->layers : NULL);
+        size_t n;
+        int32_t *ids = json_ids(json_object_get(json_array_get(vecs, (size_t)i % 4), "ids"), &n);
+        const float *l;
+        assert_int_equal(t2_forward(batch[i], ids, (int)n - i, false, &l, &err), 0); /* different lengths */
+        assert_int_equal(t2_forward(single[i], ids, (int)n - i, false, &l, &err), 0);
+        free(ids);
+    }
+    for (int step = 0; step < 5; step++) {
+        int32_t toks[6];
+        for (int i = 0; i < 6; i++)
+            toks[i] = (int32_t)(100 + 37 * i + step);
+        const float *bl;
+        assert_int_equal(t2_forward_batch(batch, toks, 6, &bl, &err), 0);
+        float *copy = malloc(6 * 1024 * sizeof *copy);
+        memcpy(copy, bl, 6 * 1024 * sizeof *copy);
+        for (int i = 0; i < 6; i++) {
+            const float *sl;
+            assert_int_equal(t2_forward(single[i], &toks[i], 1, false, &sl, &err), 0);
+            double e = rel_l2(copy + (size_t)i * 1024, sl, 1024);
+            if (e > 1e-5)
+                fail_msg("step %d seq %d: relative L2 %.3g", step, i, e);
+        }
+        free(copy);
+    }
+    int32_t t2 = 5;
+    t2_ctx *dup[2] = {batch[0], batch[0]};
+    const float *bl;
+    assert_int_equal(t2_forward_batch(dup, (int32_t[]){t2, t2}, 2, &bl, &err), -1);
+    assert_non_null(strstr(err.msg, "twice"));
+    for (int i = 0; i < 6; i++) {
+        t2_ctx_free(batch[i]);
+        t2_ctx_free(single[i]);
+        t2_adapted_unref(w[i]);
+    }
+}
+
+/* ---- scheduler ---- */
+
+typedef struct outcome {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char text[2048];
+    size_t len;
+    bool decided, done;
+    char label[72];
+    t2_job_result res;
+    char error[512];
+} outcome;
+
+static void on_decision(void *user, const t2_decision *d)
+{
+    outcome *o = user;
+    pthread_mutex_lock(&o->mu);
+    o->decided = true;
+    snprintf(o->label, sizeof o->label, "%s", d->label);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static void on_text(void *user, const char *text, size_t len)
+{
+    outcome *o = user;
+    pthread_mutex_lock(&o->mu);
+    if (o->len + len < sizeof o->text) {
+        memcpy(o->text + o->len, text, len);
+        o->len += len;
+        o->text[o->len] = '\0';
+    }
+    pthread_mutex_unlock(&o->mu);
+}
+
+static void on_done(void *user, const t2_job_result *r)
+{
+    outcome *o = user;
+    pthread_mutex_lock(&o->mu);
+    o->res = *r;
+    snprintf(o->error, sizeof o->error, "%s", r->error);
+    o->done = true;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static const t2_job_events events = {on_decision, on_text, on_done};
+
+static void outcome_init(outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_cond_init(&o->cv, NULL);
+}
+
+static void wait_done(outcome *o)
+{
+    pthread_mutex_lock(&o->mu);
+    while (!o->done)
+        pthread_cond_wait(&o->cv, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static int32_t *chat_ids(fixture *f, const char *q, size_t *n)
+{
+    t2_chat_msg m = {"user", q};
+    int32_t *ids;
+    t2_err err;
+    assert_int_equal(t2_engine_chat_ids(f->e, &m, 1, &ids, n, &err), 0);
+    return ids;
+}
+
+static const char *questions[8] = {
+    "What is 461 + 129?", "What does this print?\nx = 6\ny = x * 4\nprint(y + 4)",
+    "Which number is largest?\nA. 62\nB. 67\nC. 64", "What is 66 - 26?\nA. 39\nB. 50\nC. 40",
+    "What is 13 + 12?", "What is 971 - 836?", "What does this print?\nprint('ccd'[::-1])",
+    "Uma is older than Ned. Ned is older than Bob. Who is oldest?\nA. Uma\nB. Ned\nC. Bob"};
+static const char *job_experts[8] = {"math", "code", "reasoning", NULL, "math", "code", NULL, "reasoning"};
+
+static void submit(fixture *f, t2_sched *s, int i, outcome *o, int max_tokens, uint64_t *id)
+{
+    size_t n;
+    int32_t *ids = chat_ids(f, questions[i], &n);
+    t2_job_req r = {.prompt = ids, .n_prompt = n, .question = questions[i]};
+    t2_gen_params_defaults(&r.gen);
+    r.gen.max_tokens = max_tokens;
+    r.adapt.strategy = job_experts[i] ? T2_STRATEGY_EXPERT : T2_STRATEGY_NONE;
+    r.adapt.expert = job_experts[i];
+    int code;
+    t2_err err;
+    uint64_t dummy;
+    assert_int_equal(t2_sched_submit(s, &r, &events, o, id ? id : &dummy, &code, &err), 0);
+    free(ids);
+}
+
+static void test_concurrent_equals_alone(void **state)
+{
+    fixture *f = *state;
+    /* alone, with the plain generation loop */
+    char alone[8][256];
+    t2_ctx *ctx;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, f->e->model, f->e->pool, 0, &err), 0);
+    for (int i = 0; i < 8; i++) {
+        size_t n;
+        int32_t *ids = chat_ids(f, questions[i], &n);
+        t2_adapted *w = weights_for(f, job_experts[i], false);
+        t2_ctx_truncate(ctx, 0);
+        t2_ctx_set_layers(ctx, w ? w->layers : NULL);
+        t2_gen_params gp;
+        t2_gen_params_defaults(&gp);
+        gp.max_tokens = 16;
+        t2_gen_result r;
+        assert_int_equal(t2_generate(ctx, f->e->model, ids, n, &gp, NULL, NULL, &r, &err), 0);
+        snprintf(alone[i], sizeof alone[i], "%s", r.text);
+        t2_gen_result_free(&r);
+        t2_adapted_unref(w);
+        free(ids);
+    }
+    t2_ctx_free(ctx);
+    /* together: 8 jobs with 4 different weight sets through the scheduler */
+    t2_sched_opts so;
+    t2_sched_opts_defaults(&so);
+    so.n_ctx = 256;
+    t2_sched *s;
+    assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
+    outcome o[8];
+    for (int i = 0; i < 8; i++) {
+        outcome_init(&o[i]);
+        submit(f, s, i, &o[i], 16, NULL);
+    }
+    for (int i = 0; i < 8; i++) {
+        wait_done(&o[i]);
+        assert_int_equal(o[i].res.error_code, 0);
+        assert_true(o[i].decided);
+        if (strcmp(o[i].text, alone[i]) != 0)
+            fail_msg("job %d: '%s' together, '%s' alone", i, o[i].text, alone[i]);
+        assert_string_equal(o[i].res.finish, "stop");
+        assert_true(o[i].res.completion_tokens > 0);
+    }
+    t2_sched_free(s);
+}
+
+static void test_limits_cancel_timeout(void **state)
+{
+    fixture *f = *state;
+    t2_sched_opts so;
+    t2_sched_opts_defaults(&so);
+    so.n_ctx = 256;
+    so.queue_len = 2;
+    so.max_seqs = 1;
+    t2_sched *s;
+    t2_err err;
+    assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
+    /* an over-long prompt is refused before queueing */
+    int32_t big[300] = {0};
+    t2_job_req r = {.prompt = big, .n_prompt = 300, .question = "x"};
+    t2_gen_params_defaults(&r.gen);
+    int code;
+    uint64_t id;
+    assert_int_equal(t2_sched_submit(s, &r, &events, NULL, &id, &code, &err), -1);
+    assert_int_equal(code, 422);
+    /* unknown expert: pass 1 fails with 404 through on_done */
+    outcome bad;
+    outcome_init(&bad);
+    r.n_prompt = 4;
+    r.adapt.strategy = T2_STRATEGY_EXPERT;
+    r.adapt.expert = "nope";
+    assert_int_equal(t2_sched_submit(s, &r, &events, &bad, &id, &code, &err), 0);
+    wait_done(&bad);
+    assert_int_equal(bad.res.error_code, 404);
+    assert_non_null(strstr(bad.error, "nope"));
+    /* a long generation, then cancel it */
+    outcome a, b, c, d;
+    outcome_init(&a);
+    outcome_init(&b);
+    outcome_init(&c);
+    outcome_init(&d);
+    uint64_t ida;
+    r = (t2_job_req){.prompt = big, .n_prompt = 8, .question = "x"};
+    t2_gen_params_defaults(&r.gen);
+    r.gen.max_tokens = 200;
+    r.gen.ignore_eos = true;
+    assert_int_equal(t2_sched_submit(s, &r, &events, &a, &ida, &code, &err), 0);
+    /* once a has been decided it leaves the queue (max_seqs 1: it decodes) */
+    for (int i = 0; i < 10000 && !a.decided; i++)
+        usleep(1000);
+    assert_true(a.decided);
+    usleep(20000);
+    /* a job with a tiny time limit ends with "timeout" */
+    r.timeout_s = 0.001;
+    assert_int_equal(t2_sched_submit(s, &r, &events, &b, &id, &code, &err), 0);
+    r.timeout_s = 0;
+    assert_int_equal(t2_sched_submit(s, &r, &events, &c, &id, &code, &err), 0);
+    /* the queue (2) may be full now: a further submit is refused with 429, or
+     * accepted when a worker already took one; fill until refused */
+    int refused = 0;
+    outcome extra[4];
+    for (int i = 0; i < 4 && !refused; i++) {
+        outcome_init(&extra[i]);
+        if (t2_sched_submit(s, &r, &events, &extra[i], &id, &code, &err) != 0) {
+            assert_int_equal(code, 429);
+            refused = 1;
+        }
+    }
+    assert_true(refused);
+    t2_sched_cancel(s, ida);
+    wait_done(&a);
+    assert_string_equal(a.res.finish, "cancelled");
+    assert_true(a.res.completion_tokens < 200);
+    wait_done(&b);
+    assert_string_equal(b.res.finish, "timeout");
+    /* draining: new work refused with 503, queued work still completes */
+    t2_sched_drain(s);
+    assert_int_equal(t2_sched_submit(s, &r, &events, &d, &id, &code, &err), -1);
+    assert_int_equal(code, 503);
+    t2_sched_free(s); /* cancels what is left: every job reports done */
+    assert_true(c.done);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_batch_matches_single),
+        cmocka_unit_test(test_concurrent_equals_alone),
+        cmocka_unit_test(test_limits_cancel_timeout),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
