@@ -1,18 +1,12 @@
 /* Mixtures, adapted weight sets and the policy choosing between them. */
 #include "adapt.h"
+#include "clock.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* ---- mixtures ---- */
 
@@ -219,7 +213,7 @@ static void build_worker(void *arg, int w, int nw)
 int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
                      t2_pool *pool, t2_err *err)
 {
-    double t0 = now_ms();
+    double t0 = t2_now_ms();
     *out = NULL;
     size_t floats = 0, max_mr = 0;
     for (size_t i = 0; i < svf->n; i++) {
@@ -253,7 +247,7 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
         t2_adapted_unref(a);
         return t2_err_set(err, "out of memory while materialising adapted weights");
     }
-    a->build_ms = now_ms() - t0;
+    a->build_ms = t2_now_ms() - t0;
     *out = a;
     return 0;
 }
@@ -261,7 +255,7 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
 int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
                               float *const *z, t2_err *err)
 {
-    double t0 = now_ms();
+    double t0 = t2_now_ms();
     *out = NULL;
     size_t floats = 0;
     for (size_t i = 0; i < svf->n; i++)
@@ -290,7 +284,7 @@ int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf 
     }
     for (int l = 0; l < m->cfg.n_layers; l++)
         a->layers[l].factors = a->factors + (size_t)l * T2_N_FACTOR_KINDS;
-    a->build_ms = now_ms() - t0;
+    a->build_ms = t2_now_ms() - t0;
     *out = a;
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "clock.h"
 
 void t2_cem_opts_defaults(t2_cem_opts *o)
 {
@@ -27,13 +28,6 @@ void t2_cem_result_clear(t2_cem_result *r)
     free(r->experts);
     free(r->alpha);
     memset(r, 0, sizeof *r);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* ---- seeded normal draws (splitmix64 + Box-Muller) ---- */
@@ -73,17 +67,6 @@ typedef struct search {
     int evaluations;
 } search;
 
-static double log_softmax_at(const float *logits, int n, int32_t id)
-{
-    float mx = logits[0];
-    for (int i = 1; i < n; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)(logits[i] - mx));
-    return (double)(logits[id] - mx) - log(sum);
-}
-
 /* log-likelihood of the answer, then the greedy answer compared to it */
 static int score_example(search *s, const encoded_example *x, bool *correct, double *ll, t2_err *err)
 {
@@ -94,12 +77,12 @@ static int score_example(search *s, const encoded_example *x, bool *correct, dou
     if (t2_forward(s->ctx, x->prompt, (int)x->n_prompt, false, &out, err) != 0)
         return -1;
     memcpy(s->last, out, (size_t)V * sizeof *s->last);
-    *ll = log_softmax_at(s->last, V, x->answer[0]);
+    *ll = t2_log_softmax_at(s->last, V, x->answer[0]);
     if (x->n_answer > 1) {
         if (t2_forward(s->ctx, x->answer, (int)x->n_answer - 1, true, &out, err) != 0)
             return -1;
         for (size_t i = 1; i < x->n_answer; i++)
-            *ll += log_softmax_at(out + (i - 1) * (size_t)V, V, x->answer[i]);
+            *ll += t2_log_softmax_at(out + (i - 1) * (size_t)V, V, x->answer[i]);
     }
     /* greedy: the answer is right iff greedy decoding reproduces its tokens' text */
     t2_ctx_truncate(s->ctx, (int)x->n_prompt);
@@ -367,7 +350,7 @@ int t2_engine_few_shot(t2_engine *e, t2_ctx *ctx, const t2_example *ex, size_t n
     *err_code = 422;
     if (check_opts(o, n_ex, err) != 0)
         return -1;
-    double t0 = now_ms();
+    double t0 = t2_now_ms();
     search s = {.e = e, .ctx = ctx, .n_ex = n_ex, .max_tokens = o->max_tokens};
     if (collect_experts(e, names, n_names, &s.experts, &s.k, err_code, err) != 0)
         return -1;
@@ -396,7 +379,7 @@ int t2_engine_few_shot(t2_engine *e, t2_ctx *ctx, const t2_example *ex, size_t n
     free(s.last);
     t2_ctx_truncate(ctx, 0);
     res->evaluations = s.evaluations;
-    res->ms = now_ms() - t0;
+    res->ms = t2_now_ms() - t0;
     if (rc != 0) {
         t2_cem_result_clear(res);
         *err_code = 500;

@@ -6,15 +6,9 @@
 #include <time.h>
 
 #include "engine.h"
+#include "clock.h"
 
 #define CLS_MAX_TOKENS 16
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static int fail(int *err_code, int code)
 {
@@ -158,29 +152,18 @@ static int classify_generate(t2_engine *e, t2_ctx *ctx, const int32_t *ids, size
     return 0;
 }
 
-static double log_softmax_at(const float *logits, int n, int32_t id)
-{
-    float mx = logits[0];
-    for (int i = 1; i < n; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)(logits[i] - mx));
-    return (double)(logits[id] - mx) - log(sum);
-}
-
 /* log P(cont | prompt already in ctx with last logits `last`) */
 static int continuation_logprob(t2_engine *e, t2_ctx *ctx, const float *last, const int32_t *cont,
                                 size_t n, double *out, t2_err *err)
 {
     int V = e->model->cfg.vocab;
-    double lp = log_softmax_at(last, V, cont[0]);
+    double lp = t2_log_softmax_at(last, V, cont[0]);
     if (n > 1) {
         const float *all;
         if (t2_forward(ctx, cont, (int)n - 1, true, &all, err) != 0)
             return -1;
         for (size_t i = 1; i < n; i++)
-            lp += log_softmax_at(all + (i - 1) * (size_t)V, V, cont[i]);
+            lp += t2_log_softmax_at(all + (i - 1) * (size_t)V, V, cont[i]);
     }
     *out = lp;
     return 0;
@@ -330,7 +313,7 @@ int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const c
     memset(d, 0, sizeof *d);
     *err_code = 0;
     d->strategy = req->strategy;
-    double t0 = now_ms();
+    double t0 = t2_now_ms();
     int rc;
     switch (req->strategy) {
     case T2_STRATEGY_NONE:
@@ -355,7 +338,7 @@ int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const c
                    t2_strategy_name(req->strategy));
         rc = fail(err_code, 422);
     }
-    d->pass1_ms = now_ms() - t0;
+    d->pass1_ms = t2_now_ms() - t0;
     if (rc != 0) {
         t2_decision_clear(d);
         return -1;

@@ -200,28 +200,21 @@ static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q,
     const t2_ctx *s = row->seq;
     const float *kc = s->k_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
     const float *vc = s->v_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
-    float scale = 1.0f / sqrtf((float)d), mx = -INFINITY;
-    for (int p = 0; p <= row->pos; p++) { /* causal: keys 0..pos */
-        const float *k = kc + (size_t)p * kv_dim;
-        float dot = 0.0f;
-        for (int i = 0; i < d; i++)
-            dot += q[i] * k[i];
-        scores[p] = dot * scale;
+    int n = row->pos + 1; /* causal: keys 0..pos */
+    /* scores = K q and out = Vᵀ p as strided matrix-vector products: the
+     * keys of one head are rows kv_dim apart in the cache */
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, n, d, 1.0f / sqrtf((float)d), kc, (int)kv_dim, q, 1,
+                0.0f, scores, 1);
+    float mx = -INFINITY;
+    for (int p = 0; p < n; p++)
         mx = scores[p] > mx ? scores[p] : mx;
-    }
     float sum = 0.0f;
-    for (int p = 0; p <= row->pos; p++) {
+    for (int p = 0; p < n; p++) {
         scores[p] = expf(scores[p] - mx);
         sum += scores[p];
     }
-    float inv = 1.0f / sum;
-    memset(out, 0, (size_t)d * sizeof *out);
-    for (int p = 0; p <= row->pos; p++) {
-        const float *v = vc + (size_t)p * kv_dim;
-        float a = scores[p] * inv;
-        for (int i = 0; i < d; i++)
-            out[i] += a * v[i];
-    }
+    cblas_sgemv(CblasRowMajor, CblasTrans, n, d, 1.0f / sum, vc, (int)kv_dim, scores, 1, 0.0f, out,
+                1);
 }
 
 static void attn_worker(void *arg, int w, int nw)

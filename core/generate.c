@@ -1,4 +1,5 @@
 #include "generate.h"
+#include "clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,6 @@ void t2_gen_result_free(t2_gen_result *r)
     free(r->text);
     free(r->tokens);
     memset(r, 0, sizeof *r);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* Growing text buffer with the part already handed to the callback. */
@@ -288,14 +282,14 @@ int t2_generate(t2_ctx *ctx, const t2_model *m, const int32_t *prompt, size_t n_
     t2_gen_seq *g;
     if (t2_gen_seq_create(&g, m, prompt, n_prompt, p, cb, user, err) != 0)
         return -1;
-    double t0 = now_ms();
+    double t0 = t2_now_ms();
     const float *out;
     int rc = t2_forward(ctx, prompt, (int)n_prompt, false, &out, err);
-    double t1 = now_ms();
+    double t1 = t2_now_ms();
     int32_t tok;
     while (rc == 0 && !t2_gen_seq_step(g, out, t2_ctx_n_past(ctx) >= t2_ctx_n_ctx(ctx), &tok))
         rc = t2_forward(ctx, &tok, 1, false, &out, err);
-    double t2 = now_ms();
+    double t2 = t2_now_ms();
     if (rc == 0)
         rc = t2_gen_seq_take_result(g, res, err);
     t2_gen_seq_free(g);

@@ -85,6 +85,17 @@ void t2_sampler_free(t2_sampler *s)
     s->prob = NULL;
 }
 
+double t2_log_softmax_at(const float *logits, int n, int32_t id)
+{
+    float mx = logits[0];
+    for (int i = 1; i < n; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)(logits[i] - mx));
+    return (double)(logits[id] - mx) - log(sum);
+}
+
 int32_t t2_argmax(const float *v, int n)
 {
     int32_t best = 0;

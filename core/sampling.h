@@ -36,6 +36,9 @@ void t2_sampler_free(t2_sampler *s);
 /* Picks the next token; logits are modified in place. history holds the
  * ids seen so far (prompt + generated) for the repetition penalty. */
 int32_t t2_sampler_next(t2_sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* log softmax(logits)[id], computed stably in double. */
+double t2_log_softmax_at(const float *logits, int n, int32_t id);
+
 /* Index of the largest value (first one on ties, as torch.argmax). */
 int32_t t2_argmax(const float *v, int n);
 

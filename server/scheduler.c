@@ -1,6 +1,8 @@
 /* Pass-1 workers and the continuous-batching decode thread. */
 #include "scheduler.h"
 
+#include "clock.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,13 +12,6 @@
 #include <time.h>
 
 #define MAX_STOP_STRINGS 16
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* ---- jobs and tasks ---- */
 
@@ -184,7 +179,7 @@ static void finish_job(t2_sched *s, job *j, const char *finish)
 {
     j->result.finish = finish;
     if (j->t_pass2 > 0)
-        j->result.pass2_ms = now_ms() - j->t_pass2;
+        j->result.pass2_ms = t2_now_ms() - j->t_pass2;
     j->result.pass1_ms = j->decision.pass1_ms;
     if (j->seq)
         j->result.completion_tokens = t2_gen_seq_n_tokens(j->seq);
@@ -206,7 +201,7 @@ static void fail_job(t2_sched *s, job *j, int code, const char *msg)
 
 static bool job_expired(const job *j)
 {
-    return j->deadline_ms > 0 && now_ms() > j->deadline_ms;
+    return j->deadline_ms > 0 && t2_now_ms() > j->deadline_ms;
 }
 
 /* ---- pass-1 workers ---- */
@@ -225,7 +220,7 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
     }
     t2_err err = {{0}};
     int code = 0;
-    j->t_pass1 = now_ms();
+    j->t_pass1 = t2_now_ms();
     j->result.queue_ms = j->t_pass1 - j->t_submit;
     if (t2_engine_decide(s->e, ctx, &j->adapt, j->question, &j->decision, &code, &err) != 0) {
         fail_job(s, j, code ? code : 500, err.msg);
@@ -359,7 +354,7 @@ static bool admit(t2_sched *s, job *j)
     }
     t2_ctx_truncate(j->ctx, 0);
     t2_ctx_set_layers(j->ctx, j->weights ? j->weights->layers : NULL);
-    j->t_pass2 = now_ms();
+    j->t_pass2 = t2_now_ms();
     const float *logits;
     if (t2_gen_seq_create(&j->seq, s->e->model, j->prompt, j->n_prompt, &j->gen, text_cb, j, &err) != 0 ||
         t2_forward(j->ctx, j->prompt, (int)j->n_prompt, false, &logits, &err) != 0) {
@@ -624,7 +619,7 @@ int t2_sched_submit(t2_sched *s, const t2_job_req *req, const t2_job_events *ev,
     }
     j->ev = *ev;
     j->user = user;
-    j->t_submit = now_ms();
+    j->t_submit = t2_now_ms();
     j->deadline_ms = req->timeout_s > 0 ? j->t_submit + req->timeout_s * 1e3 : 0;
     w->j = j;
     if (enqueue(s, w, node, err_code, err) != 0) {
