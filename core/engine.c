@@ -77,6 +77,8 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
         log_msg(o, "SVF factors for %zu matrices (%s): %zu decomposed, %zu from cache, %.1f s",
                 e->svf->n, t2_svf_set_name(e->svf->set), e->svf_stats.decomposed,
                 e->svf_stats.from_cache, e->svf_stats.seconds);
+    if (rc == 0 && e->svf && e->svf_stats.cache_error[0])
+        log_msg(o, "warning: SVD cache not written: %s", e->svf_stats.cache_error);
     if (rc == 0 && o->experts_dir) {
         rc = t2_store_open(&e->experts, o->experts_dir, e->svf, e->model->name, store_warn,
                            (void *)o, &rejected, err);

@@ -62,9 +62,9 @@ static const struct {
     int kind;
     unsigned set;
 } KINDS[] = {
-    {"self_attn.q_proj", T2_SVF_Q, T2_SVF_ATTN},  {"self_attn.k_proj", T2_SVF_K, T2_SVF_ATTN},
-    {"self_attn.v_proj", T2_SVF_V, T2_SVF_ATTN},  {"self_attn.o_proj", T2_SVF_O, T2_SVF_ATTN},
-    {"mlp.gate_proj", T2_SVF_GATE, T2_SVF_MLP},   {"mlp.up_proj", T2_SVF_UP, T2_SVF_MLP},
+    {"self_attn.q_proj", T2_SVF_Q, T2_SVF_ATTN}, {"self_attn.k_proj", T2_SVF_K, T2_SVF_ATTN},
+    {"self_attn.v_proj", T2_SVF_V, T2_SVF_ATTN}, {"self_attn.o_proj", T2_SVF_O, T2_SVF_ATTN},
+    {"mlp.gate_proj", T2_SVF_GATE, T2_SVF_MLP},  {"mlp.up_proj", T2_SVF_UP, T2_SVF_MLP},
     {"mlp.down_proj", T2_SVF_DOWN, T2_SVF_MLP},
 };
 #define N_KINDS (sizeof KINDS / sizeof KINDS[0])
@@ -314,8 +314,8 @@ static int svd(t2_svf_matrix *mat, float *a, t2_err *err)
     int m = mat->m, n = mat->n, r = mat->r;
     size_t bytes = (size_t)m * n * sizeof(float);
     memcpy(a, mat->w, bytes);
-    lapack_int info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', m, n, a, n, mat->s, mat->u, r,
-                                     mat->vt, n);
+    lapack_int info =
+        LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', m, n, a, n, mat->s, mat->u, r, mat->vt, n);
     if (info == 0)
         return 0;
     float *superb = malloc((size_t)(r > 1 ? r - 1 : 1) * sizeof(float));
@@ -354,8 +354,7 @@ static int decompose_one(void *ctx, size_t i, t2_err *err)
 /* Factors from the cache when it holds a valid file, else computed (and
  * written back when possible). */
 static int obtain_factors(t2_svf *s, const t2_model *m, const char *cache_dir,
-                          t2_svf_progress_fn progress, void *user, t2_svf_stats *stats,
-                          t2_err *err)
+                          t2_svf_progress_fn progress, void *user, t2_svf_stats *stats, t2_err *err)
 {
     char *path = NULL;
     if (cache_dir && *cache_dir) { /* "" would put the cache in / */
@@ -380,8 +379,9 @@ static int obtain_factors(t2_svf *s, const t2_model *m, const char *cache_dir,
     if (path) {
         /* An unwritable cache costs the next start a decomposition, nothing
          * more: the factors are in memory, so this is not a failure. */
-        t2_err werr;
-        (void)t2_svf_cache_save(s, cache_dir, path, &werr);
+        t2_err werr = {{0}};
+        if (t2_svf_cache_save(s, cache_dir, path, &werr) != 0)
+            snprintf(stats->cache_error, sizeof stats->cache_error, "%s", werr.msg);
         free(path);
     }
     return 0;
@@ -461,6 +461,6 @@ void t2_svf_materialise(const t2_svf_matrix *mat, const float *z, float *dst, fl
         for (int k = 0; k < r; k++)
             t[k] = u[k] * tmp[k];
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0f, tmp, r, mat->vt, n,
-                0.0f, dst, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0f, tmp, r, mat->vt, n, 0.0f,
+                dst, n);
 }

@@ -53,6 +53,7 @@ typedef struct t2_svf_stats {
     size_t decomposed;   /* matrices computed now */
     size_t from_cache;   /* matrices loaded from the cache */
     bool cache_rebuilt;  /* a cache file existed but was stale or corrupt */
+    char cache_error[512]; /* why the cache could not be written ("" = fine) */
     double seconds;
 } t2_svf_stats;
 

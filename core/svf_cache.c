@@ -108,8 +108,7 @@ uint64_t t2_hash64_final(const t2_hash64_state *h)
 {
     uint64_t acc;
     if (h->total >= 32) {
-        acc = rotl64(h->v[0], 1) + rotl64(h->v[1], 7) + rotl64(h->v[2], 12) +
-              rotl64(h->v[3], 18);
+        acc = rotl64(h->v[0], 1) + rotl64(h->v[1], 7) + rotl64(h->v[2], 12) + rotl64(h->v[3], 18);
         for (int i = 0; i < 4; i++)
             acc = xx_merge(acc, h->v[i]);
     } else {

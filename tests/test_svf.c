@@ -28,9 +28,11 @@ typedef struct fixture {
     t2_model *m;
     t2_pool *pool;
     json_t *vectors;
-    t2_svf *mlp; /* MLP factors, built once without a cache */
+    t2_svf *mlp; /* MLP factors, built once into an empty cache */
+    t2_svf_stats mlp_stats;
     progress_log progress;
-    char root[256]; /* temp dir for cache tests */
+    char root[256];      /* temp dir for cache tests */
+    char cache_dir[512]; /* root/cache/nested: created by the build */
 } fixture;
 
 static void on_progress(void *user, size_t done, size_t total, double elapsed)
@@ -57,17 +59,19 @@ static int setup(void **state)
     f.vectors = load_vectors();
     if (!f.vectors)
         return -1;
-    f.progress.monotonic = 1;
-    t2_svf_stats st;
-    if (t2_svf_build(&f.mlp, f.m, T2_SVF_MLP, NULL, on_progress, &f.progress, &st, &err) != 0) {
-        fprintf(stderr, "svf: %s\n", err.msg);
-        return -1;
-    }
-    printf("# SVD of the 24 MLP matrices (cold, no cache): %.3f s\n", st.seconds);
     const char *tmp = getenv("TMPDIR");
     snprintf(f.root, sizeof f.root, "%s/t2svf-test-XXXXXX", tmp ? tmp : "/tmp");
     if (!mkdtemp(f.root))
         return -1;
+    snprintf(f.cache_dir, sizeof f.cache_dir, "%s/cache/nested", f.root);
+    /* The SVD is slow under valgrind: one cold build serves every test. */
+    f.progress.monotonic = 1;
+    if (t2_svf_build(&f.mlp, f.m, T2_SVF_MLP, f.cache_dir, on_progress, &f.progress, &f.mlp_stats,
+                     &err) != 0) {
+        fprintf(stderr, "svf: %s\n", err.msg);
+        return -1;
+    }
+    printf("# SVD of the 24 MLP matrices (cold, cache written): %.3f s\n", f.mlp_stats.seconds);
     *state = &f;
     return 0;
 }
@@ -419,11 +423,11 @@ static void test_math_expert_reference(void **state)
 
 /* ---- the cache ---- */
 
-static t2_svf *build(fixture *f, unsigned set, const char *dir, t2_svf_stats *st)
+static t2_svf *build(const t2_model *m, unsigned set, const char *dir, t2_svf_stats *st)
 {
     t2_svf *s = NULL;
     t2_err err = {{0}};
-    int rc = t2_svf_build(&s, f->m, set, dir, NULL, NULL, st, &err);
+    int rc = t2_svf_build(&s, m, set, dir, NULL, NULL, st, &err);
     if (rc != 0)
         fprintf(stderr, "build: %s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -476,119 +480,211 @@ static int count_files(const char *dir, const char *prefix)
     return n;
 }
 
-/* A build that must decompose everything because the file was bad. */
-static void expect_rebuilt(fixture *f, const char *dir, const t2_svf *ref)
+/* After damage to the file: a build decomposes everything and rewrites
+ * it, and the build after that loads it again. */
+static void expect_rebuilt(const t2_model *m, const char *dir, const t2_svf *ref)
 {
     t2_svf_stats st;
-    t2_svf *s = build(f, T2_SVF_MLP, dir, &st);
+    t2_svf *s = build(m, ref->set, dir, &st);
     assert_true(st.cache_rebuilt);
-    assert_int_equal(st.decomposed, 24);
+    assert_int_equal(st.decomposed, ref->n);
     assert_int_equal(st.from_cache, 0);
     t2_svf_free(s);
-    /* the rewritten file is valid again */
-    s = build(f, T2_SVF_MLP, dir, &st);
+    s = build(m, ref->set, dir, &st);
     assert_false(st.cache_rebuilt);
     assert_int_equal(st.decomposed, 0);
-    assert_int_equal(st.from_cache, 24);
+    assert_int_equal(st.from_cache, ref->n);
     assert_same_factors(s, ref);
     t2_svf_free(s);
+    assert_int_equal(count_files(dir, ".t2svf-tmp"), 0);
 }
 
-static void test_cache(void **state)
+/* The seedling MLP factors: written by the fixture's cold build, loaded
+ * bit-identical, rebuilt after a flipped byte. */
+static void test_cache_seedling(void **state)
 {
     fixture *f = *state;
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/cache/nested", f->root); /* created with mkdir -p */
-    t2_svf_stats st;
-
-    t2_svf *first = build(f, T2_SVF_MLP, dir, &st);
-    assert_int_equal(st.decomposed, 24);
-    assert_int_equal(st.from_cache, 0);
-    assert_false(st.cache_rebuilt);
-    printf("# cold build with cache write: %.3f s\n", st.seconds);
-    char *path = t2_svf_cache_path(dir, f->m->name, T2_SVF_MLP, first->key);
+    assert_int_equal(f->mlp_stats.decomposed, 24);
+    assert_int_equal(f->mlp_stats.from_cache, 0);
+    assert_false(f->mlp_stats.cache_rebuilt);
+    char *path = t2_svf_cache_path(f->cache_dir, f->m->name, T2_SVF_MLP, f->mlp->key);
     assert_non_null(path);
     char expect_name[128];
     snprintf(expect_name, sizeof expect_name, "/%s-mlp-%016llx.t2svf", f->m->name,
-             (unsigned long long)first->key);
+             (unsigned long long)f->mlp->key);
     assert_non_null(strstr(path, expect_name));
     long size = file_size(path);
     assert_true(size > 24L * 2 * 256 * 256 * 4);
-    assert_int_equal(count_files(dir, ".t2svf-tmp"), 0);
-    assert_true(first->key == f->mlp->key);
+    assert_int_equal(count_files(f->cache_dir, ".t2svf-tmp"), 0);
 
-    t2_svf *second = build(f, T2_SVF_MLP, dir, &st);
+    t2_svf_stats st;
+    t2_svf *again = build(f->m, T2_SVF_MLP, f->cache_dir, &st);
     assert_int_equal(st.decomposed, 0);
     assert_int_equal(st.from_cache, 24);
     assert_false(st.cache_rebuilt);
-    printf("# cache load: %.3f s\n", st.seconds);
-    assert_same_factors(first, second);
-    t2_svf_free(second);
+    printf("# cache load of the 24 MLP matrices: %.3f s\n", st.seconds);
+    assert_same_factors(again, f->mlp);
+    t2_svf_free(again);
 
-    /* a flipped byte in the middle (factor data), then in the header's key */
     flip_byte(path, size / 2);
-    expect_rebuilt(f, dir, first);
-    flip_byte(path, 16);
-    expect_rebuilt(f, dir, first);
-    /* a truncated file */
-    assert_int_equal(truncate(path, size - 1000), 0);
-    expect_rebuilt(f, dir, first);
-    assert_int_equal(truncate(path, 10), 0);
-    expect_rebuilt(f, dir, first);
+    expect_rebuilt(f->m, f->cache_dir, f->mlp);
     assert_int_equal(file_size(path), size);
+    free(path);
+}
 
-    /* the ATTN set gets its own file; put in place of the MLP file, it is
-     * not used for the MLP set */
-    t2_svf *attn = build(f, T2_SVF_ATTN, dir, &st);
-    assert_int_equal(st.decomposed, 32);
-    assert_true(attn->key != first->key);
-    char *attn_path = t2_svf_cache_path(dir, f->m->name, T2_SVF_ATTN, attn->key);
-    assert_non_null(strstr(attn_path, "-attn-"));
+/* A tiny model with made-up weights: the cache's failure cases cost a
+ * decomposition each, which this keeps cheap (valgrind). */
+typedef struct tiny {
+    t2_model m;
+    t2_layer layers[2];
+    float *block;
+} tiny;
+
+static void tiny_init(tiny *t)
+{
+    memset(t, 0, sizeof *t);
+    t2_config *c = &t->m.cfg;
+    c->hidden = 16, c->intermediate = 24, c->n_layers = 2;
+    c->n_heads = 2, c->n_kv_heads = 1, c->head_dim = 8;
+    t->m.name = "tiny";
+    t->m.layers = t->layers;
+    size_t per_layer = 16 * 16 + 8 * 16 * 2 + 16 * 16 + 3 * 24 * 16, total = 2 * per_layer;
+    t->block = malloc(total * sizeof(float));
+    assert_non_null(t->block);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < total; i++) {
+        x = x * 1664525u + 1013904223u;
+        t->block[i] = (float)((double)(x >> 8) / (1 << 24) - 0.5);
+    }
+    float *p = t->block;
+    for (int l = 0; l < 2; l++) {
+        t2_layer *L = &t->layers[l];
+        L->wq = p, p += 16 * 16;
+        L->wk = p, p += 8 * 16;
+        L->wv = p, p += 8 * 16;
+        L->wo = p, p += 16 * 16;
+        L->w_gate = p, p += 24 * 16;
+        L->w_up = p, p += 24 * 16;
+        L->w_down = p, p += 24 * 16;
+    }
+}
+
+/* Damaged, truncated, extended, foreign and stale files are never used. */
+static void test_cache_damage(void **state)
+{
+    fixture *f = *state;
+    tiny t;
+    tiny_init(&t);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/tiny", f->root);
+    t2_svf_stats st;
+    t2_svf *ref = build(&t.m, T2_SVF_MLP, dir, &st);
+    assert_int_equal(ref->n, 6);
+    assert_int_equal(st.decomposed, 6);
+    assert_false(st.cache_rebuilt);
+    assert_true(max_reconstruction_error(ref) < 1e-5);
+    char *path = t2_svf_cache_path(dir, "tiny", T2_SVF_MLP, ref->key);
+    long size = file_size(path);
+    assert_true(size > 0);
+
+    const long flips[] = {0, 9, 12, 16, 24, 32, 36, size / 2, size - 9, size - 1};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        flip_byte(path, flips[i]);
+        expect_rebuilt(&t.m, dir, ref);
+    }
+    const long cuts[] = {0, 10, size / 2, size - 8, size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        assert_int_equal(truncate(path, cuts[i]), 0);
+        expect_rebuilt(&t.m, dir, ref);
+    }
+    assert_int_equal(truncate(path, size + 1), 0); /* a byte too many */
+    expect_rebuilt(&t.m, dir, ref);
+
+    /* the ATTN set gets its own file; moved to the MLP file's name, it is
+     * not taken for the MLP set */
+    t2_svf *attn = build(&t.m, T2_SVF_ATTN, dir, &st);
+    assert_int_equal(st.decomposed, 8);
+    assert_true(attn->key != ref->key);
+    char *attn_path = t2_svf_cache_path(dir, "tiny", T2_SVF_ATTN, attn->key);
+    assert_non_null(strstr(attn_path, "/tiny-attn-"));
     assert_true(file_size(attn_path) > 0);
     assert_int_equal(rename(attn_path, path), 0);
-    expect_rebuilt(f, dir, first);
-    /* the set both: another name again */
-    t2_svf *both = build(f, T2_SVF_MLP | T2_SVF_ATTN, dir, &st);
-    assert_int_equal(st.decomposed, 56);
-    char *both_path = t2_svf_cache_path(dir, f->m->name, T2_SVF_MLP | T2_SVF_ATTN, both->key);
-    assert_non_null(strstr(both_path, "-mlp+attn-"));
+    expect_rebuilt(&t.m, dir, ref);
+    /* both sets: a third name */
+    t2_svf *both = build(&t.m, T2_SVF_MLP | T2_SVF_ATTN, dir, &st);
+    assert_int_equal(st.decomposed, 14);
+    char *both_path = t2_svf_cache_path(dir, "tiny", T2_SVF_MLP | T2_SVF_ATTN, both->key);
+    assert_non_null(strstr(both_path, "/tiny-mlp+attn-"));
     assert_true(file_size(both_path) > 0);
-    assert_int_equal(count_files(dir, ".t2svf-tmp"), 0);
+
+    /* changed weights: another key, so the old file is not even looked at */
+    t.layers[1].w_down[5] += 0.25f;
+    t2_svf *changed = build(&t.m, T2_SVF_MLP, dir, &st);
+    assert_true(changed->key != ref->key);
+    assert_int_equal(st.decomposed, 6);
+    assert_false(st.cache_rebuilt);
+    t.layers[1].w_down[5] -= 0.25f;
+    t2_svf *back = build(&t.m, T2_SVF_MLP, dir, &st);
+    assert_int_equal(st.from_cache, 6);
+    assert_same_factors(back, ref);
 
     free(both_path);
     free(attn_path);
     free(path);
+    t2_svf_free(back);
+    t2_svf_free(changed);
     t2_svf_free(both);
     t2_svf_free(attn);
-    t2_svf_free(first);
+    t2_svf_free(ref);
+    free(t.block);
 }
 
 /* A cache dir that cannot be created still gives factors. */
 static void test_unwritable_cache(void **state)
 {
     fixture *f = *state;
+    tiny t;
+    tiny_init(&t);
     char file[512], dir[600];
     snprintf(file, sizeof file, "%s/plain-file", f->root);
     FILE *fp = fopen(file, "w");
     assert_non_null(fp);
     assert_int_equal(fclose(fp), 0);
     snprintf(dir, sizeof dir, "%s/cache", file);
+    t2_svf *ref = build(&t.m, T2_SVF_MLP, NULL, NULL);
     for (int round = 0; round < 2; round++) {
         t2_svf_stats st;
-        t2_svf *s = build(f, T2_SVF_MLP, dir, &st);
-        assert_int_equal(st.decomposed, 24);
+        t2_svf *s = build(&t.m, T2_SVF_MLP, dir, &st);
+        assert_int_equal(st.decomposed, 6);
         assert_int_equal(st.from_cache, 0);
         assert_false(st.cache_rebuilt);
-        assert_same_factors(s, f->mlp);
+        assert_same_factors(s, ref);
         t2_svf_free(s);
     }
+    t2_svf_free(ref);
+    free(t.block);
+}
+
+/* Weights that cannot be decomposed fail the build, naming the matrix. */
+static void test_nan_weights(void **state)
+{
+    (void)state;
+    tiny t;
+    tiny_init(&t);
+    t.layers[1].w_up[7] = NAN;
+    t2_svf *s = (t2_svf *)1;
+    t2_err err = {{0}};
+    assert_int_equal(t2_svf_build(&s, &t.m, T2_SVF_MLP, NULL, NULL, NULL, NULL, &err), -1);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "model.layers.1.mlp.up_proj.weight"));
+    free(t.block);
 }
 
 static void test_attn_factors(void **state)
 {
     fixture *f = *state;
     t2_svf_stats st;
-    t2_svf *s = build(f, T2_SVF_ATTN, NULL, &st);
+    t2_svf *s = build(f->m, T2_SVF_ATTN, NULL, &st);
     assert_int_equal(s->n, 32);
     assert_int_equal(st.decomposed, 32);
     const char *kinds[] = {"q_proj", "k_proj", "v_proj", "o_proj"};
@@ -617,8 +713,10 @@ int main(void)
         cmocka_unit_test(test_orthonormal),
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_math_expert_reference),
-        cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_cache_seedling),
+        cmocka_unit_test(test_cache_damage),
         cmocka_unit_test(test_unwritable_cache),
+        cmocka_unit_test(test_nan_weights),
         cmocka_unit_test(test_attn_factors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
