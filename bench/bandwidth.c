@@ -205,8 +205,8 @@ static void gemm_worker(void *arg, int w, int nw)
     if (r0 >= r1)
         return;
     const float *wr = j->w + (size_t)r0 * (size_t)j->cols;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, j->cols, 1.0f, j->x, j->cols,
-                wr, j->cols, 0.0f, j->y + r0, j->rows);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, j->cols, 1.0f, j->x,
+                j->cols, wr, j->cols, 0.0f, j->y + r0, j->rows);
 }
 
 static void fill_random(float *a, size_t n, uint32_t seed)

@@ -20,7 +20,7 @@
 #define SGEMM_N 1024
 #define LIMIT_REPS 5
 #define DISPATCH_ITERS 20000
-#define WARMUP_TG 8 /* decode steps of the warm-up: every weight is read once per step */
+#define WARMUP_TG 8    /* decode steps of the warm-up: every weight is read once per step */
 #define BUSY_WARN 0.10 /* other processes' share of the CPUs that makes figures suspect */
 
 typedef struct bench_opts {
@@ -47,7 +47,7 @@ typedef struct figures {
     double pp_flops;           /* FLOPs of one prefill of pp tokens */
     double pp_tps, tg_tps;     /* medians over the reps */
     double pp_tps_min, pp_tps_max, tg_tps_min, tg_tps_max;
-    bool finite; /* the last logits were finite (sanity of synthetic weights) */
+    bool finite;      /* the last logits were finite (sanity of synthetic weights) */
     t2_cpu_load load; /* other processes, during the limits and the timed runs */
 } figures;
 
@@ -84,12 +84,15 @@ static int parse_int(const char *s, long lo, long hi, const char *what, int *out
 
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'}, {"synthetic", required_argument, 0, 's'},
-        {"pp", required_argument, 0, 'P'},    {"tg", required_argument, 0, 'G'},
-        {"threads", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
-        {"json", no_argument, 0, 'j'},        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"synthetic", required_argument, 0, 's'},
+                                             {"pp", required_argument, 0, 'P'},
+                                             {"tg", required_argument, 0, 'G'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"reps", required_argument, 0, 'r'},
+                                             {"json", no_argument, 0, 'j'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:s:t:r:h", longopts, NULL)) != -1) {
@@ -172,7 +175,8 @@ static int load_model(const bench_opts *o, t2_pool *pool, t2_model **m, t2_err *
         return -1;
     if ((*m)->cfg.max_pos < need) {
         /* positions past the trained length cost the same: time them anyway */
-        fprintf(stderr, "t2 bench: note: max_position_embeddings %d < pp + tg = %d; extended for timing\n",
+        fprintf(stderr,
+                "t2 bench: note: max_position_embeddings %d < pp + tg = %d; extended for timing\n",
                 (*m)->cfg.max_pos, need);
         (*m)->cfg.max_pos = need;
     }
@@ -277,7 +281,8 @@ static void stats(double *v, int n, double *med, double *lo, double *hi)
 static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, figures *f, t2_err *err)
 {
     int32_t *tok = malloc((size_t)(o->pp + o->tg) * sizeof *tok);
-    double *pp_tps = calloc((size_t)o->reps, sizeof(double)), *tg_tps = calloc((size_t)o->reps, sizeof(double));
+    double *pp_tps = calloc((size_t)o->reps, sizeof(double)),
+           *tg_tps = calloc((size_t)o->reps, sizeof(double));
     const float *logits = NULL;
     double pp_s, tg_s;
     int rc = -1;
@@ -286,8 +291,10 @@ static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, figur
         goto out;
     }
     random_tokens(tok, o->pp + o->tg, m->cfg.vocab, 12345);
-    fprintf(stderr, "t2 bench: warm-up (pp %d, tg %d)...\n", o->pp, o->tg < WARMUP_TG ? o->tg : WARMUP_TG);
-    if (timed_run(ctx, tok, o->pp, o->tg < WARMUP_TG ? o->tg : WARMUP_TG, &pp_s, &tg_s, &logits, err) != 0)
+    fprintf(stderr, "t2 bench: warm-up (pp %d, tg %d)...\n", o->pp,
+            o->tg < WARMUP_TG ? o->tg : WARMUP_TG);
+    if (timed_run(ctx, tok, o->pp, o->tg < WARMUP_TG ? o->tg : WARMUP_TG, &pp_s, &tg_s, &logits,
+                  err) != 0)
         goto out;
     t2_cpu_sample s0, s1;
     t2_cpu_sample_take(&s0);
@@ -296,8 +303,8 @@ static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, figur
             goto out;
         pp_tps[r] = o->pp / pp_s;
         tg_tps[r] = o->tg / tg_s;
-        fprintf(stderr, "t2 bench: run %d/%d: prefill %.1f tok/s, decode %.2f tok/s\n", r + 1, o->reps,
-                pp_tps[r], tg_tps[r]);
+        fprintf(stderr, "t2 bench: run %d/%d: prefill %.1f tok/s, decode %.2f tok/s\n", r + 1,
+                o->reps, pp_tps[r], tg_tps[r]);
     }
     t2_cpu_sample_take(&s1);
     t2_cpu_load_add(&f->load, &s0, &s1);
@@ -358,16 +365,19 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
            model_label(o, m), f->params / 1e9, threads, o->pp, o->tg, o->reps);
     printf("%-30s %14s %22s %7s\n", "figure", "measured", "limit (same run)", "ratio");
     printf("%-30s %10.2f GB/s %22s %7s\n", "memory read bandwidth", l->read_gbs, "", "");
-    printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "sgemv (decode kernel)", l->sgemv_gbs, l->read_gbs,
-           l->sgemv_gbs / l->read_gbs);
+    printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "sgemv (decode kernel)", l->sgemv_gbs,
+           l->read_gbs, l->sgemv_gbs / l->read_gbs);
     printf("%-30s %7.1f GFLOP/s %22s %7s\n", "sgemm 1024^3", l->sgemm_gflops, "", "");
     printf("%-30s %12.2f us %22s %7s\n", "pool dispatch (empty job)", l->dispatch_us, "", "");
-    printf("%-30s %11.1f MB %22s %7s\n", "weights read per token (f32)", f->bytes_per_token / 1e6, "", "");
-    printf("%-30s %11.1f MB %22s %7s\n", "KV cache read per token (avg)", f->kv_bytes_per_token / 1e6, "", "");
+    printf("%-30s %11.1f MB %22s %7s\n", "weights read per token (f32)", f->bytes_per_token / 1e6,
+           "", "");
+    printf("%-30s %11.1f MB %22s %7s\n", "KV cache read per token (avg)",
+           f->kv_bytes_per_token / 1e6, "", "");
     printf("%-30s %9.1f tok/s %22s %7s\n", "prefill", f->pp_tps, "", "");
     printf("%-30s %7.1f GFLOP/s %14.1f GFLOP/s %7.2f\n", "prefill compute", d->pp_gflops,
            l->sgemm_gflops, d->pp_fraction);
-    printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode", f->tg_tps, d->tg_limit_tps, d->tg_fraction);
+    printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode", f->tg_tps, d->tg_limit_tps,
+           d->tg_fraction);
     printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "decode weight traffic", d->tg_gbs, l->read_gbs,
            d->tg_fraction);
     printf("\nspread over %d runs: prefill %.1f..%.1f tok/s, decode %.2f..%.2f tok/s\n", o->reps,
@@ -454,8 +464,8 @@ static int run(const bench_opts *o)
     limits l = {0};
     figures f = {.load.ok = true};
     int status = 1;
-    if (t2_pool_create(&pool, o->threads, &err) != 0 || measure_limits(pool, &l, &f.load, &err) != 0 ||
-        load_model(o, pool, &m, &err) != 0 || measure_model(o, pool, m, &f, &err) != 0) {
+    if (t2_pool_create(&pool, o->threads, &err) != 0 || load_model(o, pool, &m, &err) != 0 ||
+        measure_limits(pool, &l, &f.load, &err) != 0 || measure_model(o, pool, m, &f, &err) != 0) {
         fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
     } else {
         derived d = derive(o, &l, &f);

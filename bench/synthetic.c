@@ -21,14 +21,14 @@ typedef struct shape {
 
 /* From each model's config.json. */
 static const shape SHAPES[] = {
-    {"smollm2-360m", T2_ARCH_LLAMA, 960, 32, 15, 5, 64, 2560, 49152, 8192, 1e-5f, 100000.0f,
-     0, 0, 0, 0, true, false},
+    {"smollm2-360m", T2_ARCH_LLAMA, 960, 32, 15, 5, 64, 2560, 49152, 8192, 1e-5f, 100000.0f, 0, 0,
+     0, 0, true, false},
     {"llama-3.2-1b", T2_ARCH_LLAMA, 2048, 16, 32, 8, 64, 8192, 128256, 131072, 1e-5f, 500000.0f,
      32.0f, 1.0f, 4.0f, 8192, true, false},
-    {"qwen2.5-0.5b", T2_ARCH_QWEN2, 896, 24, 14, 2, 64, 4864, 151936, 32768, 1e-6f, 1000000.0f,
-     0, 0, 0, 0, true, true},
-    {"seedling", T2_ARCH_LLAMA, 256, 8, 8, 2, 32, 768, 1024, 512, 1e-5f, 10000.0f,
-     0, 0, 0, 0, true, false},
+    {"qwen2.5-0.5b", T2_ARCH_QWEN2, 896, 24, 14, 2, 64, 4864, 151936, 32768, 1e-6f, 1000000.0f, 0,
+     0, 0, 0, true, true},
+    {"seedling", T2_ARCH_LLAMA, 256, 8, 8, 2, 32, 768, 1024, 512, 1e-5f, 10000.0f, 0, 0, 0, 0, true,
+     false},
 };
 
 #define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
@@ -133,7 +133,8 @@ static size_t count_params(const t2_model *m)
  * the allocation. */
 static double shape_params(const t2_config *c)
 {
-    double H = c->hidden, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
+    double H = c->hidden, Q = (double)c->n_heads * c->head_dim,
+           KV = (double)c->n_kv_heads * c->head_dim;
     double layer = 2 * H * Q + 2 * H * KV + 3 * H * c->intermediate + 2 * H;
     if (c->qkv_bias)
         layer += Q + 2 * KV;
@@ -177,8 +178,8 @@ int t2_bench_synthetic(t2_model **out, const char *name, int min_pos, t2_pool *p
         return -1;
     }
     if ((double)count_params(m) != params)
-        fprintf(stderr, "t2 bench: note: %zu parameters allocated, %.0f expected\n", count_params(m),
-                params);
+        fprintf(stderr, "t2 bench: note: %zu parameters allocated, %.0f expected\n",
+                count_params(m), params);
     *out = m;
     return 0;
 }

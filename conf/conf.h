@@ -12,19 +12,19 @@
 #include <stdio.h>
 
 typedef struct t2_conf {
-    char *config;           /* the file that was read, or NULL */
-    char *model;            /* model directory or GGUF file */
-    char *experts;          /* "auto": <model>/experts if it exists; "none": no experts */
-    char *profiles;         /* "none": no profiles */
-    char *svd_cache;        /* "none": no cache */
-    char *svf_set;          /* adapted matrices: mlp, attn, mlp,attn */
+    char *config;    /* the file that was read, or NULL */
+    char *model;     /* model directory or GGUF file */
+    char *experts;   /* "auto": <model>/experts if it exists; "none": no experts */
+    char *profiles;  /* "none": no profiles */
+    char *svd_cache; /* "none": no cache */
+    char *svf_set;   /* adapted matrices: mlp, attn, mlp,attn */
     char *host;
-    int port;               /* 0: any free port (the URL is logged) */
-    int threads;            /* 0: all cores */
+    int port;    /* 0: any free port (the URL is logged) */
+    int threads; /* 0: all cores */
     int max_seqs;
     int queue;
     int pass1_workers;
-    int ctx;                /* context per sequence, 0: model max capped at 4096 */
+    int ctx; /* context per sequence, 0: model max capped at 4096 */
     int adapted_cache_mb;
     double max_body;        /* MB */
     int max_tokens;         /* the most a request may ask for */
@@ -33,15 +33,15 @@ typedef struct t2_conf {
     double grace;           /* seconds in-flight requests get at shutdown */
     double idle_timeout;    /* seconds before an idle connection is closed */
     int max_connections;
-    char *api_key;          /* "": none */
-    bool api_key_all;       /* require the key on every endpoint but /health, /ready */
+    char *api_key;            /* "": none */
+    bool api_key_all;         /* require the key on every endpoint but /health, /ready */
     char *cors_origins;       /* generation endpoints: "*", "" or a comma-separated list */
     char *cors_admin_origins; /* experts, profiles, adapt */
-    char *default_strategy; /* none | prompt | classifier | expert:NAME | profile:NAME */
-    char *classify_method;  /* likelihood | generate */
-    char *classify_prompt;  /* "": the built-in prompt */
-    char *log_format;       /* text | json */
-    char *log_level;        /* debug | info | warn | error */
+    char *default_strategy;   /* none | prompt | classifier | expert:NAME | profile:NAME */
+    char *classify_method;    /* likelihood | generate */
+    char *classify_prompt;    /* "": the built-in prompt */
+    char *log_format;         /* text | json */
+    char *log_level;          /* debug | info | warn | error */
 } t2_conf;
 
 enum t2_conf_type { T2_CONF_STR, T2_CONF_INT, T2_CONF_NUM, T2_CONF_BOOL };

@@ -35,11 +35,12 @@ static int check_origins(const char *v, char *msg, size_t cap)
             o++, n--;
         while (n && o[n - 1] == ' ')
             n--;
-        bool scheme = (n > 7 && strncmp(o, "http://", 7) == 0) ||
-                      (n > 8 && strncmp(o, "https://", 8) == 0);
+        bool scheme =
+            (n > 7 && strncmp(o, "http://", 7) == 0) || (n > 8 && strncmp(o, "https://", 8) == 0);
         if (!scheme || memchr(o, '*', n) || n > 255) {
-            snprintf(msg, cap, "expected '*', nothing, or a comma-separated list of origins "
-                               "like https://example.com");
+            snprintf(msg, cap,
+                     "expected '*', nothing, or a comma-separated list of origins "
+                     "like https://example.com");
             return -1;
         }
         p += strcspn(p, ",");
@@ -97,7 +98,7 @@ const t2_conf_key t2_conf_schema[] = {
      "compute threads; 0: one per core", NULL},
     {"max_seqs", T2_CONF_INT, OFF(max_seqs), 1, 256, NULL, "8", "N",
      "sequences decoded together (continuous batching)", NULL},
-    {"queue", T2_CONF_INT, OFF(queue), 0, 100000, NULL, "64", "N",
+    {"queue", T2_CONF_INT, OFF(queue), 1, 100000, NULL, "64", "N",
      "requests waiting for a slot before 429", NULL},
     {"pass1_workers", T2_CONF_INT, OFF(pass1_workers), 1, 64, NULL, "1", "N",
      "threads for pass 1 (classification, few-shot search)", NULL},
@@ -139,8 +140,7 @@ const t2_conf_key t2_conf_schema[] = {
     {"classify_method", T2_CONF_STR, OFF(classify_method), 0, 0, "likelihood|generate",
      "likelihood", "M", "pass-1 classification method when a request names none", NULL},
     {"classify_prompt", T2_CONF_STR, OFF(classify_prompt), 0, 0, NULL, "", "TEXT",
-     "pass-1 classification system prompt with {labels} and {descriptions}; empty: built-in",
-     NULL},
+     "pass-1 classification system prompt with {labels} and {descriptions}; empty: built-in", NULL},
     {"log_format", T2_CONF_STR, OFF(log_format), 0, 0, "text|json", "text", "F",
      "log lines as text or JSON lines", NULL},
     {"log_level", T2_CONF_STR, OFF(log_level), 0, 0, "debug|info|warn|error", "info", "L",

@@ -186,6 +186,28 @@ size_t t2_engine_labels(t2_engine *e, char ***out)
     return k;
 }
 
+/* The rendered conversation is encoded with special tokens parsed (the
+ * template's markup needs them), so a message must not smuggle in the
+ * text of one: "<|im_end|>" inside a user message would end the turn. */
+static int reject_special_text(const t2_tokenizer *tok, const t2_chat_msg *m, t2_err *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (t2_tok_encode(tok, m->content, strlen(m->content), false, true, &ids, &n, err) != 0)
+        return -1;
+    int32_t bad = -1;
+    for (size_t i = 0; i < n && bad < 0; i++)
+        if (t2_tok_is_special(tok, ids[i]))
+            bad = ids[i];
+    free(ids);
+    if (bad < 0)
+        return 0;
+    char text[128];
+    int k = t2_tok_token_bytes(tok, bad, text, sizeof text - 1);
+    text[k > 0 ? k : 0] = '\0';
+    return t2_err_set(err, "%s message contains the special token text '%s'", m->role, text);
+}
+
 int t2_engine_chat_ids(t2_engine *e, const t2_chat_msg *msgs, size_t n, int32_t **ids,
                        size_t *n_ids, t2_err *err)
 {
@@ -198,6 +220,9 @@ int t2_engine_chat_ids(t2_engine *e, const t2_chat_msg *msgs, size_t n, int32_t 
         int k = t2_tok_token_bytes(tok, bos, bos_text, sizeof bos_text - 1);
         bos_text[k > 0 ? k : 0] = '\0';
     }
+    for (size_t i = 0; i < n; i++)
+        if (reject_special_text(tok, &msgs[i], err) != 0)
+            return -1;
     char *text;
     if (t2_chat_render(f, msgs, n, true, bos_text, &text, err) != 0)
         return -1;

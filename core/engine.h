@@ -116,7 +116,9 @@ int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const c
 /* ---- prompts ---- */
 
 /* Chat-formats messages with the model's template into token ids (BOS
- * where the format wants it). *ids malloc'd. */
+ * where the format wants it). A message containing the text of a special
+ * token (e.g. "<|im_end|>") is rejected: it could forge turns. *ids
+ * malloc'd. */
 int t2_engine_chat_ids(t2_engine *e, const t2_chat_msg *msgs, size_t n, int32_t **ids,
                        size_t *n_ids, t2_err *err);
 

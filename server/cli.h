@@ -4,6 +4,7 @@
 
 int t2_cli_generate(int argc, char **argv);
 int t2_cli_adapt(int argc, char **argv);
+int t2_cli_serve(int argc, char **argv); /* serve.c */
 int t2_cli_bench(int argc, char **argv); /* bench/bench.c */
 
 #endif

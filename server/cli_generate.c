@@ -206,14 +206,15 @@ static int parse_args(int argc, char **argv, gen_opts *o)
     return 0;
 }
 
-/* The prompt text to encode: raw, or rendered through the chat format. */
-static char *build_prompt(const gen_opts *o, const t2_model *m, t2_err *err)
+/* Prompt ids: the raw text (special-token text parsed, BOS when the
+ * tokenizer adds one), or the chat template around a user message. */
+static int prompt_ids(const gen_opts *o, t2_engine *e, int32_t **ids, size_t *n_ids, t2_err *err)
 {
     if (!o->chat)
-        return strdup(o->prompt);
-    (void)err;
+        return t2_tok_encode(e->model->tok, o->prompt, strlen(o->prompt), t2_tok_adds_bos(e->model->tok),
+                             true, ids, n_ids, err);
     bool known;
-    enum t2_chat_format f = t2_chat_detect(t2_tok_chat_template(m->tok), &known);
+    t2_chat_detect(t2_tok_chat_template(e->model->tok), &known);
     if (!known)
         fprintf(stderr, "t2: warning: unrecognised chat template, using ChatML\n");
     t2_chat_msg msgs[2];
@@ -221,16 +222,7 @@ static char *build_prompt(const gen_opts *o, const t2_model *m, t2_err *err)
     if (o->system)
         msgs[n++] = (t2_chat_msg){"system", o->system};
     msgs[n++] = (t2_chat_msg){"user", o->prompt};
-    int bos = t2_tok_bos(m->tok);
-    char bos_text[256] = "";
-    if (bos >= 0 && f != T2_CHAT_CHATML) {
-        int k = t2_tok_token_bytes(m->tok, bos, bos_text, sizeof bos_text - 1);
-        bos_text[k > 0 ? k : 0] = '\0';
-    }
-    char *out = NULL;
-    if (t2_chat_render(f, msgs, n, true, bos_text, &out, err) != 0)
-        return NULL;
-    return out;
+    return t2_engine_chat_ids(e, msgs, n, ids, n_ids, err);
 }
 
 static bool print_piece(void *user, const char *text, size_t len, int32_t token)
@@ -265,7 +257,6 @@ static int run(gen_opts *o)
     t2_err err = {{0}};
     t2_engine *e = NULL;
     t2_ctx *ctx = NULL;
-    char *text = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     t2_gen_result res = {0};
@@ -277,9 +268,7 @@ static int run(gen_opts *o)
     o->eo.log = log_stderr;
     o->eo.log_user = &o->verbose;
     if (t2_engine_open(&e, &o->eo, &err) != 0 || t2_ctx_create(&ctx, e->model, e->pool, o->n_ctx, &err) != 0 ||
-        !(text = build_prompt(o, e->model, &err)) ||
-        t2_tok_encode(e->model->tok, text, strlen(text), !o->chat && t2_tok_adds_bos(e->model->tok), true, &ids,
-                      &n_ids, &err) != 0 ||
+        prompt_ids(o, e, &ids, &n_ids, &err) != 0 ||
         t2_engine_decide(e, ctx, &o->req, o->prompt, &d, &code, &err) != 0 ||
         t2_engine_weights(e, &d.mixture, o->gp.max_tokens, &w, &err) != 0) {
         fprintf(stderr, "t2 generate: %s\n", err.msg[0] ? err.msg : "failed");
@@ -307,7 +296,6 @@ out:
     t2_decision_clear(&d);
     t2_adapted_unref(w);
     free(ids);
-    free(text);
     t2_ctx_free(ctx);
     t2_engine_free(e);
     return status;

@@ -12,6 +12,7 @@ static void usage(FILE *f)
             "commands:\n"
             "  generate   generate text from a prompt (t2 generate --help)\n"
             "  adapt      few-shot search of an expert mixture, saved as a profile (t2 adapt --help)\n"
+            "  serve      serve the model over HTTP (t2 serve --help)\n"
             "  bench      measure prefill/decode speed against the machine's limits (t2 bench --help)\n"
             "  version    print the version\n");
 }
@@ -27,6 +28,8 @@ int main(int argc, char **argv)
         return t2_cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "adapt") == 0)
         return t2_cli_adapt(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return t2_cli_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return t2_cli_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -559,7 +559,9 @@ void t2_sched_free(t2_sched *s)
 }
 
 /* Appends a work item if there is room; err_code/err filled otherwise. */
-static int enqueue(t2_sched *s, work *w, live *node, int *err_code, t2_err *err)
+/* The job id is read under the lock: once queued, a worker may finish
+ * and free the job at any moment. */
+static int enqueue(t2_sched *s, work *w, live *node, uint64_t *job_id, int *err_code, t2_err *err)
 {
     pthread_mutex_lock(&s->mu);
     if (s->draining) {
@@ -574,6 +576,7 @@ static int enqueue(t2_sched *s, work *w, live *node, int *err_code, t2_err *err)
     }
     if (w->j) {
         w->j->id = s->next_id++;
+        *job_id = w->j->id;
         live_add(s, w->j, node);
     }
     w->next = NULL;
@@ -622,13 +625,12 @@ int t2_sched_submit(t2_sched *s, const t2_job_req *req, const t2_job_events *ev,
     j->t_submit = t2_now_ms();
     j->deadline_ms = req->timeout_s > 0 ? j->t_submit + req->timeout_s * 1e3 : 0;
     w->j = j;
-    if (enqueue(s, w, node, err_code, err) != 0) {
+    if (enqueue(s, w, node, job_id, err_code, err) != 0) {
         job_free(j);
         free(w);
         free(node);
         return -1;
     }
-    *job_id = j->id;
     return 0;
 }
 
@@ -666,7 +668,7 @@ int t2_sched_run_task(t2_sched *s, t2_sched_task_fn fn, void (*done)(void *arg, 
         return t2_err_set(err, "out of memory");
     }
     w->t = (task){fn, done, arg};
-    if (enqueue(s, w, NULL, err_code, err) != 0) {
+    if (enqueue(s, w, NULL, NULL, err_code, err) != 0) {
         free(w);
         return -1;
     }

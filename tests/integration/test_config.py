@@ -1,0 +1,94 @@
+"""Configuration of t2 serve: invalid values exit 2 naming the key and the
+source; precedence flags > environment > file > defaults; --help; the
+example config file parses.
+
+usage: test_config.py PATH/TO/t2
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from t2test import MODEL, Results, Server, t2_path  # noqa: E402
+
+R = Results("config")
+T2 = t2_path()
+TMP = tempfile.mkdtemp(prefix="t2conf-")
+SRC = os.environ.get("T2_SOURCE_ROOT") or os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def run(args, env=None, cwd=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("T2_") or k == "T2_SHARED"}
+    e.update(env or {})
+    p = subprocess.run([T2, "serve"] + args, env=e, cwd=cwd, capture_output=True, text=True,
+                       timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def write(name, text):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+rc, out, err = run(["--help"])
+R.check("--help", rc == 0 and "--max-body" in out and "--cors-origins" in out, (rc, out[:200]))
+rc, out, err = run(["--port", "abc"])
+R.check("bad flag value -> 2 naming key and flag", rc == 2 and "port" in err and "flag --port" in err,
+        (rc, err))
+rc, out, err = run([], env={"T2_PORT": "70000"})
+R.check("bad env value -> 2 naming the variable", rc == 2 and "environment T2_PORT" in err,
+        (rc, err))
+cfg = write("bad.conf", "# comment\nhost = 127.0.0.1\nmax_tokens = lots\n")
+rc, out, err = run(["--config", cfg])
+R.check("bad file value -> 2 naming file and line", rc == 2 and "max_tokens" in err
+        and "bad.conf:3" in err, (rc, err))
+cfg2 = write("typo.conf", "prot = 8080\n")
+rc, out, err = run(["--config", cfg2])
+R.check("unknown key in the file -> 2", rc == 2 and "unknown key 'prot'" in err, (rc, err))
+rc, out, err = run(["--bogus", "1"])
+R.check("unknown flag -> 2", rc == 2 and "--bogus" in err, (rc, err))
+rc, out, err = run(["--default-strategy", "expert:../x"])
+R.check("bad strategy -> 2", rc == 2 and "default_strategy" in err, (rc, err))
+rc, out, err = run(["--config", os.path.join(TMP, "missing.conf")])
+R.check("missing config file -> 2", rc == 2 and "missing.conf" in err, (rc, err))
+rc, out, err = run(["--model", os.path.join(TMP, "nope"), "--port", "0"])
+R.check("unloadable model -> 1 with a message", rc == 1 and "cannot load the model" in err,
+        (rc, err[-500:]))
+
+# precedence: the file says json, the environment text, a flag json again
+cfg3 = write("fmt.conf", 'log_format = json\nclassify_prompt = "Pick one of {labels}.\\n"\n')
+S = Server(T2, "--config", cfg3, env={"T2_LOG_FORMAT": "text"}, ready=False)
+R.check("environment beats the file", "t2: listening on" in S.log(), S.log()[:300])
+S.stop()
+S = Server(T2, "--config", cfg3, "--log-format", "json", env={"T2_LOG_FORMAT": "text"})
+lines = [json.loads(line) for line in S.log().splitlines() if line.startswith("{")]
+R.check("flag beats the environment (JSON lines)",
+        lines and any("listening on http://" in x["msg"] for x in lines)
+        and all({"time", "level", "msg"} <= set(x) for x in lines), S.log()[:500])
+S.json("GET", "/health")
+S.stop(cleanup=False)
+acc = [json.loads(line) for line in S.log().splitlines()
+       if line.startswith("{") and '"access"' in line]
+R.check("JSON access line", acc and acc[-1]["path"] == "/health" and acc[-1]["status"] == 200
+        and "ms" in acc[-1] and "tokens" in acc[-1], acc)
+S.stop()
+
+# the request time limit: a long generation ends with finish_reason "timeout"
+S = Server(T2, "--timeout", "0.3")
+st, body, _ = S.json("POST", "/v1/generate", {"prompt": "a", "max_tokens": 450, "temperature": 20,
+                                              "seed": 2, "adaptation": {"strategy": "none"}})
+R.check("timeout -> finish_reason timeout", st == 200 and body["finish_reason"] == "timeout"
+        and body["usage"]["completion_tokens"] < 450, (st, body))
+R.eq("stopped cleanly", S.stop(), 0)
+
+# the documented example parses and serves
+example = os.path.join(SRC, "conf", "t2.conf.example")
+S = Server(T2, "--config", example, "--model", MODEL)
+R.eq("example config serves", S.json("GET", "/ready")[0], 200)
+R.eq("stopped cleanly", S.stop(), 0)
+R.finish()
