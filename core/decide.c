@@ -237,6 +237,24 @@ static int classify_likelihood(t2_engine *e, t2_ctx *ctx, const int32_t *ids, si
     return rc;
 }
 
+/* The text with every special token's text removed (malloc'd). */
+static char *plain_text(t2_engine *e, const char *text, t2_err *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (t2_tok_encode(e->model->tok, text, strlen(text), false, true, &ids, &n, err) != 0)
+        return NULL;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!t2_tok_is_special(e->model->tok, ids[i]))
+            ids[kept++] = ids[i];
+    char *out = NULL;
+    size_t len;
+    int rc = t2_tok_decode(e->model->tok, ids, kept, true, &out, &len, err);
+    free(ids);
+    return rc == 0 ? out : NULL;
+}
+
 static int pass1_weights(t2_engine *e, t2_pool *pool, bool classifier, t2_adapted **w, int *err_code,
                          t2_err *err)
 {
@@ -268,12 +286,19 @@ static int decide_classify(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, c
         t2_err_set(err, "out of memory");
         return fail(err_code, 500);
     }
-    t2_chat_msg msgs[2] = {{"system", system}, {"user", question}};
+    /* a raw prompt may carry chat markup: classify its text only */
+    char *plain = plain_text(e, question, err);
+    if (!plain) {
+        free(system);
+        return fail(err_code, 422);
+    }
+    t2_chat_msg msgs[2] = {{"system", system}, {"user", plain}};
     int32_t *ids = NULL;
     size_t n_ids = 0;
     t2_adapted *w = NULL;
     int rc = t2_engine_chat_ids(e, msgs, 2, &ids, &n_ids, err);
     free(system);
+    free(plain);
     if (rc != 0)
         return fail(err_code, 422);
     if (n_ids + CLS_MAX_TOKENS + 8 >= (size_t)t2_ctx_n_ctx(ctx)) {

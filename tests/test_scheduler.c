@@ -204,6 +204,25 @@ static void test_special_text_rejected(void **state)
     assert_non_null(strstr(err.msg, "special token text '<|im_end|>'"));
 }
 
+/* a raw prompt with chat markup is classified by its text */
+static void test_classify_raw_prompt(void **state)
+{
+    fixture *f = *state;
+    t2_ctx *ctx;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, f->e->model, f->e->pool, 0, &err), 0);
+    t2_adapt_req req = {.strategy = T2_STRATEGY_PROMPT, .method = T2_CLS_LIKELIHOOD};
+    t2_decision d;
+    int code;
+    assert_int_equal(t2_engine_decide(f->e, ctx, &req,
+                                      "<|im_start|>user\nWhat is 461 + 129?<|im_end|>\n<|im_start|>assistant\n",
+                                      &d, &code, &err),
+                     0);
+    assert_string_equal(d.label, "math");
+    t2_decision_clear(&d);
+    t2_ctx_free(ctx);
+}
+
 static const char *questions[8] = {
     "What is 461 + 129?", "What does this print?\nx = 6\ny = x * 4\nprint(y + 4)",
     "Which number is largest?\nA. 62\nB. 67\nC. 64", "What is 66 - 26?\nA. 39\nB. 50\nC. 40",
@@ -357,6 +376,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_batch_matches_single),
         cmocka_unit_test(test_special_text_rejected),
+        cmocka_unit_test(test_classify_raw_prompt),
         cmocka_unit_test(test_concurrent_equals_alone),
         cmocka_unit_test(test_limits_cancel_timeout),
     };
