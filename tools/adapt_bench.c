@@ -1,0 +1,180 @@
+/* t2-adapt-bench: what Transformer² adaptation costs on a model, as
+ * ratios to the base model measured in the same run: SVD decomposition,
+ * building a materialised mixture, decode speed with base / materialised /
+ * factored weights, and pass-1 time by strategy and method.
+ *   t2-adapt-bench --model DIR [--experts DIR] [--tg 128] [--reps 3] [--threads N] */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "engine.h"
+
+typedef struct opts {
+    const char *model, *experts;
+    int tg, reps, threads;
+} opts;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+/* decode tokens/s of tg greedy tokens after a short prompt, with weights w */
+static double decode_tps(t2_ctx *ctx, const t2_adapted *w, int tg, int reps)
+{
+    int32_t prompt[16];
+    for (int i = 0; i < 16; i++)
+        prompt[i] = 100 + i;
+    double tps[16];
+    t2_err err;
+    for (int r = 0; r <= reps; r++) { /* r = 0 warms up */
+        t2_ctx_truncate(ctx, 0);
+        t2_ctx_set_layers(ctx, w ? w->layers : NULL);
+        const float *l;
+        if (t2_forward(ctx, prompt, 16, false, &l, &err) != 0)
+            return 0;
+        int32_t tok = 5;
+        double t0 = t2_now_ms();
+        for (int i = 0; i < tg; i++)
+            if (t2_forward(ctx, &tok, 1, false, &l, &err) != 0)
+                return 0;
+        if (r > 0)
+            tps[r - 1] = tg / ((t2_now_ms() - t0) / 1e3);
+    }
+    t2_ctx_set_layers(ctx, NULL);
+    return median(tps, reps);
+}
+
+static t2_adapted *expert_weights(t2_engine *e, const char *name, bool factored, double *ms)
+{
+    t2_expert *x = t2_store_get(e->experts, name);
+    if (!x)
+        return NULL;
+    t2_mixture mx = {0};
+    t2_err err;
+    float **z = NULL;
+    t2_adapted *w = NULL;
+    double t0 = t2_now_ms();
+    if (t2_mixture_add(&mx, x, 1.0f, NULL, 0, &err) == 0 && t2_mix_z(e->svf, &mx, &z, &err) == 0) {
+        if (factored)
+            t2_adapted_build_factored(&w, e->model, e->svf, z, &err);
+        else
+            t2_adapted_build(&w, e->model, e->svf, z, e->pool, &err);
+    }
+    *ms = t2_now_ms() - t0;
+    t2_mix_z_free(e->svf, z);
+    t2_mixture_clear(&mx);
+    t2_expert_unref(x);
+    return w;
+}
+
+static double pass1_ms(t2_engine *e, t2_ctx *ctx, enum t2_strategy s, enum t2_cls_method m, int reps,
+                       int *tokens)
+{
+    double v[16];
+    t2_adapt_req req = {.strategy = s, .method = m};
+    for (int r = 0; r <= reps; r++) {
+        t2_decision d;
+        int code;
+        t2_err err;
+        if (t2_engine_decide(e, ctx, &req, "What is 461 + 129?", &d, &code, &err) != 0) {
+            fprintf(stderr, "t2-adapt-bench: %s\n", err.msg);
+            return 0;
+        }
+        if (r > 0)
+            v[r - 1] = d.pass1_ms;
+        *tokens = d.pass1_tokens;
+        t2_decision_clear(&d);
+    }
+    return median(v, reps);
+}
+
+static void log_line(void *user, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, "t2-adapt-bench: %s\n", msg);
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {.tg = 128, .reps = 3};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"experts", required_argument, 0, 'e'},
+                                             {"tg", required_argument, 0, 'g'},
+                                             {"reps", required_argument, 0, 'r'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model = optarg; break;
+        case 'e': o.experts = optarg; break;
+        case 'g': o.tg = atoi(optarg); break;
+        case 'r': o.reps = atoi(optarg); break;
+        case 't': o.threads = atoi(optarg); break;
+        default: return 2;
+        }
+    }
+    if (!o.model || o.tg < 1 || o.reps < 1 || o.reps > 15) {
+        fprintf(stderr, "usage: t2-adapt-bench --model DIR [--experts DIR] [--tg N] [--reps 1..15] [--threads N]\n");
+        return 2;
+    }
+    char experts[4096];
+    snprintf(experts, sizeof experts, "%s/experts", o.model);
+    t2_engine_opts eo;
+    t2_engine_opts_defaults(&eo);
+    eo.model_path = o.model;
+    eo.experts_dir = o.experts ? o.experts : experts;
+    eo.threads = o.threads;
+    eo.log = log_line;
+    /* the classifier's short prompt of seedling; other models: the default */
+    eo.classify_prompt = "Classify the question into one of: {labels}. Answer as \\boxed{category}.";
+    t2_engine *e;
+    t2_ctx *ctx;
+    t2_err err;
+    if (t2_engine_open(&e, &eo, &err) != 0 || t2_ctx_create(&ctx, e->model, e->pool, 512, &err) != 0) {
+        fprintf(stderr, "t2-adapt-bench: %s\n", err.msg);
+        return 1;
+    }
+    double mat_ms, fac_ms;
+    t2_adapted *mat = expert_weights(e, "math", false, &mat_ms);
+    t2_adapted *fac = expert_weights(e, "math", true, &fac_ms);
+    if (!mat || !fac) {
+        fprintf(stderr, "t2-adapt-bench: needs an expert named 'math'\n");
+        return 1;
+    }
+    double base = decode_tps(ctx, NULL, o.tg, o.reps);
+    double dm = decode_tps(ctx, mat, o.tg, o.reps);
+    double df = decode_tps(ctx, fac, o.tg, o.reps);
+    int tl, tg, tc;
+    double pl = pass1_ms(e, ctx, T2_STRATEGY_PROMPT, T2_CLS_LIKELIHOOD, o.reps, &tl);
+    double pg = pass1_ms(e, ctx, T2_STRATEGY_PROMPT, T2_CLS_GENERATE, o.reps, &tg);
+    double pc = pass1_ms(e, ctx, T2_STRATEGY_CLASSIFIER, T2_CLS_LIKELIHOOD, o.reps, &tc);
+    printf("| figure | value | ratio |\n|---|---|---|\n");
+    printf("| SVD of %zu matrices (%s), cold | %.2f s | |\n", e->svf->n, t2_svf_set_name(e->svf->set),
+           e->svf_stats.seconds);
+    printf("| materialised mixture build (1 expert) | %.1f ms | %.1f decode tokens of the base |\n", mat_ms,
+           mat_ms / (1e3 / base));
+    printf("| factored set build | %.3f ms | |\n", fac_ms);
+    printf("| decode, base | %.1f tok/s | 1.00 |\n", base);
+    printf("| decode, expert materialised | %.1f tok/s | %.2f |\n", dm, dm / base);
+    printf("| decode, expert factored | %.1f tok/s | %.2f |\n", df, df / base);
+    printf("| pass 1, prompt, likelihood | %.1f ms (%d tokens) | %.1f decode tokens |\n", pl, tl, pl / (1e3 / base));
+    printf("| pass 1, prompt, generate | %.1f ms (%d tokens) | %.1f decode tokens |\n", pg, tg, pg / (1e3 / base));
+    printf("| pass 1, classifier, likelihood | %.1f ms (%d tokens) | %.1f decode tokens |\n", pc, tc,
+           pc / (1e3 / base));
+    t2_adapted_unref(mat);
+    t2_adapted_unref(fac);
+    t2_ctx_free(ctx);
+    t2_engine_free(e);
+    return 0;
+}
