@@ -17,4 +17,13 @@ else
     meson setup "$BUILD" -Dshared_dir="${T2_SHARED:-}"
 fi
 ninja -C "$BUILD"
-meson test -C "$BUILD" --print-errorlogs --num-processes 2
+# (sh has no pipefail: the status travels through a file)
+{ meson test -C "$BUILD" --print-errorlogs --num-processes 2; echo $? >"$BUILD/test-status"; } |
+    tee "$BUILD/test-summary.txt"
+status=$(cat "$BUILD/test-status")
+# one plain closing line with the counts, for readers that do not know meson
+count() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" "$BUILD/test-summary.txt" | tail -1; }
+ok=$(count Ok)
+failed=$(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") ))
+echo "tests: ${ok:-0} passed, ${failed} failed, $(count Skipped) skipped"
+exit $status
