@@ -369,16 +369,17 @@ static double expected(fixture *f, const char *row, const char *col)
         assert_true(fabs((got) - (want)) <= 0.0101);                                               \
     } while (0)
 
-/* expert accuracies on the sets each expert is meant for, and the base */
+/* every weight set (base and the four experts) on every test set */
 static void test_expert_accuracy(void **state)
 {
     fixture *f = *state;
-    const char *sets[] = {"math", "code", "reasoning", "transfer"};
-    const char *files[] = {"math_test.jsonl", "code_test.jsonl", "reasoning_test.jsonl", "transfer_test.jsonl"};
-    const char *rows[] = {"base", "math", "code", "reasoning"};
-    for (int s = 0; s < 4; s++) {
+    const char *sets[] = {"math", "code", "reasoning", "transfer", "classification"};
+    const char *files[] = {"math_test.jsonl", "code_test.jsonl", "reasoning_test.jsonl",
+                           "transfer_test.jsonl", "cls_test.jsonl"};
+    const char *rows[] = {"base", "math", "code", "reasoning", "cls"};
+    for (int s = 0; s < 5; s++) {
         t2_dataset ds = load_set(files[s]);
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < 5; r++) {
             t2_adapted *w = strcmp(rows[r], "base") ? expert_weights(f, rows[r], false) : NULL;
             double acc;
             t2_err err;
