@@ -73,6 +73,10 @@ static void test_body(void **state)
     assert_int_equal(t2_api_parse_body(big, strlen(big), &j, &e), -1);
     size_t depth = 100000;
     char *deep = malloc(2 * depth + 16);
+    if (!deep) {
+        fail();
+        return;
+    }
     size_t n = (size_t)sprintf(deep, "{\"a\":");
     memset(deep + n, '[', depth);
     memset(deep + n + depth, ']', depth);
