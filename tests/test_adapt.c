@@ -79,6 +79,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
+    if (!f) /* setup failed: nothing to free */
+        return 0;
     t2_ctx_free(f->ctx);
     t2_engine_free(f->e);
     json_decref(f->vectors);

@@ -38,6 +38,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
+    if (!f) /* setup failed: nothing to free */
+        return 0;
     t2_model_free(f->m);
     t2_pool_free(f->pool);
     json_decref(f->vectors);
