@@ -81,10 +81,10 @@ char *t2_mixture_key(const t2_mixture *mx)
             for (size_t b = 0; b < t->expert->n_mats * sizeof(float); b++)
                 h = (h ^ p[b]) * 1099511628211ULL;
         }
-        len += (size_t)snprintf(key + len, cap - len, "%s%s@%016llx:%.9g%s%016llx",
-                                len ? ";" : "", t->expert->name,
-                                (unsigned long long)t->expert->version, (double)t->alpha,
-                                t->alpha_per_mat ? "/" : "", t->alpha_per_mat ? (unsigned long long)h : 0ULL);
+        len += (size_t)snprintf(key + len, cap - len, "%s%s@%016llx:%.9g%s%016llx", len ? ";" : "",
+                                t->expert->name, (unsigned long long)t->expert->version,
+                                (double)t->alpha, t->alpha_per_mat ? "/" : "",
+                                t->alpha_per_mat ? (unsigned long long)h : 0ULL);
         if (len >= cap) { /* names are <= 64 chars, so this cannot happen; be safe */
             free(key);
             free(sorted);
@@ -308,9 +308,9 @@ void t2_adapted_unref(t2_adapted *a)
 
 /* ---- policy ---- */
 
-int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf,
-                     const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool,
-                     const t2_weights_policy *policy, int max_tokens, t2_err *err)
+int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
+                     t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
+                     int max_tokens, t2_err *err)
 {
     *out = NULL;
     char *key = t2_mixture_key(mx);

@@ -91,8 +91,8 @@ typedef struct t2_weights_policy {
     int materialise_min_tokens; /* default 32 */
 } t2_weights_policy;
 
-int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf,
-                     const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool,
-                     const t2_weights_policy *policy, int max_tokens, t2_err *err);
+int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
+                     t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
+                     int max_tokens, t2_err *err);
 
 #endif

@@ -71,7 +71,8 @@ int t2_write_file_atomic(const char *dir, const char *name, const void *data, si
     if (rc != 0) {
         unlink(tmp);
         *err_code = io_code(e);
-        return t2_err_set(err, "%s: cannot write: %s", dst, e == ENOSPC ? "disk full" : strerror(e));
+        return t2_err_set(err, "%s: cannot write: %s", dst,
+                          e == ENOSPC ? "disk full" : strerror(e));
     }
     fsync_dir(dir); /* best effort: the rename itself is atomic */
     return 0;

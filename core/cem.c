@@ -68,7 +68,8 @@ typedef struct search {
 } search;
 
 /* log-likelihood of the answer, then the greedy answer compared to it */
-static int score_example(search *s, const encoded_example *x, bool *correct, double *ll, t2_err *err)
+static int score_example(search *s, const encoded_example *x, bool *correct, double *ll,
+                         t2_err *err)
 {
     const t2_model *m = s->e->model;
     int V = m->cfg.vocab;
@@ -343,8 +344,8 @@ static int check_opts(const t2_cem_opts *o, size_t n_ex, t2_err *err)
 }
 
 int t2_engine_few_shot(t2_engine *e, t2_ctx *ctx, const t2_example *ex, size_t n_ex,
-                       const char **names, size_t n_names, const t2_cem_opts *o,
-                       t2_cem_result *res, int *err_code, t2_err *err)
+                       const char **names, size_t n_names, const t2_cem_opts *o, t2_cem_result *res,
+                       int *err_code, t2_err *err)
 {
     memset(res, 0, sizeof *res);
     *err_code = 422;
@@ -361,7 +362,8 @@ int t2_engine_few_shot(t2_engine *e, t2_ctx *ctx, const t2_example *ex, size_t n
     if (rc == 0 && (!s.last || !res->alpha || !res->experts))
         rc = t2_err_set(err, "out of memory");
     for (size_t i = 0; rc == 0 && i < n_ex; i++)
-        if (s.ex[i].n_prompt + s.ex[i].n_answer + (size_t)o->max_tokens + 1 >= (size_t)t2_ctx_n_ctx(ctx))
+        if (s.ex[i].n_prompt + s.ex[i].n_answer + (size_t)o->max_tokens + 1 >=
+            (size_t)t2_ctx_n_ctx(ctx))
             rc = t2_err_set(err, "few-shot example %zu is too long for the context", i);
     double ll;
     if (rc == 0)

@@ -54,7 +54,8 @@ static int decide_mixture(t2_engine *e, const t2_adapt_req *req, t2_decision *d,
     return 0;
 }
 
-static int decide_profile(t2_engine *e, const char *name, t2_decision *d, int *err_code, t2_err *err)
+static int decide_profile(t2_engine *e, const char *name, t2_decision *d, int *err_code,
+                          t2_err *err)
 {
     t2_profile *p = e->profiles && name ? t2_profiles_get(e->profiles, name) : NULL;
     if (!p) {
@@ -83,11 +84,14 @@ static char *classify_system(t2_engine *e, char **labels, size_t n)
     }
     size_t ll = 0, dl = 0;
     for (size_t i = 0; i < n; i++) {
-        ll += (size_t)snprintf(lab + ll, cap - ll, "%s'%s'", i == 0 ? "" : (i + 1 == n ? " or " : ", "),
-                               labels[i]);
-        t2_expert *x = e->experts && strcmp(labels[i], "other") ? t2_store_find_task(e->experts, labels[i]) : NULL;
+        ll += (size_t)snprintf(lab + ll, cap - ll, "%s'%s'",
+                               i == 0 ? "" : (i + 1 == n ? " or " : ", "), labels[i]);
+        t2_expert *x = e->experts && strcmp(labels[i], "other")
+                           ? t2_store_find_task(e->experts, labels[i])
+                           : NULL;
         const char *d = x && x->description && x->description[0] ? x->description
-                        : strcmp(labels[i], "other") == 0 ? "anything else" : labels[i];
+                        : strcmp(labels[i], "other") == 0        ? "anything else"
+                                                                 : labels[i];
         dl += (size_t)snprintf(desc + dl, cap - dl, "%s- %s: %.500s", i ? "\n" : "", labels[i], d);
         if (x)
             t2_expert_unref(x);
@@ -255,8 +259,8 @@ static char *plain_text(t2_engine *e, const char *text, t2_err *err)
     return rc == 0 ? out : NULL;
 }
 
-static int pass1_weights(t2_engine *e, t2_pool *pool, bool classifier, t2_adapted **w, int *err_code,
-                         t2_err *err)
+static int pass1_weights(t2_engine *e, t2_pool *pool, bool classifier, t2_adapted **w,
+                         int *err_code, t2_err *err)
 {
     *w = NULL;
     if (!classifier)
@@ -341,19 +345,14 @@ int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const c
     double t0 = t2_now_ms();
     int rc;
     switch (req->strategy) {
-    case T2_STRATEGY_NONE:
-        rc = 0;
-        break;
+    case T2_STRATEGY_NONE: rc = 0; break;
     case T2_STRATEGY_EXPERT:
-        rc = req->expert ? add_named(e, &d->mixture, req->expert, 1.0f, err_code, err)
-                         : (t2_err_set(err, "strategy 'expert' needs an expert name"), fail(err_code, 422));
+        rc = req->expert
+                 ? add_named(e, &d->mixture, req->expert, 1.0f, err_code, err)
+                 : (t2_err_set(err, "strategy 'expert' needs an expert name"), fail(err_code, 422));
         break;
-    case T2_STRATEGY_MIXTURE:
-        rc = decide_mixture(e, req, d, err_code, err);
-        break;
-    case T2_STRATEGY_PROFILE:
-        rc = decide_profile(e, req->profile, d, err_code, err);
-        break;
+    case T2_STRATEGY_MIXTURE: rc = decide_mixture(e, req, d, err_code, err); break;
+    case T2_STRATEGY_PROFILE: rc = decide_profile(e, req->profile, d, err_code, err); break;
     case T2_STRATEGY_PROMPT:
     case T2_STRATEGY_CLASSIFIER:
         rc = decide_classify(e, ctx, req, question, d, err_code, err);

@@ -18,7 +18,10 @@ void t2_q8_0_dequantize(const uint8_t *src, float *dst, size_t n); /* n % 32 == 
 void t2_q8_0_quantize(const float *src, uint8_t *dst, size_t n);   /* as ggml does */
 
 /* Unaligned little-endian loads for parsers. */
-static inline uint16_t t2_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint16_t t2_load_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static inline uint32_t t2_load_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);

@@ -57,16 +57,18 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
     t2_engine *e = calloc(1, sizeof *e);
     if (!e)
         return t2_err_set(err, "out of memory");
-    e->policy.materialise_min_tokens = o->materialise_min_tokens > 0 ? o->materialise_min_tokens : 32;
-    e->classify_prompt = strdup(o->classify_prompt ? o->classify_prompt : T2_DEFAULT_CLASSIFY_PROMPT);
+    e->policy.materialise_min_tokens =
+        o->materialise_min_tokens > 0 ? o->materialise_min_tokens : 32;
+    e->classify_prompt =
+        strdup(o->classify_prompt ? o->classify_prompt : T2_DEFAULT_CLASSIFY_PROMPT);
     progress_state ps = {o, 0.0};
     size_t rejected = 0;
     int rc = e->classify_prompt ? 0 : t2_err_set(err, "out of memory");
     if (rc == 0)
         rc = t2_model_load(&e->model, o->model_path, err);
     if (rc == 0)
-        log_msg(o, "model %s: %d layers, hidden %d, vocab %d", e->model->name, e->model->cfg.n_layers,
-                e->model->cfg.hidden, e->model->cfg.vocab);
+        log_msg(o, "model %s: %d layers, hidden %d, vocab %d", e->model->name,
+                e->model->cfg.n_layers, e->model->cfg.hidden, e->model->cfg.vocab);
     if (rc == 0)
         rc = t2_pool_create(&e->pool, o->threads, err);
     /* the factors are only needed to apply experts */
@@ -115,7 +117,8 @@ void t2_engine_free(t2_engine *e)
 
 const char *t2_strategy_name(enum t2_strategy s)
 {
-    static const char *names[] = {"none", "expert", "mixture", "prompt", "classifier", "few_shot", "profile"};
+    static const char *names[] = {"none",       "expert",   "mixture", "prompt",
+                                  "classifier", "few_shot", "profile"};
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unknown";
 }
 

@@ -27,12 +27,12 @@
 
 typedef struct t2_engine_opts {
     const char *model_path;
-    const char *experts_dir;   /* NULL: no experts (and no SVD factors) */
-    const char *profiles_dir;  /* NULL: no profiles */
-    const char *svd_cache_dir; /* NULL: no SVD cache */
-    unsigned svf_set;          /* default T2_SVF_MLP */
-    int threads;               /* <= 0: all cores */
-    size_t adapted_cache_mb;   /* materialised weight sets kept, default 512 */
+    const char *experts_dir;     /* NULL: no experts (and no SVD factors) */
+    const char *profiles_dir;    /* NULL: no profiles */
+    const char *svd_cache_dir;   /* NULL: no SVD cache */
+    unsigned svf_set;            /* default T2_SVF_MLP */
+    int threads;                 /* <= 0: all cores */
+    size_t adapted_cache_mb;     /* materialised weight sets kept, default 512 */
     const char *classify_prompt; /* NULL: T2_DEFAULT_CLASSIFY_PROMPT */
     int materialise_min_tokens;  /* policy, default 32 */
     /* progress and warnings while opening (may be NULL) */
@@ -45,8 +45,8 @@ void t2_engine_opts_defaults(t2_engine_opts *o);
 typedef struct t2_engine {
     t2_model *model;
     t2_pool *pool;
-    t2_svf *svf;               /* NULL without experts */
-    t2_expert_store *experts;  /* NULL without experts */
+    t2_svf *svf;              /* NULL without experts */
+    t2_expert_store *experts; /* NULL without experts */
     t2_profile_store *profiles;
     t2_adapt_cache *cache;
     char *classify_prompt;
@@ -80,8 +80,8 @@ int t2_cls_method_parse(const char *name, enum t2_cls_method *out);
 
 typedef struct t2_adapt_req {
     enum t2_strategy strategy;
-    const char *expert;      /* EXPERT */
-    size_t n_mix;            /* MIXTURE */
+    const char *expert; /* EXPERT */
+    size_t n_mix;       /* MIXTURE */
     const char **mix_names;
     const float *mix_alpha;
     enum t2_cls_method method; /* PROMPT, CLASSIFIER */
@@ -91,14 +91,14 @@ typedef struct t2_adapt_req {
 /* Decision of pass 1. */
 typedef struct t2_decision {
     enum t2_strategy strategy;
-    char label[72];      /* PROMPT/CLASSIFIER: decided label ("other" = base) */
-    size_t n_labels;     /* PROMPT/CLASSIFIER: candidates and their probabilities */
+    char label[72];  /* PROMPT/CLASSIFIER: decided label ("other" = base) */
+    size_t n_labels; /* PROMPT/CLASSIFIER: candidates and their probabilities */
     char **labels;
     float *probs;
-    char *raw_answer;    /* generate method: the model's answer text */
-    t2_mixture mixture;  /* what pass 2 uses (empty = base weights) */
+    char *raw_answer;   /* generate method: the model's answer text */
+    t2_mixture mixture; /* what pass 2 uses (empty = base weights) */
     double pass1_ms;
-    int pass1_tokens;    /* tokens evaluated by pass 1 */
+    int pass1_tokens; /* tokens evaluated by pass 1 */
 } t2_decision;
 
 void t2_decision_clear(t2_decision *d);
@@ -140,12 +140,12 @@ typedef struct t2_example {
 } t2_example;
 
 typedef struct t2_cem_opts {
-    int population;      /* 32 */
-    float elite_ratio;   /* 0.2 */
-    float init_std;      /* 0.5 */
-    int generations;     /* 10 */
-    uint64_t seed;       /* 0 */
-    int max_tokens;      /* answer length cap while scoring, 16 */
+    int population;    /* 32 */
+    float elite_ratio; /* 0.2 */
+    float init_std;    /* 0.5 */
+    int generations;   /* 10 */
+    uint64_t seed;     /* 0 */
+    int max_tokens;    /* answer length cap while scoring, 16 */
     void (*progress)(void *user, int generation, int generations, double best_acc, double best_ll);
     void *user;
 } t2_cem_opts;
@@ -153,7 +153,7 @@ typedef struct t2_cem_opts {
 void t2_cem_opts_defaults(t2_cem_opts *o);
 
 typedef struct t2_cem_result {
-    size_t n;           /* experts searched over */
+    size_t n; /* experts searched over */
     char **experts;
     float *alpha;
     double accuracy;    /* of the best alpha on the examples */
@@ -169,8 +169,8 @@ void t2_cem_result_clear(t2_cem_result *r);
  * experts when n_names == 0), maximising greedy exact-match accuracy on
  * the examples, ties broken by the mean log-likelihood of the answers. */
 int t2_engine_few_shot(t2_engine *e, t2_ctx *ctx, const t2_example *ex, size_t n_ex,
-                       const char **names, size_t n_names, const t2_cem_opts *o,
-                       t2_cem_result *res, int *err_code, t2_err *err);
+                       const char **names, size_t n_names, const t2_cem_opts *o, t2_cem_result *res,
+                       int *err_code, t2_err *err);
 
 /* Greedy exact-match helper used by the search and the evaluation tool:
  * the answer text (special tokens dropped, surrounding whitespace

@@ -11,8 +11,7 @@ typedef struct t2_err {
 
 /* Formats msg into err (if non-NULL); always returns -1 so callers can
  * write `return t2_err_set(err, "...")`. */
-int t2_err_set(t2_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int t2_err_set(t2_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prepends "prefix: " to an existing message (e.g. the file name). */
 int t2_err_prefix(t2_err *err, const char *prefix);

@@ -18,15 +18,15 @@
 
 typedef struct t2_expert {
     atomic_int refs;
-    char *name;        /* unique key in the store: [A-Za-z0-9._-]{1,64} */
-    char *task;        /* label for classification, e.g. "math"; "cls" for a classifier */
+    char *name; /* unique key in the store: [A-Za-z0-9._-]{1,64} */
+    char *task; /* label for classification, e.g. "math"; "cls" for a classifier */
     char *description;
     char *base_model;
     char *parametrization; /* as stored: "direct" or "sigmoid" */
     char *adapted;         /* as stored, e.g. "mlp" */
-    size_t n_mats;     /* == svf->n */
-    float **z;         /* [n_mats]; z[i] == NULL: matrix i not adapted (z = 1) */
-    uint64_t version;  /* changes whenever a name is replaced (cache keys) */
+    size_t n_mats;         /* == svf->n */
+    float **z;             /* [n_mats]; z[i] == NULL: matrix i not adapted (z = 1) */
+    uint64_t version;      /* changes whenever a name is replaced (cache keys) */
     size_t file_bytes;
 } t2_expert;
 

@@ -122,8 +122,14 @@ void t2_ctx_free(t2_ctx *c)
     free(c);
 }
 
-int t2_ctx_n_ctx(const t2_ctx *c) { return c->n_ctx; }
-int t2_ctx_n_past(const t2_ctx *c) { return c->n_past; }
+int t2_ctx_n_ctx(const t2_ctx *c)
+{
+    return c->n_ctx;
+}
+int t2_ctx_n_past(const t2_ctx *c)
+{
+    return c->n_past;
+}
 
 void t2_ctx_truncate(t2_ctx *c, int n_past)
 {
@@ -164,7 +170,8 @@ int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const f
     if (n <= 0)
         return t2_err_set(err, "no tokens to evaluate");
     if (n > c->n_ctx - c->n_past)
-        return t2_err_set(err, "context full: %d cached + %d new tokens > %d", c->n_past, n, c->n_ctx);
+        return t2_err_set(err, "context full: %d cached + %d new tokens > %d", c->n_past, n,
+                          c->n_ctx);
     if (check_tokens(cfg, tokens, n, err) != 0)
         return -1;
     size_t V = (size_t)cfg->vocab;
@@ -174,7 +181,8 @@ int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const f
     for (int done = 0; done < n; done += T2_CHUNK) {
         int m = n - done < T2_CHUNK ? n - done : T2_CHUNK;
         bool last_chunk = done + m == n;
-        float *out = all_logits ? c->logits_all + (size_t)done * V : (last_chunk ? c->logits : NULL);
+        float *out =
+            all_logits ? c->logits_all + (size_t)done * V : (last_chunk ? c->logits : NULL);
         for (int t = 0; t < m; t++)
             rows[t] = (t2_row){c, c->n_past + t, c->layers};
         t2_run_rows(c, rows, tokens + done, m, out, all_logits ? 0 : m - 1);

@@ -31,9 +31,9 @@ struct t2_ctx {
 
 /* One row of a pass: a token of some sequence. */
 typedef struct t2_row {
-    t2_ctx *seq;              /* whose KV cache it reads and extends */
-    int pos;                  /* its position in that sequence */
-    const t2_layer *layers;   /* the weights it runs with */
+    t2_ctx *seq;            /* whose KV cache it reads and extends */
+    int pos;                /* its position in that sequence */
+    const t2_layer *layers; /* the weights it runs with */
 } t2_row;
 
 /* Runs rows through every layer using ws's scratch (n <= T2_CHUNK) and

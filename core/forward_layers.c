@@ -198,8 +198,10 @@ static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q,
     int d = cfg->head_dim;
     size_t kv_dim = (size_t)cfg->n_kv_heads * (size_t)d;
     const t2_ctx *s = row->seq;
-    const float *kc = s->k_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
-    const float *vc = s->v_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
+    const float *kc =
+        s->k_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
+    const float *vc =
+        s->v_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
     int n = row->pos + 1; /* causal: keys 0..pos */
     /* scores = K q and out = Vᵀ p as strided matrix-vector products: the
      * keys of one head are rows kv_dim apart in the cache */
@@ -302,7 +304,8 @@ void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, f
     const t2_config *cfg = &ws->m->cfg;
     int H = cfg->hidden;
     for (int t = 0; t < n; t++)
-        memcpy(ws->x + (size_t)t * H, ws->m->embed + (size_t)tokens[t] * H, (size_t)H * sizeof(float));
+        memcpy(ws->x + (size_t)t * H, ws->m->embed + (size_t)tokens[t] * H,
+               (size_t)H * sizeof(float));
     rope_tables(ws, rows, n);
     for (int l = 0; l < cfg->n_layers; l++) {
         attention_block(ws, rows, l, n);

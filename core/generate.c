@@ -8,14 +8,10 @@
 const char *t2_finish_name(enum t2_finish f)
 {
     switch (f) {
-    case T2_FINISH_STOP:
-        return "stop";
-    case T2_FINISH_LENGTH:
-        return "length";
-    case T2_FINISH_CANCELLED:
-        return "cancelled";
-    case T2_FINISH_TIMEOUT:
-        return "timeout";
+    case T2_FINISH_STOP: return "stop";
+    case T2_FINISH_LENGTH: return "length";
+    case T2_FINISH_CANCELLED: return "cancelled";
+    case T2_FINISH_TIMEOUT: return "timeout";
     }
     return "unknown";
 }

@@ -26,11 +26,11 @@ const char *t2_finish_name(enum t2_finish f);
 
 typedef struct t2_gen_params {
     t2_sampling sampling;
-    int max_tokens;      /* > 0 */
-    const char **stop;   /* stop strings (not included in the text) */
+    int max_tokens;    /* > 0 */
+    const char **stop; /* stop strings (not included in the text) */
     size_t n_stop;
     bool ignore_eos;
-    bool skip_special;   /* drop special tokens from the text (default true) */
+    bool skip_special; /* drop special tokens from the text (default true) */
 } t2_gen_params;
 
 void t2_gen_params_defaults(t2_gen_params *p);

@@ -11,7 +11,7 @@
 #include "dtype.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32u
-#define GGUF_MAX_KEY_LEN 65535u  /* real keys are short; bounds a hostile header */
+#define GGUF_MAX_KEY_LEN 65535u /* real keys are short; bounds a hostile header */
 #define GGUF_MAX_NAME_LEN 65535u
 #define GGUF_MAX_DIMS 4u
 
@@ -44,7 +44,10 @@ static int fail(reader *r, const char *fmt, ...)
     return -1;
 }
 
-static size_t remaining(const reader *r) { return r->size - r->pos; }
+static size_t remaining(const reader *r)
+{
+    return r->size - r->pos;
+}
 
 static int need(reader *r, uint64_t n, const char *what)
 {
@@ -80,7 +83,8 @@ static int rd_str(reader *r, t2_gguf_str *s, uint64_t max_len, const char *what)
     if (rd_u64(r, &len, what))
         return -1;
     if (len > remaining(r))
-        return fail(r, "%s length %llu at offset %zu runs past the end of the file (%zu bytes left)",
+        return fail(r,
+                    "%s length %llu at offset %zu runs past the end of the file (%zu bytes left)",
                     what, (unsigned long long)len, r->pos - 8, remaining(r));
     if (len > max_len)
         return fail(r, "%s length %llu is too long (max %llu)", what, (unsigned long long)len,
@@ -97,55 +101,37 @@ static size_t scalar_size(uint32_t t)
     switch (t) {
     case T2_GGUF_UINT8:
     case T2_GGUF_INT8:
-    case T2_GGUF_BOOL:
-        return 1;
+    case T2_GGUF_BOOL: return 1;
     case T2_GGUF_UINT16:
-    case T2_GGUF_INT16:
-        return 2;
+    case T2_GGUF_INT16: return 2;
     case T2_GGUF_UINT32:
     case T2_GGUF_INT32:
-    case T2_GGUF_FLOAT32:
-        return 4;
+    case T2_GGUF_FLOAT32: return 4;
     case T2_GGUF_UINT64:
     case T2_GGUF_INT64:
-    case T2_GGUF_FLOAT64:
-        return 8;
-    default:
-        return 0;
+    case T2_GGUF_FLOAT64: return 8;
+    default: return 0;
     }
 }
 
-static bool vtype_known(uint32_t t) { return t <= T2_GGUF_FLOAT64; }
+static bool vtype_known(uint32_t t)
+{
+    return t <= T2_GGUF_FLOAT64;
+}
 
 /* Little-endian scalar at p of type t, widened into the kv union. */
 static void decode_scalar(t2_gguf_kv *kv, const uint8_t *p)
 {
     switch (kv->type) {
     case T2_GGUF_UINT8:
-    case T2_GGUF_BOOL:
-        kv->v.u64 = p[0];
-        break;
-    case T2_GGUF_INT8:
-        kv->v.i64 = (int8_t)p[0];
-        break;
-    case T2_GGUF_UINT16:
-        kv->v.u64 = t2_load_u16(p);
-        break;
-    case T2_GGUF_INT16:
-        kv->v.i64 = (int16_t)t2_load_u16(p);
-        break;
-    case T2_GGUF_UINT32:
-        kv->v.u64 = t2_load_u32(p);
-        break;
-    case T2_GGUF_INT32:
-        kv->v.i64 = (int32_t)t2_load_u32(p);
-        break;
-    case T2_GGUF_UINT64:
-        kv->v.u64 = t2_load_u64(p);
-        break;
-    case T2_GGUF_INT64:
-        kv->v.i64 = (int64_t)t2_load_u64(p);
-        break;
+    case T2_GGUF_BOOL: kv->v.u64 = p[0]; break;
+    case T2_GGUF_INT8: kv->v.i64 = (int8_t)p[0]; break;
+    case T2_GGUF_UINT16: kv->v.u64 = t2_load_u16(p); break;
+    case T2_GGUF_INT16: kv->v.i64 = (int16_t)t2_load_u16(p); break;
+    case T2_GGUF_UINT32: kv->v.u64 = t2_load_u32(p); break;
+    case T2_GGUF_INT32: kv->v.i64 = (int32_t)t2_load_u32(p); break;
+    case T2_GGUF_UINT64: kv->v.u64 = t2_load_u64(p); break;
+    case T2_GGUF_INT64: kv->v.i64 = (int64_t)t2_load_u64(p); break;
     case T2_GGUF_FLOAT32: {
         uint32_t u = t2_load_u32(p);
         float f;
@@ -158,8 +144,7 @@ static void decode_scalar(t2_gguf_kv *kv, const uint8_t *p)
         memcpy(&kv->v.f64, &u, sizeof kv->v.f64);
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -289,7 +274,10 @@ static int check_dup_tensors(reader *r, const t2_gguf *g)
 
 #define TNAME(t) (int)((t)->name.len > 200 ? 200 : (t)->name.len), (t)->name.ptr
 
-static uint64_t type_block(enum t2_ggml_type t) { return t == T2_GGML_Q8_0 ? T2_Q8_0_BLOCK : 1; }
+static uint64_t type_block(enum t2_ggml_type t)
+{
+    return t == T2_GGML_Q8_0 ? T2_Q8_0_BLOCK : 1;
+}
 
 static bool ggml_type_known(uint32_t t)
 {
@@ -459,8 +447,8 @@ int t2_gguf_parse(t2_gguf *g, const uint8_t *buf, size_t size, const char *name,
     memset(g, 0, sizeof *g);
     g->buf = buf;
     g->size = size;
-    reader r = {.buf = buf, .size = buf ? size : 0, .pos = 0, .name = name ? name : "gguf",
-                .err = err};
+    reader r = {
+        .buf = buf, .size = buf ? size : 0, .pos = 0, .name = name ? name : "gguf", .err = err};
     if (parse(&r, g)) {
         t2_gguf_close(g);
         return -1;
@@ -611,53 +599,36 @@ int64_t t2_gguf_arr_int(const t2_gguf_kv *kv, uint64_t i)
     const uint8_t *p = kv->arr_data;
     switch (kv->arr_type) {
     case T2_GGUF_UINT8:
-    case T2_GGUF_BOOL:
-        return p[i];
-    case T2_GGUF_INT8:
-        return (int8_t)p[i];
-    case T2_GGUF_UINT16:
-        return t2_load_u16(p + i * 2);
-    case T2_GGUF_INT16:
-        return (int16_t)t2_load_u16(p + i * 2);
-    case T2_GGUF_UINT32:
-        return t2_load_u32(p + i * 4);
-    case T2_GGUF_INT32:
-        return (int32_t)t2_load_u32(p + i * 4);
+    case T2_GGUF_BOOL: return p[i];
+    case T2_GGUF_INT8: return (int8_t)p[i];
+    case T2_GGUF_UINT16: return t2_load_u16(p + i * 2);
+    case T2_GGUF_INT16: return (int16_t)t2_load_u16(p + i * 2);
+    case T2_GGUF_UINT32: return t2_load_u32(p + i * 4);
+    case T2_GGUF_INT32: return (int32_t)t2_load_u32(p + i * 4);
     case T2_GGUF_UINT64:
-    case T2_GGUF_INT64:
-        return (int64_t)t2_load_u64(p + i * 8);
-    default:
-        return 0;
+    case T2_GGUF_INT64: return (int64_t)t2_load_u64(p + i * 8);
+    default: return 0;
     }
 }
 
 uint64_t t2_ggml_type_nbytes(enum t2_ggml_type type, uint64_t n)
 {
     switch (type) {
-    case T2_GGML_F32:
-        return n > UINT64_MAX / 4 ? 0 : n * 4;
+    case T2_GGML_F32: return n > UINT64_MAX / 4 ? 0 : n * 4;
     case T2_GGML_F16:
-    case T2_GGML_BF16:
-        return n > UINT64_MAX / 2 ? 0 : n * 2;
-    case T2_GGML_Q8_0:
-        return n % T2_Q8_0_BLOCK ? 0 : n / T2_Q8_0_BLOCK * T2_Q8_0_BYTES;
-    default:
-        return 0;
+    case T2_GGML_BF16: return n > UINT64_MAX / 2 ? 0 : n * 2;
+    case T2_GGML_Q8_0: return n % T2_Q8_0_BLOCK ? 0 : n / T2_Q8_0_BLOCK * T2_Q8_0_BYTES;
+    default: return 0;
     }
 }
 
 const char *t2_ggml_type_name(enum t2_ggml_type type)
 {
     switch (type) {
-    case T2_GGML_F32:
-        return "F32";
-    case T2_GGML_F16:
-        return "F16";
-    case T2_GGML_BF16:
-        return "BF16";
-    case T2_GGML_Q8_0:
-        return "Q8_0";
-    default:
-        return "unknown";
+    case T2_GGML_F32: return "F32";
+    case T2_GGML_F16: return "F16";
+    case T2_GGML_BF16: return "BF16";
+    case T2_GGML_Q8_0: return "Q8_0";
+    default: return "unknown";
     }
 }

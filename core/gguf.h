@@ -46,9 +46,9 @@ typedef struct t2_gguf_kv {
     t2_gguf_str key;
     enum t2_gguf_vtype type;
     union {
-        uint64_t u64;  /* UINT8..UINT64, BOOL */
-        int64_t i64;   /* INT8..INT64 (sign-extended) */
-        double f64;    /* FLOAT32, FLOAT64 */
+        uint64_t u64; /* UINT8..UINT64, BOOL */
+        int64_t i64;  /* INT8..INT64 (sign-extended) */
+        double f64;   /* FLOAT32, FLOAT64 */
         t2_gguf_str str;
     } v;
     /* ARRAY only: element type and count. Numeric elements stay in the

@@ -16,8 +16,8 @@ int t2_gguf_parse_type_name(const char *s, enum t2_ggml_type *out)
     static const struct {
         const char *name;
         enum t2_ggml_type type;
-    } k[] = {{"f32", T2_GGML_F32}, {"f16", T2_GGML_F16}, {"bf16", T2_GGML_BF16},
-             {"q8_0", T2_GGML_Q8_0}};
+    } k[] = {
+        {"f32", T2_GGML_F32}, {"f16", T2_GGML_F16}, {"bf16", T2_GGML_BF16}, {"q8_0", T2_GGML_Q8_0}};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (strcasecmp(s, k[i].name) == 0) {
             *out = k[i].type;
@@ -30,18 +30,17 @@ int t2_gguf_parse_type_name(const char *s, enum t2_ggml_type *out)
 static uint32_t file_type(enum t2_ggml_type t)
 {
     switch (t) {
-    case T2_GGML_F16:
-        return 1;
-    case T2_GGML_Q8_0:
-        return 7;
-    case T2_GGML_BF16:
-        return 32;
-    default:
-        return 0;
+    case T2_GGML_F16: return 1;
+    case T2_GGML_Q8_0: return 7;
+    case T2_GGML_BF16: return 32;
+    default: return 0;
     }
 }
 
-static const char *arch_name(enum t2_arch a) { return a == T2_ARCH_QWEN2 ? "qwen2" : "llama"; }
+static const char *arch_name(enum t2_arch a)
+{
+    return a == T2_ARCH_QWEN2 ? "qwen2" : "llama";
+}
 
 /* "{arch}.suffix" */
 static const char *akey(char *buf, size_t cap, const t2_config *c, const char *suffix)

@@ -17,9 +17,9 @@ typedef struct vocab {
     size_t n;
     const char **tok; /* by id; points into the JSON or into owned */
     int32_t *type;
-    char **owned;     /* "[PAD<id>]" strings we made */
+    char **owned; /* "[PAD<id>]" strings we made */
     size_t n_merges;
-    char **merges;    /* "a b" */
+    char **merges; /* "a b" */
 } vocab;
 
 static void vocab_free(vocab *v)
@@ -164,8 +164,8 @@ static int check_model(json_t *model, t2_err *err)
 static int config_token_id(json_t *cfg, const char *field, const vocab *v)
 {
     json_t *t = json_object_get(cfg, field);
-    const char *s = json_is_object(t) ? json_string_value(json_object_get(t, "content"))
-                                      : json_string_value(t);
+    const char *s =
+        json_is_object(t) ? json_string_value(json_object_get(t, "content")) : json_string_value(t);
     if (!s)
         return -1;
     for (size_t i = 0; i < v->n; i++)

@@ -77,7 +77,10 @@ static int map_name(const char *in, char *out, size_t cap, bool to_gguf)
     return -1;
 }
 
-int t2_gguf_name_from_hf(const char *hf, char *out, size_t cap) { return map_name(hf, out, cap, true); }
+int t2_gguf_name_from_hf(const char *hf, char *out, size_t cap)
+{
+    return map_name(hf, out, cap, true);
+}
 
 int t2_gguf_name_to_hf(const char *gguf, char *out, size_t cap)
 {

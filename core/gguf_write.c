@@ -53,7 +53,10 @@ static int wfail(t2_gguf_writer *w, const char *fmt, ...)
     return -1;
 }
 
-t2_gguf_writer *t2_gguf_writer_new(void) { return calloc(1, sizeof(t2_gguf_writer)); }
+t2_gguf_writer *t2_gguf_writer_new(void)
+{
+    return calloc(1, sizeof(t2_gguf_writer));
+}
 
 void t2_gguf_writer_free(t2_gguf_writer *w)
 {
@@ -230,8 +233,7 @@ static int check_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type t
         return wfail(w, "tensor '%s': no data", name);
     if (n_dims < 1 || n_dims > 4)
         return wfail(w, "tensor '%s': n_dims %u out of range (1..4)", name, n_dims);
-    if (type != T2_GGML_F32 && type != T2_GGML_F16 && type != T2_GGML_BF16 &&
-        type != T2_GGML_Q8_0)
+    if (type != T2_GGML_F32 && type != T2_GGML_F16 && type != T2_GGML_BF16 && type != T2_GGML_Q8_0)
         return wfail(w, "tensor '%s': unsupported type %d", name, (int)type);
     *n = 1;
     for (uint32_t d = 0; d < n_dims; d++)
@@ -246,8 +248,8 @@ static int check_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type t
     return 0;
 }
 
-static int add_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type type,
-                      uint32_t n_dims, const uint64_t *dims, const float *data, float *owned)
+static int add_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type type, uint32_t n_dims,
+                      const uint64_t *dims, const float *data, float *owned)
 {
     uint64_t n = 0;
     if (check_tensor(w, name, type, n_dims, dims, data, &n))
@@ -283,8 +285,8 @@ fail:
     return -1;
 }
 
-int t2_gguf_w_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type type,
-                     uint32_t n_dims, const uint64_t *dims, const float *data)
+int t2_gguf_w_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type type, uint32_t n_dims,
+                     const uint64_t *dims, const float *data)
 {
     return add_tensor(w, name, type, n_dims, dims, data, NULL);
 }
@@ -297,7 +299,10 @@ int t2_gguf_w_tensor_owned(t2_gguf_writer *w, const char *name, enum t2_ggml_typ
 
 /* --- output --- */
 
-static uint64_t align_up(uint64_t x) { return (x + W_ALIGN - 1) / W_ALIGN * W_ALIGN; }
+static uint64_t align_up(uint64_t x)
+{
+    return (x + W_ALIGN - 1) / W_ALIGN * W_ALIGN;
+}
 
 static int out_bytes(FILE *f, const void *p, size_t n, t2_err *err)
 {
@@ -344,9 +349,7 @@ static void convert_row(const wtensor *t, const float *src, uint8_t *buf, size_t
             buf[i * 2 + 1] = (uint8_t)(h >> 8);
         }
         break;
-    case T2_GGML_Q8_0:
-        t2_q8_0_quantize(src, buf, n);
-        break;
+    case T2_GGML_Q8_0: t2_q8_0_quantize(src, buf, n); break;
     }
 }
 
@@ -378,8 +381,7 @@ static int out_header(t2_gguf_writer *w, FILE *f, uint64_t *pos, t2_err *err)
         size_t nl = strlen(t->name);
         t->offset = off;
         off = align_up(off + t->nbytes);
-        if (out_u64(f, nl, err) || out_bytes(f, t->name, nl, err) ||
-            out_u32(f, t->n_dims, err))
+        if (out_u64(f, nl, err) || out_bytes(f, t->name, nl, err) || out_u32(f, t->n_dims, err))
             return -1;
         for (uint32_t d = 0; d < t->n_dims; d++)
             if (out_u64(f, t->dims[d], err))

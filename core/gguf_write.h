@@ -33,8 +33,8 @@ int t2_gguf_w_arr_i32(t2_gguf_writer *w, const char *key, const int32_t *v, size
 /* A tensor of n_dims (1..4) dims in ggml order (dims[0] = row length)
  * from float32 data, converted to `type` when written. The data is
  * borrowed: it must stay valid until the write. Q8_0 needs dims[0] % 32 == 0. */
-int t2_gguf_w_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type type,
-                     uint32_t n_dims, const uint64_t *dims, const float *data);
+int t2_gguf_w_tensor(t2_gguf_writer *w, const char *name, enum t2_ggml_type type, uint32_t n_dims,
+                     const uint64_t *dims, const float *data);
 /* Same, but takes ownership of a malloc'd buffer (freed with the writer,
  * or at once on failure). For converted copies such as permuted rows. */
 int t2_gguf_w_tensor_owned(t2_gguf_writer *w, const char *name, enum t2_ggml_type type,

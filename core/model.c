@@ -13,14 +13,15 @@
 
 static int validate_config(const t2_config *c, t2_err *err)
 {
-    if (c->hidden <= 0 || c->hidden > MAX_DIM || c->intermediate <= 0 || c->intermediate > MAX_DIM ||
-        c->vocab <= 0 || c->vocab > 16 * MAX_DIM)
+    if (c->hidden <= 0 || c->hidden > MAX_DIM || c->intermediate <= 0 ||
+        c->intermediate > MAX_DIM || c->vocab <= 0 || c->vocab > 16 * MAX_DIM)
         return t2_err_set(err, "config: hidden/intermediate/vocab sizes out of range");
     if (c->n_layers <= 0 || c->n_layers > MAX_LAYERS)
         return t2_err_set(err, "config: num_hidden_layers %d out of range", c->n_layers);
     if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads != 0)
-        return t2_err_set(err, "config: num_attention_heads %d must be a multiple of num_key_value_heads %d",
-                          c->n_heads, c->n_kv_heads);
+        return t2_err_set(
+            err, "config: num_attention_heads %d must be a multiple of num_key_value_heads %d",
+            c->n_heads, c->n_kv_heads);
     if (c->head_dim <= 0 || c->head_dim % 2 != 0 || c->head_dim > 1024 ||
         (long)c->n_heads * c->head_dim > MAX_DIM)
         return t2_err_set(err, "config: head_dim %d invalid (must be even)", c->head_dim);
@@ -42,7 +43,8 @@ static size_t collect_slots(t2_model *m, slot_spec *s)
 {
     const t2_config *c = &m->cfg;
     size_t n = 0, H = (size_t)c->hidden, I = (size_t)c->intermediate, V = (size_t)c->vocab;
-    size_t Q = (size_t)c->n_heads * (size_t)c->head_dim, KV = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    size_t Q = (size_t)c->n_heads * (size_t)c->head_dim,
+           KV = (size_t)c->n_kv_heads * (size_t)c->head_dim;
     s[n++] = (slot_spec){&m->embed, "model.embed_tokens.weight", -1, V, H};
     for (int l = 0; l < c->n_layers; l++) {
         t2_layer *L = &m->layers[l];
@@ -58,7 +60,8 @@ static size_t collect_slots(t2_model *m, slot_spec *s)
         }
         if (c->o_bias)
             s[n++] = (slot_spec){&L->bo, "model.layers.%d.self_attn.o_proj.bias", l, H, 1};
-        s[n++] = (slot_spec){&L->ffn_norm, "model.layers.%d.post_attention_layernorm.weight", l, H, 1};
+        s[n++] =
+            (slot_spec){&L->ffn_norm, "model.layers.%d.post_attention_layernorm.weight", l, H, 1};
         s[n++] = (slot_spec){&L->w_gate, "model.layers.%d.mlp.gate_proj.weight", l, I, H};
         s[n++] = (slot_spec){&L->w_up, "model.layers.%d.mlp.up_proj.weight", l, I, H};
         s[n++] = (slot_spec){&L->w_down, "model.layers.%d.mlp.down_proj.weight", l, H, I};

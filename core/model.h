@@ -12,8 +12,8 @@
 #include "tokenizer.h"
 
 enum t2_arch {
-    T2_ARCH_LLAMA = 0,   /* LlamaForCausalLM, MistralForCausalLM */
-    T2_ARCH_QWEN2 = 1,   /* Qwen2ForCausalLM: q/k/v biases */
+    T2_ARCH_LLAMA = 0, /* LlamaForCausalLM, MistralForCausalLM */
+    T2_ARCH_QWEN2 = 1, /* Qwen2ForCausalLM: q/k/v biases */
 };
 
 #define T2_MAX_EOS 8
@@ -43,7 +43,7 @@ typedef struct t2_config {
     bool tie_embeddings;
     bool qkv_bias; /* q/k/v projections have biases (Qwen2, Llama attention_bias) */
     bool o_bias;   /* o_proj has a bias (Llama attention_bias) */
-    int bos_id; /* -1 if none */
+    int bos_id;    /* -1 if none */
     int n_eos;
     int eos_ids[T2_MAX_EOS];
 } t2_config;
@@ -61,17 +61,17 @@ typedef struct t2_factor {
 #define T2_N_FACTOR_KINDS 7
 
 typedef struct t2_layer {
-    float *attn_norm; /* [hidden] */
-    float *wq;        /* [n_heads*head_dim][hidden] */
-    float *wk;        /* [n_kv_heads*head_dim][hidden] */
-    float *wv;        /* [n_kv_heads*head_dim][hidden] */
-    float *wo;        /* [hidden][n_heads*head_dim] */
+    float *attn_norm;    /* [hidden] */
+    float *wq;           /* [n_heads*head_dim][hidden] */
+    float *wk;           /* [n_kv_heads*head_dim][hidden] */
+    float *wv;           /* [n_kv_heads*head_dim][hidden] */
+    float *wo;           /* [hidden][n_heads*head_dim] */
     float *bq, *bk, *bv; /* biases when qkv_bias, else NULL */
     float *bo;           /* bias when o_bias, else NULL */
-    float *ffn_norm;  /* [hidden] */
-    float *w_gate;    /* [intermediate][hidden] */
-    float *w_up;      /* [intermediate][hidden] */
-    float *w_down;    /* [hidden][intermediate] */
+    float *ffn_norm;     /* [hidden] */
+    float *w_gate;       /* [intermediate][hidden] */
+    float *w_up;         /* [intermediate][hidden] */
+    float *w_down;       /* [hidden][intermediate] */
     /* [T2_N_FACTOR_KINDS] (q, k, v, o, gate, up, down) or NULL: matrices to
      * apply factored instead of dense (adapted weights without a rebuild) */
     const t2_factor *factors;
@@ -86,9 +86,9 @@ typedef struct t2_model {
     float *lm_head;    /* [vocab][hidden]; == embed when tied */
     t2_layer *layers;  /* [n_layers] */
     t2_tokenizer *tok;
-    bool *loaded;      /* per tensor slot, for "missing tensor" checks */
+    bool *loaded; /* per tensor slot, for "missing tensor" checks */
     size_t n_slots;
-    float **slots;     /* every weight array, in a fixed order, for freeing */
+    float **slots; /* every weight array, in a fixed order, for freeing */
     size_t *slot_rows, *slot_cols;
     char **slot_names; /* Hugging Face parameter names */
 } t2_model;

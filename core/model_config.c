@@ -39,10 +39,10 @@ static int parse_arch(t2_config *cfg, json_t *root, t2_err *err)
         const char *mt = json_string_value(json_object_get(root, "model_type"));
         if (!mt)
             return t2_err_set(err, "config.json: no 'architectures' or 'model_type'");
-        a = strcmp(mt, "qwen2") == 0 ? "Qwen2ForCausalLM"
+        a = strcmp(mt, "qwen2") == 0     ? "Qwen2ForCausalLM"
             : strcmp(mt, "mistral") == 0 ? "MistralForCausalLM"
-            : strcmp(mt, "llama") == 0 ? "LlamaForCausalLM"
-                                       : mt;
+            : strcmp(mt, "llama") == 0   ? "LlamaForCausalLM"
+                                         : mt;
     }
     if (strcmp(a, "LlamaForCausalLM") == 0 || strcmp(a, "MistralForCausalLM") == 0) {
         cfg->arch = T2_ARCH_LLAMA;

@@ -11,7 +11,10 @@
 #include "gguf_names.h"
 #include "model.h"
 
-static const char *arch_name(enum t2_arch a) { return a == T2_ARCH_QWEN2 ? "qwen2" : "llama"; }
+static const char *arch_name(enum t2_arch a)
+{
+    return a == T2_ARCH_QWEN2 ? "qwen2" : "llama";
+}
 
 /* "{arch}.suffix" as an int; missing -> def (or an error if def < 0). */
 static int get_int(const t2_gguf *g, const t2_config *c, const char *suffix, int def, int *out,
@@ -120,7 +123,8 @@ static void add_eos(t2_config *c, uint64_t id)
 static void read_special_ids(const t2_gguf *g, t2_config *c)
 {
     uint32_t v;
-    c->bos_id = t2_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &v) && v <= INT32_MAX ? (int)v : -1;
+    c->bos_id =
+        t2_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &v) && v <= INT32_MAX ? (int)v : -1;
     c->n_eos = 0;
     const t2_gguf_kv *list = t2_gguf_find(g, "t2.eos_token_ids");
     if (list && list->type == T2_GGUF_ARRAY && list->arr_type != T2_GGUF_STRING)
@@ -152,9 +156,7 @@ static void to_f32(const t2_gguf_tensor *t, float *dst)
         for (size_t i = 0; i < n; i++)
             dst[i] = t2_bf16_to_f32(t2_load_u16(t->data + 2 * i));
         break;
-    case T2_GGML_Q8_0:
-        t2_q8_0_dequantize(t->data, dst, n);
-        break;
+    case T2_GGML_Q8_0: t2_q8_0_dequantize(t->data, dst, n); break;
     }
 }
 
@@ -199,7 +201,8 @@ static int infer_llama3(const t2_gguf *g, t2_config *c, t2_err *err)
         c->rope_orig_max_pos = 8192;
         for (size_t i = 0; i < n && rc == 0; i++)
             if (!(fabsf(f[i] - llama3_divisor(c, i)) <= 1e-4f * mx))
-                rc = t2_err_set(err, "rope_freqs.weight is not llama3 rope scaling t2 can reproduce");
+                rc = t2_err_set(err,
+                                "rope_freqs.weight is not llama3 rope scaling t2 can reproduce");
     }
     free(f);
     return rc;
@@ -240,8 +243,9 @@ static int read_rope(const t2_gguf *g, t2_config *c, t2_err *err)
     if (t2_gguf_get_f32(g, "t2.rope.llama3.factor", &c->rope_factor)) {
         if (!t2_gguf_get_f32(g, "t2.rope.llama3.low_freq_factor", &c->rope_low_freq_factor) ||
             !t2_gguf_get_f32(g, "t2.rope.llama3.high_freq_factor", &c->rope_high_freq_factor) ||
-            !t2_gguf_get_u32(g, "t2.rope.llama3.original_context_length", &orig) || orig > INT_MAX ||
-            !(c->rope_high_freq_factor > c->rope_low_freq_factor) || !(c->rope_low_freq_factor > 0))
+            !t2_gguf_get_u32(g, "t2.rope.llama3.original_context_length", &orig) ||
+            orig > INT_MAX || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+            !(c->rope_low_freq_factor > 0))
             return t2_err_set(err, "t2.rope.llama3.* keys are incomplete or invalid");
         c->rope_orig_max_pos = (int)orig;
         return 0;
@@ -304,8 +308,8 @@ static int load_tensor(t2_model *m, const t2_gguf_tensor *t, t2_err *err)
     if (!shape_ok(t, rows, cols))
         return t2_err_set(err, "tensor '%s' has shape [%llu, %llu], expected [%zu, %zu]", name,
                           (unsigned long long)t->dims[0],
-                          (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), cols == 1 ? rows : cols,
-                          cols == 1 ? (size_t)1 : rows);
+                          (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1),
+                          cols == 1 ? rows : cols, cols == 1 ? (size_t)1 : rows);
     bool is_k;
     if (m->cfg.arch == T2_ARCH_LLAMA && t2_gguf_is_permuted_qk(hf, &is_k)) {
         float *tmp = malloc(rows * cols * sizeof *tmp);

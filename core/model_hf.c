@@ -124,7 +124,8 @@ static void read_generation_config(t2_model *m, const char *dir)
         size_t i;
         json_t *e;
         if (json_is_array(eos))
-            json_array_foreach(eos, i, e) if (json_is_integer(e)) add_eos(&m->cfg, (int)json_integer_value(e));
+            json_array_foreach(eos, i, e) if (json_is_integer(e))
+                add_eos(&m->cfg, (int)json_integer_value(e));
         json_decref(root);
     }
     free(text);

@@ -17,8 +17,8 @@ struct t2_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_uint gen;     /* bumped once per job */
-    atomic_int pending;  /* workers (other than 0) still running the job */
+    atomic_uint gen;    /* bumped once per job */
+    atomic_int pending; /* workers (other than 0) still running the job */
     atomic_bool quit;
     t2_pool_fn fn;
     void *arg;
@@ -45,7 +45,8 @@ static void *worker_main(void *p)
     unsigned seen = 0; /* gen starts at 0; a job posted before we got here still counts */
     for (;;) {
         int spins = 0;
-        while (atomic_load_explicit(&pool->gen, memory_order_acquire) == seen && !atomic_load(&pool->quit)) {
+        while (atomic_load_explicit(&pool->gen, memory_order_acquire) == seen &&
+               !atomic_load(&pool->quit)) {
             if (++spins < SPIN_ITERS) {
                 /* yield now and then: on a loaded machine the thread we wait
                  * for may need this core */
@@ -90,7 +91,8 @@ int t2_pool_create(t2_pool **out, int n_threads, t2_err *err)
     }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
-        if (!wa || (wa->pool = p, wa->index = i, pthread_create(&p->threads[i], NULL, worker_main, wa) != 0)) {
+        if (!wa || (wa->pool = p, wa->index = i,
+                    pthread_create(&p->threads[i], NULL, worker_main, wa) != 0)) {
             free(wa);
             p->n = i; /* free only the ones started */
             t2_pool_free(p);

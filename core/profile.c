@@ -67,7 +67,8 @@ static int fill_alpha(t2_profile *p, json_t *alpha, t2_err *err)
     {
         if (!t2_expert_name_valid(k))
             return t2_err_set(err, "profile: invalid expert name '%.64s'", k);
-        if (!json_is_number(v) || !isfinite(json_number_value(v)) || fabs(json_number_value(v)) > 100)
+        if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
+            fabs(json_number_value(v)) > 100)
             return t2_err_set(err, "profile: weight of '%s' must be a number in [-100, 100]", k);
         p->experts[p->n] = strdup(k);
         p->alpha[p->n] = (float)json_number_value(v);
@@ -179,7 +180,8 @@ t2_profile *t2_profiles_get(t2_profile_store *ps, const char *name)
     char *path = t2_path_join(ps->dir, file), *text = NULL;
     size_t len;
     t2_profile *p = NULL;
-    if (path && t2_file_exists(path) && t2_read_file(path, MAX_PROFILE_BYTES, &text, &len, NULL) == 0)
+    if (path && t2_file_exists(path) &&
+        t2_read_file(path, MAX_PROFILE_BYTES, &text, &len, NULL) == 0)
         t2_profile_from_json(&p, text, len, NULL);
     if (p && strcmp(p->name, name) != 0) { /* a file renamed by hand: the file name wins */
         free(p->name);

@@ -13,8 +13,8 @@ typedef struct t2_profile {
     size_t n;
     char **experts; /* expert names */
     float *alpha;
-    char *source;   /* e.g. "few_shot" */
-    double accuracy;  /* on the examples it was fitted to, or -1 */
+    char *source;      /* e.g. "few_shot" */
+    double accuracy;   /* on the examples it was fitted to, or -1 */
     long long created; /* unix seconds */
 } t2_profile;
 

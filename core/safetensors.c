@@ -67,7 +67,8 @@ static int parse_tensor(t2_st_tensor *t, const char *name, json_t *desc, const u
     json_t *js = json_object_get(desc, "shape");
     json_t *jo = json_object_get(desc, "data_offsets");
     if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) || json_array_size(jo) != 2)
-        return t2_err_set(err, "tensor '%s': needs dtype, shape and data_offsets [begin, end]", name);
+        return t2_err_set(err, "tensor '%s': needs dtype, shape and data_offsets [begin, end]",
+                          name);
     if (parse_dtype(json_string_value(jd), &t->dtype) != 0)
         return t2_err_set(err, "tensor '%s': unsupported dtype '%s' (F32, F16, BF16 are)", name,
                           json_string_value(jd));
@@ -79,7 +80,8 @@ static int parse_tensor(t2_st_tensor *t, const char *name, json_t *desc, const u
     for (size_t i = 0; i < nd; i++) {
         json_t *d = json_array_get(js, i);
         if (!json_is_integer(d) || json_integer_value(d) < 0)
-            return t2_err_set(err, "tensor '%s': shape entries must be non-negative integers", name);
+            return t2_err_set(err, "tensor '%s': shape entries must be non-negative integers",
+                              name);
         uint64_t dim = (uint64_t)json_integer_value(d);
         if (dim != 0 && n > UINT64_MAX / 8 / dim)
             return t2_err_set(err, "tensor '%s': shape too large", name);
@@ -93,10 +95,10 @@ static int parse_tensor(t2_st_tensor *t, const char *name, json_t *desc, const u
         return t2_err_set(err, "tensor '%s': invalid data_offsets", name);
     uint64_t begin = (uint64_t)json_integer_value(jb), end = (uint64_t)json_integer_value(je);
     if (end > data_size)
-        return t2_err_set(err,
-                          "tensor '%s': data_offsets [%llu, %llu] past the end of the data (%llu bytes)",
-                          name, (unsigned long long)begin, (unsigned long long)end,
-                          (unsigned long long)data_size);
+        return t2_err_set(
+            err, "tensor '%s': data_offsets [%llu, %llu] past the end of the data (%llu bytes)",
+            name, (unsigned long long)begin, (unsigned long long)end,
+            (unsigned long long)data_size);
     if (end - begin != n * t2_st_dtype_size(t->dtype))
         return t2_err_set(err, "tensor '%s': %llu bytes for shape of %llu elements of %s", name,
                           (unsigned long long)(end - begin), (unsigned long long)n,
@@ -227,9 +229,7 @@ void t2_st_to_f32(const t2_st_tensor *t, float *dst)
 {
     const uint8_t *p = t->data;
     switch (t->dtype) {
-    case T2_ST_F32:
-        memcpy(dst, p, t->n_elements * 4);
-        break;
+    case T2_ST_F32: memcpy(dst, p, t->n_elements * 4); break;
     case T2_ST_F16:
         for (uint64_t i = 0; i < t->n_elements; i++)
             dst[i] = t2_f16_to_f32(t2_load_u16(p + 2 * i));

@@ -41,7 +41,10 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t xoshiro_next(uint64_t s[4])
 {
@@ -56,7 +59,10 @@ static uint64_t xoshiro_next(uint64_t s[4])
 }
 
 /* uniform in [0, 1) with 24 bits, like a float32 draw */
-static float uniform01(uint64_t s[4]) { return (float)(xoshiro_next(s) >> 40) / 16777216.0f; }
+static float uniform01(uint64_t s[4])
+{
+    return (float)(xoshiro_next(s) >> 40) / 16777216.0f;
+}
 
 int t2_sampler_init(t2_sampler *s, const t2_sampling *p, int vocab, t2_err *err)
 {
@@ -117,10 +123,10 @@ static void apply_repeat_penalty(const t2_sampler *s, float *logits, const int32
         if (t < 0 || t >= s->vocab || s->prob[t] != 0.0f)
             continue;
         s->prob[t] = 1.0f;
-        logits[t] = logits[t] > 0 ? logits[t] / s->p.repeat_penalty : logits[t] * s->p.repeat_penalty;
+        logits[t] =
+            logits[t] > 0 ? logits[t] / s->p.repeat_penalty : logits[t] * s->p.repeat_penalty;
     }
 }
-
 
 static int cmp_desc(const void *a, const void *b, void *keys)
 {

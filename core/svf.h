@@ -28,7 +28,7 @@ int t2_svf_parse_set(const char *text, unsigned *set, t2_err *err);
 const char *t2_svf_set_name(unsigned set);
 
 typedef struct t2_svf_matrix {
-    char *name;     /* Hugging Face parameter name, e.g. model.layers.0.mlp.up_proj.weight */
+    char *name; /* Hugging Face parameter name, e.g. model.layers.0.mlp.up_proj.weight */
     int layer;
     int m, n, r;    /* W is m x n (rows = outputs), r = min(m, n) */
     const float *w; /* the model's dense weights (borrowed) */
@@ -42,17 +42,18 @@ typedef struct t2_svf_matrix {
 typedef struct t2_svf {
     unsigned set;
     size_t n;
-    t2_svf_matrix *mats; /* in model order: layer 0 (q,k,v,o,gate,up,down as in the set), layer 1, ... */
-    uint64_t key;        /* hash of the weights of the set + the set: the cache key */
+    t2_svf_matrix
+        *mats;    /* in model order: layer 0 (q,k,v,o,gate,up,down as in the set), layer 1, ... */
+    uint64_t key; /* hash of the weights of the set + the set: the cache key */
 } t2_svf;
 
 /* Progress while decomposing: done / total matrices, seconds elapsed. */
 typedef void (*t2_svf_progress_fn)(void *user, size_t done, size_t total, double elapsed_s);
 
 typedef struct t2_svf_stats {
-    size_t decomposed;   /* matrices computed now */
-    size_t from_cache;   /* matrices loaded from the cache */
-    bool cache_rebuilt;  /* a cache file existed but was stale or corrupt */
+    size_t decomposed;     /* matrices computed now */
+    size_t from_cache;     /* matrices loaded from the cache */
+    bool cache_rebuilt;    /* a cache file existed but was stale or corrupt */
     char cache_error[512]; /* why the cache could not be written ("" = fine) */
     double seconds;
 } t2_svf_stats;

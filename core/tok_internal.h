@@ -21,13 +21,13 @@
 
 /* Per-token attributes. */
 enum {
-    TA_SPECIAL = 1,     /* control/special: matched only with parse_special, skippable */
-    TA_ADDED = 2,       /* matched in the raw text before pre-tokenization */
-    TA_BYTE = 4,        /* <0xNN> byte-fallback token */
-    TA_UNUSED = 8,      /* no text (hole in the id space) */
-    TA_NOMERGE = 16,    /* never produced by merging text (SPM score merges) */
-    TA_LSTRIP = 32,     /* added token swallows whitespace on its left */
-    TA_RSTRIP = 64,     /* ... and on its right */
+    TA_SPECIAL = 1,  /* control/special: matched only with parse_special, skippable */
+    TA_ADDED = 2,    /* matched in the raw text before pre-tokenization */
+    TA_BYTE = 4,     /* <0xNN> byte-fallback token */
+    TA_UNUSED = 8,   /* no text (hole in the id space) */
+    TA_NOMERGE = 16, /* never produced by merging text (SPM score merges) */
+    TA_LSTRIP = 32,  /* added token swallows whitespace on its left */
+    TA_RSTRIP = 64,  /* ... and on its right */
     TA_SINGLE_WORD = 128,
 };
 
@@ -129,7 +129,8 @@ int tok_finish_load(t2_tokenizer *tok, t2_err *err);
 int tok_vocab_init(tok_vocab *v, int32_t n, t2_err *err);
 void tok_vocab_free(tok_vocab *v);
 /* Sets the text of id (fails if it already has one). */
-int tok_vocab_set(tok_vocab *v, int32_t id, const char *text, size_t len, uint8_t attr, t2_err *err);
+int tok_vocab_set(tok_vocab *v, int32_t id, const char *text, size_t len, uint8_t attr,
+                  t2_err *err);
 /* Sets an added token: merges attributes when id already has this text,
  * replaces the text when it has another. */
 int tok_vocab_set_added(tok_vocab *v, int32_t id, const char *text, size_t len, uint8_t attr,
@@ -137,7 +138,10 @@ int tok_vocab_set_added(tok_vocab *v, int32_t id, const char *text, size_t len, 
 /* Builds the text->id index and the decoded bytes; call once all are set. */
 int tok_vocab_finish(tok_vocab *v, enum t2_tok_kind kind, t2_err *err);
 int32_t tok_vocab_find(const tok_vocab *v, const char *s, size_t len);
-static inline const char *tok_text(const tok_vocab *v, int32_t id) { return v->pool + v->off[id]; }
+static inline const char *tok_text(const tok_vocab *v, int32_t id)
+{
+    return v->pool + v->off[id];
+}
 
 /* tokenizer_merges.c */
 uint32_t tok_table_size(size_t n); /* power of two >= 2n, for both hash tables */
@@ -160,9 +164,9 @@ uint32_t tok_byte_to_cp(uint8_t b);
 int tok_cp_to_byte(uint32_t cp); /* -1 if not in the mapping */
 
 /* tokenizer_utf8.c */
-size_t tok_utf8_len(uint8_t lead);                /* 1..4, 0 for an invalid lead */
+size_t tok_utf8_len(uint8_t lead); /* 1..4, 0 for an invalid lead */
 bool tok_utf8_valid(const char *s, size_t n, size_t *bad_off);
-size_t tok_utf8_encode(uint32_t cp, char *out);   /* out has 4 bytes */
+size_t tok_utf8_encode(uint32_t cp, char *out);             /* out has 4 bytes */
 int tok_utf8_decode(const char *s, size_t n, uint32_t *cp); /* length, -1 if invalid */
 /* Whether c can be continuation byte i (>= 1) of a sequence led by lead. */
 bool tok_utf8_cont_ok(uint8_t lead, size_t i, uint8_t c);
@@ -171,13 +175,13 @@ bool tok_utf8_cont_ok(uint8_t lead, size_t i, uint8_t c);
 pcre2_code *tok_regex_compile(const char *pat, size_t len, bool literal, t2_err *err);
 void tok_pipeline_free(t2_tokenizer *tok);
 
-#define TOK_GPT2_REGEX \
+#define TOK_GPT2_REGEX                                                                             \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
-#define TOK_LLAMA3_REGEX                                                               \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}" \
+#define TOK_LLAMA3_REGEX                                                                           \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}"         \
     "\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define TOK_QWEN2_REGEX                                                                \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}"      \
+#define TOK_QWEN2_REGEX                                                                            \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}"              \
     "\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 /* Adds pipeline steps (fail when TOK_MAX_STEPS is reached). */
@@ -252,7 +256,7 @@ int tok_bpe_piece(tok_ctx *c, const char *p, size_t n);
 typedef struct tok_sink {
     char *p;
     size_t len, cap;
-    bool grow;  /* realloc as needed, else drop what does not fit */
+    bool grow; /* realloc as needed, else drop what does not fit */
     bool failed;
 } tok_sink;
 /* Feeds bytes through the UTF-8 repair state in pend/n_pend. */

@@ -44,12 +44,30 @@ int tok_finish_load(t2_tokenizer *tok, t2_err *err)
     return 0;
 }
 
-enum t2_tok_kind t2_tok_kind(const t2_tokenizer *tok) { return tok->kind; }
-int32_t t2_tok_vocab_size(const t2_tokenizer *tok) { return tok->v.n; }
-int32_t t2_tok_bos(const t2_tokenizer *tok) { return tok->bos; }
-int32_t t2_tok_eos(const t2_tokenizer *tok) { return tok->eos; }
-bool t2_tok_adds_bos(const t2_tokenizer *tok) { return tok->add_bos && tok->bos >= 0; }
-const char *t2_tok_chat_template(const t2_tokenizer *tok) { return tok->chat_template; }
+enum t2_tok_kind t2_tok_kind(const t2_tokenizer *tok)
+{
+    return tok->kind;
+}
+int32_t t2_tok_vocab_size(const t2_tokenizer *tok)
+{
+    return tok->v.n;
+}
+int32_t t2_tok_bos(const t2_tokenizer *tok)
+{
+    return tok->bos;
+}
+int32_t t2_tok_eos(const t2_tokenizer *tok)
+{
+    return tok->eos;
+}
+bool t2_tok_adds_bos(const t2_tokenizer *tok)
+{
+    return tok->add_bos && tok->bos >= 0;
+}
+const char *t2_tok_chat_template(const t2_tokenizer *tok)
+{
+    return tok->chat_template;
+}
 
 int32_t t2_tok_find(const t2_tokenizer *tok, const char *text)
 {
@@ -76,7 +94,7 @@ int t2_tok_token_bytes(const t2_tokenizer *tok, int32_t id, char *buf, size_t ca
 size_t t2_tok_stream_cap(const t2_tokenizer *tok)
 {
     /* pending bytes + the token, each byte possibly becoming U+FFFD */
-    size_t need = 3 * (tok->v.max_bytes + sizeof ((t2_tok_stream *)0)->pending) + 1;
+    size_t need = 3 * (tok->v.max_bytes + sizeof((t2_tok_stream *)0)->pending) + 1;
     return need < 256 ? 256 : need;
 }
 
@@ -154,7 +172,8 @@ static bool is_space(char ch)
 static bool is_word(char ch)
 {
     uint8_t u = (uint8_t)ch;
-    return u >= 0x80 || u == '_' || (u >= '0' && u <= '9') || ((u | 0x20) >= 'a' && (u | 0x20) <= 'z');
+    return u >= 0x80 || u == '_' || (u >= '0' && u <= '9') ||
+           ((u | 0x20) >= 'a' && (u | 0x20) <= 'z');
 }
 
 /* The longest added token starting at text[i], or -1. */

@@ -65,7 +65,7 @@ int t2_tok_decode(const t2_tokenizer *tok, const int32_t *ids, size_t n, bool sk
 typedef struct t2_tok_stream {
     const t2_tokenizer *tok;
     bool skip_special;
-    bool at_start;      /* SPM: strip the first leading space */
+    bool at_start; /* SPM: strip the first leading space */
     char pending[8];
     size_t n_pending;
 } t2_tok_stream;

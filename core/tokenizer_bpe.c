@@ -191,7 +191,8 @@ static int whole_piece(tok_ctx *c, const char *p, uint32_t n, int32_t *id)
     if (tok_buf_reserve(&c->scratch, (size_t)n * 2, c->err) < 0)
         return -1;
     for (uint32_t i = 0; i < n; i++)
-        c->scratch.len += tok_utf8_encode(tok_byte_to_cp((uint8_t)p[i]), c->scratch.p + c->scratch.len);
+        c->scratch.len +=
+            tok_utf8_encode(tok_byte_to_cp((uint8_t)p[i]), c->scratch.p + c->scratch.len);
     *id = tok_vocab_find(&tok->v, c->scratch.p, c->scratch.len);
     return 0;
 }

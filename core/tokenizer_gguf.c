@@ -37,7 +37,8 @@ static int req_strings(const t2_gguf *g, const char *key, const t2_gguf_kv **out
 }
 
 /* Optional per-token array: absent is fine, a wrong count or type is not. */
-static int opt_array(const t2_gguf *g, const char *key, uint64_t n, const t2_gguf_kv **out, t2_err *err)
+static int opt_array(const t2_gguf *g, const char *key, uint64_t n, const t2_gguf_kv **out,
+                     t2_err *err)
 {
     if (get_array(g, key, false, out, err) < 0)
         return -1;

@@ -43,9 +43,7 @@ static bool contains_type(const json_t *node, const char *t, int depth)
         const json_t *arr = json_object_get(node, lists[k]);
         size_t i;
         const json_t *el;
-        json_array_foreach(arr, i, el)
-            if (contains_type(el, t, depth + 1))
-                return true;
+        json_array_foreach(arr, i, el) if (contains_type(el, t, depth + 1)) return true;
     }
     return false;
 }
@@ -69,13 +67,15 @@ static int vocab_size(const json_t *vocab, const json_t *added, int32_t *n, t2_e
     const char *key;
     size_t klen, i;
     json_t *val;
-    json_object_keylen_foreach((json_t *)vocab, key, klen, val) {
+    json_object_keylen_foreach((json_t *)vocab, key, klen, val)
+    {
         (void)klen;
         if (id_of(val, &id, err) < 0)
             return t2_err_prefix(err, "model.vocab");
         max = id > max ? id : max;
     }
-    json_array_foreach(added, i, val) {
+    json_array_foreach(added, i, val)
+    {
         if (!json_is_object(val) || id_of(json_object_get(val, "id"), &id, err) < 0)
             return t2_err_prefix(err, "added_tokens");
         max = id > max ? id : max;
@@ -95,7 +95,8 @@ static int load_vocab(t2_tokenizer *tok, const json_t *vocab, t2_err *err)
     const char *key;
     size_t klen;
     json_t *val;
-    json_object_keylen_foreach((json_t *)vocab, key, klen, val) {
+    json_object_keylen_foreach((json_t *)vocab, key, klen, val)
+    {
         if (tok_vocab_set(&tok->v, (int32_t)json_integer_value(val), key, klen, 0, err) < 0)
             return t2_err_prefix(err, "model.vocab");
     }
@@ -123,7 +124,8 @@ static int load_added(t2_tokenizer *tok, const json_t *added, t2_err *err)
 {
     size_t i;
     json_t *a;
-    json_array_foreach(added, i, a) {
+    json_array_foreach(added, i, a)
+    {
         if (load_added_one(tok, a, err) < 0) {
             char where[48];
             snprintf(where, sizeof where, "added_tokens[%zu]", i);
@@ -142,10 +144,12 @@ static int load_merges(t2_tokenizer *tok, const json_t *merges, t2_err *err)
         return -1;
     size_t i;
     json_t *m;
-    json_array_foreach(merges, i, m) {
+    json_array_foreach(merges, i, m)
+    {
         int rc;
         if (json_is_string(m)) {
-            rc = tok_merges_add_text(tok, json_string_value(m), json_string_length(m), (uint32_t)i, err);
+            rc = tok_merges_add_text(tok, json_string_value(m), json_string_length(m), (uint32_t)i,
+                                     err);
         } else if (json_is_array(m) && json_array_size(m) == 2 &&
                    json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
             const json_t *a = json_array_get(m, 0), *b = json_array_get(m, 1);
@@ -191,9 +195,8 @@ static const json_t *find_template(const json_t *pp)
         return pp;
     size_t i;
     const json_t *el;
-    json_array_foreach(json_object_get(pp, "processors"), i, el)
-        if (tok_json_is_type(el, "TemplateProcessing"))
-            return el;
+    json_array_foreach(json_object_get(pp, "processors"), i,
+                       el) if (tok_json_is_type(el, "TemplateProcessing")) return el;
     return NULL;
 }
 
@@ -204,7 +207,8 @@ static void load_post(t2_tokenizer *tok, const json_t *pp)
     const json_t *st = json_object_get(json_object_get(first, "SpecialToken"), "id");
     if (!json_is_string(st))
         return;
-    const json_t *spec = json_object_get(json_object_get(tp, "special_tokens"), json_string_value(st));
+    const json_t *spec =
+        json_object_get(json_object_get(tp, "special_tokens"), json_string_value(st));
     const json_t *id = json_array_get(json_object_get(spec, "ids"), 0);
     int32_t bos = tok_vocab_find(&tok->v, json_string_value(st), json_string_length(st));
     if (json_is_integer(id) && json_integer_value(id) >= 0 && json_integer_value(id) < tok->v.n)
@@ -321,7 +325,8 @@ static const char *config_template(const json_t *cfg)
     const char *first = NULL;
     size_t i;
     const json_t *el;
-    json_array_foreach(ct, i, el) {
+    json_array_foreach(ct, i, el)
+    {
         const char *name = json_string_value(json_object_get(el, "name"));
         const char *t = json_string_value(json_object_get(el, "template"));
         if (t && name && strcmp(name, "default") == 0)

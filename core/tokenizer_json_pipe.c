@@ -6,7 +6,8 @@
 #include "tok_json.h"
 
 /* A Split/Replace "pattern": {"String": s} or {"Regex": r}. */
-static int get_pattern(const json_t *node, const char **pat, size_t *len, bool *literal, t2_err *err)
+static int get_pattern(const json_t *node, const char **pat, size_t *len, bool *literal,
+                       t2_err *err)
 {
     const json_t *p = json_object_get(node, "pattern");
     const json_t *s = json_object_get(p, "String"), *r = json_object_get(p, "Regex");
@@ -27,9 +28,7 @@ static int norm_sequence(t2_tokenizer *tok, const json_t *node, int depth, t2_er
         return t2_err_set(err, "normalizer Sequence without \"normalizers\" array");
     size_t i;
     const json_t *el;
-    json_array_foreach(list, i, el)
-        if (tok_json_normalizer(tok, el, depth + 1, err) < 0)
-            return -1;
+    json_array_foreach(list, i, el) if (tok_json_normalizer(tok, el, depth + 1, err) < 0) return -1;
     return 0;
 }
 
@@ -104,7 +103,8 @@ static int pre_bytelevel(t2_tokenizer *tok, const json_t *node, t2_err *err)
         return -1;
     if (!use_regex)
         return 0;
-    return tok_add_split(tok, TOK_GPT2_REGEX, strlen(TOK_GPT2_REGEX), false, TS_ISOLATED, false, err);
+    return tok_add_split(tok, TOK_GPT2_REGEX, strlen(TOK_GPT2_REGEX), false, TS_ISOLATED, false,
+                         err);
 }
 
 static int pre_metaspace(t2_tokenizer *tok, const json_t *node, t2_err *err)
@@ -137,9 +137,7 @@ static int pre_sequence(t2_tokenizer *tok, const json_t *node, int depth, t2_err
         return t2_err_set(err, "pre_tokenizer Sequence without \"pretokenizers\" array");
     size_t i;
     const json_t *el;
-    json_array_foreach(list, i, el)
-        if (tok_json_pre(tok, el, depth + 1, err) < 0)
-            return -1;
+    json_array_foreach(list, i, el) if (tok_json_pre(tok, el, depth + 1, err) < 0) return -1;
     return 0;
 }
 

@@ -233,9 +233,7 @@ static void fold_spans(tok_ctx *c, enum tok_split_behavior b)
             else
                 c->spans[o++] = sp;
             break;
-        default:
-            c->spans[o++] = sp;
-            break;
+        default: c->spans[o++] = sp; break;
         }
         prev_match = sp.match;
     }

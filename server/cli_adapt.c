@@ -21,13 +21,15 @@ typedef struct adapt_opts {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: t2 adapt --model DIR --experts DIR --profiles DIR --examples FILE.jsonl --name NAME\n"
-               "                [--use A,B,C] [--generations G] [--population P] [--seed S]\n"
-               "                [--svd-cache DIR] [--threads N]\n"
-               "\n"
-               "Searches mixture weights (one per expert, in [0, 1]) that maximise greedy exact-match\n"
-               "accuracy on the examples (cross-entropy method, as the Transformer² reference), and\n"
-               "saves them as the profile NAME.\n");
+    fprintf(
+        f, "usage: t2 adapt --model DIR --experts DIR --profiles DIR --examples FILE.jsonl --name "
+           "NAME\n"
+           "                [--use A,B,C] [--generations G] [--population P] [--seed S]\n"
+           "                [--svd-cache DIR] [--threads N]\n"
+           "\n"
+           "Searches mixture weights (one per expert, in [0, 1]) that maximise greedy exact-match\n"
+           "accuracy on the examples (cross-entropy method, as the Transformer² reference), and\n"
+           "saves them as the profile NAME.\n");
 }
 
 static void log_line(void *user, const char *msg)
@@ -39,19 +41,25 @@ static void log_line(void *user, const char *msg)
 static void progress(void *user, int g, int total, double acc, double ll)
 {
     (void)user;
-    fprintf(stderr, "t2: generation %d/%d: best accuracy %.3f, mean log-likelihood %.4f\n", g, total, acc, ll);
+    fprintf(stderr, "t2: generation %d/%d: best accuracy %.3f, mean log-likelihood %.4f\n", g,
+            total, acc, ll);
 }
 
 static int parse(int argc, char **argv, adapt_opts *o)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},     {"experts", required_argument, 0, 'e'},
-        {"profiles", required_argument, 0, 'P'},  {"examples", required_argument, 0, 'x'},
-        {"name", required_argument, 0, 'n'},      {"use", required_argument, 0, 'u'},
-        {"generations", required_argument, 0, 'g'}, {"population", required_argument, 0, 'p'},
-        {"seed", required_argument, 0, 's'},      {"svd-cache", required_argument, 0, 'c'},
-        {"threads", required_argument, 0, 't'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"experts", required_argument, 0, 'e'},
+                                             {"profiles", required_argument, 0, 'P'},
+                                             {"examples", required_argument, 0, 'x'},
+                                             {"name", required_argument, 0, 'n'},
+                                             {"use", required_argument, 0, 'u'},
+                                             {"generations", required_argument, 0, 'g'},
+                                             {"population", required_argument, 0, 'p'},
+                                             {"seed", required_argument, 0, 's'},
+                                             {"svd-cache", required_argument, 0, 'c'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -72,7 +80,8 @@ static int parse(int argc, char **argv, adapt_opts *o)
         }
     }
     if (!o->model || !o->eo.experts_dir || !o->eo.profiles_dir || !o->examples || !o->name) {
-        fprintf(stderr, "t2 adapt: --model, --experts, --profiles, --examples and --name are required\n");
+        fprintf(stderr,
+                "t2 adapt: --model, --experts, --profiles, --examples and --name are required\n");
         return -1;
     }
     if (!t2_expert_name_valid(o->name)) {
@@ -84,8 +93,13 @@ static int parse(int argc, char **argv, adapt_opts *o)
 
 static int save_profile(t2_engine *e, const adapt_opts *o, const t2_cem_result *r)
 {
-    t2_profile p = {.name = (char *)o->name, .n = r->n, .experts = r->experts, .alpha = r->alpha,
-                    .source = "few_shot", .accuracy = r->accuracy, .created = (long long)time(NULL)};
+    t2_profile p = {.name = (char *)o->name,
+                    .n = r->n,
+                    .experts = r->experts,
+                    .alpha = r->alpha,
+                    .source = "few_shot",
+                    .accuracy = r->accuracy,
+                    .created = (long long)time(NULL)};
     t2_err err;
     int code;
     if (t2_profiles_put(e->profiles, &p, &code, &err) != 0) {
@@ -126,8 +140,10 @@ int t2_cli_adapt(int argc, char **argv)
             ex[i] = (t2_example){ds.items[i].question, ds.items[i].answer};
         t2_cem_result r;
         int code;
-        if (ex && t2_engine_few_shot(e, ctx, ex, ds.n, names, n_names, &o.co, &r, &code, &err) == 0) {
-            fprintf(stderr, "t2: accuracy on the examples %.3f (base %.3f), %d evaluations, %.1f s\n",
+        if (ex &&
+            t2_engine_few_shot(e, ctx, ex, ds.n, names, n_names, &o.co, &r, &code, &err) == 0) {
+            fprintf(stderr,
+                    "t2: accuracy on the examples %.3f (base %.3f), %d evaluations, %.1f s\n",
                     r.accuracy, r.base_accuracy, r.evaluations, r.ms / 1e3);
             status = save_profile(e, &o, &r) == 0 ? 0 : 1;
             t2_cem_result_clear(&r);

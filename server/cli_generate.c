@@ -33,39 +33,41 @@ typedef struct gen_opts {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: t2 generate --model DIR|FILE.gguf --prompt TEXT [options]\n"
-            "\n"
-            "  -m, --model PATH        Hugging Face model directory or GGUF file\n"
-            "  -p, --prompt TEXT       prompt text (special-token text such as <|im_start|> is parsed)\n"
-            "      --chat              wrap the prompt as a user message in the model's chat template\n"
-            "      --system TEXT       system message (with --chat)\n"
-            "  -n, --max-tokens N      tokens to generate at most (default 256)\n"
-            "      --temperature T     0 = greedy (default); > 0 samples\n"
-            "      --top-k K           keep the K most likely tokens (0 = off)\n"
-            "      --top-p P           nucleus sampling threshold (1 = off)\n"
-            "      --min-p P           drop tokens below P x the top probability (0 = off)\n"
-            "      --repeat-penalty R  penalise tokens seen in the last 64 (1 = off)\n"
-            "      --seed S            random seed for sampling (default 0)\n"
-            "      --stop TEXT         stop before this text (repeatable, up to %d)\n"
-            "      --ignore-eos        keep generating past end-of-sequence tokens\n"
-            "  -t, --threads N         worker threads (default: all cores)\n"
-            "  -c, --ctx N             context length (default: the model's maximum)\n"
-            "  -v, --verbose           print load and speed figures on stderr\n"
-            "\n"
-            "Transformer² adaptation (needs --experts):\n"
-            "      --experts DIR       expert vectors (*.safetensors) to adapt with\n"
-            "      --strategy S        none | expert | mixture | prompt | classifier | profile\n"
-            "                          (default: expert with --expert, mixture with --mix, else none)\n"
-            "      --expert NAME       use one expert (strategy expert)\n"
-            "      --mix A=0.5,B=0.2   explicit mixture weights (strategy mixture)\n"
-            "      --method M          pass-1 classification: likelihood (default) | generate\n"
-            "      --classify-prompt T classification system prompt; {labels} and {descriptions}\n"
-            "                          are filled in (default: %s)\n"
-            "      --profiles DIR      adaptation profiles (from t2 adapt); --profile NAME uses one\n"
-            "      --svd-cache DIR     cache of the SVD factors (default: none)\n"
-            "      --svf-set SET       adapted matrices: mlp (default), attn, mlp,attn\n",
-            MAX_STOPS, T2_DEFAULT_CLASSIFY_PROMPT);
+    fprintf(
+        f,
+        "usage: t2 generate --model DIR|FILE.gguf --prompt TEXT [options]\n"
+        "\n"
+        "  -m, --model PATH        Hugging Face model directory or GGUF file\n"
+        "  -p, --prompt TEXT       prompt text (special-token text such as <|im_start|> is "
+        "parsed)\n"
+        "      --chat              wrap the prompt as a user message in the model's chat template\n"
+        "      --system TEXT       system message (with --chat)\n"
+        "  -n, --max-tokens N      tokens to generate at most (default 256)\n"
+        "      --temperature T     0 = greedy (default); > 0 samples\n"
+        "      --top-k K           keep the K most likely tokens (0 = off)\n"
+        "      --top-p P           nucleus sampling threshold (1 = off)\n"
+        "      --min-p P           drop tokens below P x the top probability (0 = off)\n"
+        "      --repeat-penalty R  penalise tokens seen in the last 64 (1 = off)\n"
+        "      --seed S            random seed for sampling (default 0)\n"
+        "      --stop TEXT         stop before this text (repeatable, up to %d)\n"
+        "      --ignore-eos        keep generating past end-of-sequence tokens\n"
+        "  -t, --threads N         worker threads (default: all cores)\n"
+        "  -c, --ctx N             context length (default: the model's maximum)\n"
+        "  -v, --verbose           print load and speed figures on stderr\n"
+        "\n"
+        "Transformer² adaptation (needs --experts):\n"
+        "      --experts DIR       expert vectors (*.safetensors) to adapt with\n"
+        "      --strategy S        none | expert | mixture | prompt | classifier | profile\n"
+        "                          (default: expert with --expert, mixture with --mix, else none)\n"
+        "      --expert NAME       use one expert (strategy expert)\n"
+        "      --mix A=0.5,B=0.2   explicit mixture weights (strategy mixture)\n"
+        "      --method M          pass-1 classification: likelihood (default) | generate\n"
+        "      --classify-prompt T classification system prompt; {labels} and {descriptions}\n"
+        "                          are filled in (default: %s)\n"
+        "      --profiles DIR      adaptation profiles (from t2 adapt); --profile NAME uses one\n"
+        "      --svd-cache DIR     cache of the SVD factors (default: none)\n"
+        "      --svf-set SET       adapted matrices: mlp (default), attn, mlp,attn\n",
+        MAX_STOPS, T2_DEFAULT_CLASSIFY_PROMPT);
 }
 
 static int parse_num(const char *s, double lo, double hi, const char *what, double *out)
@@ -87,12 +89,14 @@ static int parse_mix(gen_opts *o, const char *spec)
     free(o->mix_spec);
     o->mix_spec = strdup(spec);
     o->req.n_mix = 0;
-    for (char *save = NULL, *tok = strtok_r(o->mix_spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(o->mix_spec, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
         char *end = NULL;
         double a = eq ? strtod(eq + 1, &end) : 0;
         if (!eq || end == eq + 1 || *end || o->req.n_mix == MAX_MIX) {
-            fprintf(stderr, "t2 generate: --mix wants NAME=WEIGHT,... (at most %d), got '%s'\n", MAX_MIX, tok);
+            fprintf(stderr, "t2 generate: --mix wants NAME=WEIGHT,... (at most %d), got '%s'\n",
+                    MAX_MIX, tok);
             return -1;
         }
         *eq = '\0';
@@ -106,21 +110,34 @@ static int parse_mix(gen_opts *o, const char *spec)
 
 static int parse_args(int argc, char **argv, gen_opts *o)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
-        {"chat", no_argument, 0, 'C'},          {"system", required_argument, 0, 'S'},
-        {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 'T'},
-        {"top-k", required_argument, 0, 'K'},   {"top-p", required_argument, 0, 'P'},
-        {"min-p", required_argument, 0, 'M'},   {"repeat-penalty", required_argument, 0, 'R'},
-        {"seed", required_argument, 0, 's'},    {"stop", required_argument, 0, 'x'},
-        {"ignore-eos", no_argument, 0, 'E'},    {"threads", required_argument, 0, 't'},
-        {"ctx", required_argument, 0, 'c'},     {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},          {"experts", required_argument, 0, 1001},
-        {"strategy", required_argument, 0, 1002}, {"expert", required_argument, 0, 1003},
-        {"mix", required_argument, 0, 1004},    {"method", required_argument, 0, 1005},
-        {"classify-prompt", required_argument, 0, 1006}, {"profiles", required_argument, 0, 1007},
-        {"profile", required_argument, 0, 1008}, {"svd-cache", required_argument, 0, 1009},
-        {"svf-set", required_argument, 0, 1010}, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"prompt", required_argument, 0, 'p'},
+                                             {"chat", no_argument, 0, 'C'},
+                                             {"system", required_argument, 0, 'S'},
+                                             {"max-tokens", required_argument, 0, 'n'},
+                                             {"temperature", required_argument, 0, 'T'},
+                                             {"top-k", required_argument, 0, 'K'},
+                                             {"top-p", required_argument, 0, 'P'},
+                                             {"min-p", required_argument, 0, 'M'},
+                                             {"repeat-penalty", required_argument, 0, 'R'},
+                                             {"seed", required_argument, 0, 's'},
+                                             {"stop", required_argument, 0, 'x'},
+                                             {"ignore-eos", no_argument, 0, 'E'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"ctx", required_argument, 0, 'c'},
+                                             {"verbose", no_argument, 0, 'v'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"experts", required_argument, 0, 1001},
+                                             {"strategy", required_argument, 0, 1002},
+                                             {"expert", required_argument, 0, 1003},
+                                             {"mix", required_argument, 0, 1004},
+                                             {"method", required_argument, 0, 1005},
+                                             {"classify-prompt", required_argument, 0, 1006},
+                                             {"profiles", required_argument, 0, 1007},
+                                             {"profile", required_argument, 0, 1008},
+                                             {"svd-cache", required_argument, 0, 1009},
+                                             {"svf-set", required_argument, 0, 1010},
+                                             {0, 0, 0, 0}};
     bool strategy_given = false;
     t2_err err;
     int ch;
@@ -133,13 +150,34 @@ static int parse_args(int argc, char **argv, gen_opts *o)
         case 'p': o->prompt = optarg; break;
         case 'C': o->chat = true; break;
         case 'S': o->system = optarg; break;
-        case 'n': bad = parse_num(optarg, 1, 1e7, "--max-tokens", &v); o->gp.max_tokens = (int)v; break;
-        case 'T': bad = parse_num(optarg, 0, 100, "--temperature", &v); o->gp.sampling.temperature = (float)v; break;
-        case 'K': bad = parse_num(optarg, 0, 1e9, "--top-k", &v); o->gp.sampling.top_k = (int)v; break;
-        case 'P': bad = parse_num(optarg, 1e-9, 1, "--top-p", &v); o->gp.sampling.top_p = (float)v; break;
-        case 'M': bad = parse_num(optarg, 0, 1, "--min-p", &v); o->gp.sampling.min_p = (float)v; break;
-        case 'R': bad = parse_num(optarg, 1e-6, 100, "--repeat-penalty", &v); o->gp.sampling.repeat_penalty = (float)v; break;
-        case 's': bad = parse_num(optarg, 0, 1.8e19, "--seed", &v); o->gp.sampling.seed = (uint64_t)v; break;
+        case 'n':
+            bad = parse_num(optarg, 1, 1e7, "--max-tokens", &v);
+            o->gp.max_tokens = (int)v;
+            break;
+        case 'T':
+            bad = parse_num(optarg, 0, 100, "--temperature", &v);
+            o->gp.sampling.temperature = (float)v;
+            break;
+        case 'K':
+            bad = parse_num(optarg, 0, 1e9, "--top-k", &v);
+            o->gp.sampling.top_k = (int)v;
+            break;
+        case 'P':
+            bad = parse_num(optarg, 1e-9, 1, "--top-p", &v);
+            o->gp.sampling.top_p = (float)v;
+            break;
+        case 'M':
+            bad = parse_num(optarg, 0, 1, "--min-p", &v);
+            o->gp.sampling.min_p = (float)v;
+            break;
+        case 'R':
+            bad = parse_num(optarg, 1e-6, 100, "--repeat-penalty", &v);
+            o->gp.sampling.repeat_penalty = (float)v;
+            break;
+        case 's':
+            bad = parse_num(optarg, 0, 1.8e19, "--seed", &v);
+            o->gp.sampling.seed = (uint64_t)v;
+            break;
         case 'x':
             if (o->n_stop == MAX_STOPS) {
                 fprintf(stderr, "t2 generate: at most %d --stop strings\n", MAX_STOPS);
@@ -148,15 +186,23 @@ static int parse_args(int argc, char **argv, gen_opts *o)
             o->stops[o->n_stop++] = optarg;
             break;
         case 'E': o->gp.ignore_eos = true; break;
-        case 't': bad = parse_num(optarg, 1, 1024, "--threads", &v); o->threads = (int)v; break;
-        case 'c': bad = parse_num(optarg, 1, 1 << 24, "--ctx", &v); o->n_ctx = (int)v; break;
+        case 't':
+            bad = parse_num(optarg, 1, 1024, "--threads", &v);
+            o->threads = (int)v;
+            break;
+        case 'c':
+            bad = parse_num(optarg, 1, 1 << 24, "--ctx", &v);
+            o->n_ctx = (int)v;
+            break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); exit(0);
         case 1001: o->eo.experts_dir = optarg; break;
         case 1002:
             strategy_given = true;
-            if (t2_strategy_parse(optarg, &o->req.strategy) != 0 || o->req.strategy == T2_STRATEGY_FEW_SHOT) {
-                fprintf(stderr, "t2 generate: unknown strategy '%s' (few-shot search: t2 adapt)\n", optarg);
+            if (t2_strategy_parse(optarg, &o->req.strategy) != 0 ||
+                o->req.strategy == T2_STRATEGY_FEW_SHOT) {
+                fprintf(stderr, "t2 generate: unknown strategy '%s' (few-shot search: t2 adapt)\n",
+                        optarg);
                 return -1;
             }
             break;
@@ -164,7 +210,8 @@ static int parse_args(int argc, char **argv, gen_opts *o)
         case 1004: bad = parse_mix(o, optarg); break;
         case 1005:
             if (t2_cls_method_parse(optarg, &o->req.method) != 0) {
-                fprintf(stderr, "t2 generate: unknown method '%s' (likelihood, generate)\n", optarg);
+                fprintf(stderr, "t2 generate: unknown method '%s' (likelihood, generate)\n",
+                        optarg);
                 return -1;
             }
             break;
@@ -195,12 +242,13 @@ static int parse_args(int argc, char **argv, gen_opts *o)
     o->gp.stop = o->stops;
     o->gp.n_stop = o->n_stop;
     if (!strategy_given)
-        o->req.strategy = o->req.expert ? T2_STRATEGY_EXPERT
-                          : o->req.n_mix ? T2_STRATEGY_MIXTURE
+        o->req.strategy = o->req.expert    ? T2_STRATEGY_EXPERT
+                          : o->req.n_mix   ? T2_STRATEGY_MIXTURE
                           : o->req.profile ? T2_STRATEGY_PROFILE
                                            : T2_STRATEGY_NONE;
     if (o->req.strategy != T2_STRATEGY_NONE && !o->eo.experts_dir) {
-        fprintf(stderr, "t2 generate: strategy '%s' needs --experts DIR\n", t2_strategy_name(o->req.strategy));
+        fprintf(stderr, "t2 generate: strategy '%s' needs --experts DIR\n",
+                t2_strategy_name(o->req.strategy));
         return -1;
     }
     return 0;
@@ -211,8 +259,8 @@ static int parse_args(int argc, char **argv, gen_opts *o)
 static int prompt_ids(const gen_opts *o, t2_engine *e, int32_t **ids, size_t *n_ids, t2_err *err)
 {
     if (!o->chat)
-        return t2_tok_encode(e->model->tok, o->prompt, strlen(o->prompt), t2_tok_adds_bos(e->model->tok),
-                             true, ids, n_ids, err);
+        return t2_tok_encode(e->model->tok, o->prompt, strlen(o->prompt),
+                             t2_tok_adds_bos(e->model->tok), true, ids, n_ids, err);
     bool known;
     t2_chat_detect(t2_tok_chat_template(e->model->tok), &known);
     if (!known)
@@ -267,7 +315,8 @@ static int run(gen_opts *o)
     o->eo.threads = o->threads;
     o->eo.log = log_stderr;
     o->eo.log_user = &o->verbose;
-    if (t2_engine_open(&e, &o->eo, &err) != 0 || t2_ctx_create(&ctx, e->model, e->pool, o->n_ctx, &err) != 0 ||
+    if (t2_engine_open(&e, &o->eo, &err) != 0 ||
+        t2_ctx_create(&ctx, e->model, e->pool, o->n_ctx, &err) != 0 ||
         prompt_ids(o, e, &ids, &n_ids, &err) != 0 ||
         t2_engine_decide(e, ctx, &o->req, o->prompt, &d, &code, &err) != 0 ||
         t2_engine_weights(e, &d.mixture, o->gp.max_tokens, &w, &err) != 0) {

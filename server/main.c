@@ -6,15 +6,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: t2 <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  generate   generate text from a prompt (t2 generate --help)\n"
-            "  adapt      few-shot search of an expert mixture, saved as a profile (t2 adapt --help)\n"
-            "  serve      serve the model over HTTP (t2 serve --help)\n"
-            "  bench      measure prefill/decode speed against the machine's limits (t2 bench --help)\n"
-            "  version    print the version\n");
+    fprintf(
+        f,
+        "usage: t2 <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  generate   generate text from a prompt (t2 generate --help)\n"
+        "  adapt      few-shot search of an expert mixture, saved as a profile (t2 adapt --help)\n"
+        "  serve      serve the model over HTTP (t2 serve --help)\n"
+        "  bench      measure prefill/decode speed against the machine's limits (t2 bench --help)\n"
+        "  version    print the version\n");
 }
 
 int main(int argc, char **argv)

@@ -356,7 +356,8 @@ static bool admit(t2_sched *s, job *j)
     t2_ctx_set_layers(j->ctx, j->weights ? j->weights->layers : NULL);
     j->t_pass2 = t2_now_ms();
     const float *logits;
-    if (t2_gen_seq_create(&j->seq, s->e->model, j->prompt, j->n_prompt, &j->gen, text_cb, j, &err) != 0 ||
+    if (t2_gen_seq_create(&j->seq, s->e->model, j->prompt, j->n_prompt, &j->gen, text_cb, j,
+                          &err) != 0 ||
         t2_forward(j->ctx, j->prompt, (int)j->n_prompt, false, &logits, &err) != 0) {
         j->result.error_code = 422;
         snprintf(j->result.error, sizeof j->result.error, "%s", err.msg);

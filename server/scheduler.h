@@ -29,16 +29,16 @@ void t2_sched_opts_defaults(t2_sched_opts *o);
 typedef struct t2_job_req {
     const int32_t *prompt; /* pass-2 prompt ids (chat template applied by the caller) */
     size_t n_prompt;
-    const char *question;  /* the user's text, for pass-1 classification */
-    t2_adapt_req adapt;    /* strings borrowed only during t2_sched_submit */
-    t2_gen_params gen;     /* stop strings copied */
-    double timeout_s;      /* 0 = none; past it the job ends with finish "timeout" */
+    const char *question; /* the user's text, for pass-1 classification */
+    t2_adapt_req adapt;   /* strings borrowed only during t2_sched_submit */
+    t2_gen_params gen;    /* stop strings copied */
+    double timeout_s;     /* 0 = none; past it the job ends with finish "timeout" */
 } t2_job_req;
 
 typedef struct t2_job_result {
-    int error_code;       /* 0 ok, else an HTTP-style status (404, 422, 500, 503) */
+    int error_code; /* 0 ok, else an HTTP-style status (404, 422, 500, 503) */
     char error[512];
-    const char *finish;   /* "stop", "length", "cancelled", "timeout" */
+    const char *finish; /* "stop", "length", "cancelled", "timeout" */
     int prompt_tokens, completion_tokens;
     double pass1_ms, pass2_ms, queue_ms;
 } t2_job_result;

@@ -47,8 +47,8 @@ static int setup(void **state)
     snprintf(dst, sizeof dst, "%s/experts", f.dir);
     mkdir(dst, 0700);
     for (int i = 0; i < 4; i++) {
-        snprintf(src, sizeof src, "%s/%s.safetensors", shared_path(p, sizeof p, "models/seedling/experts"),
-                 expert_names[i]);
+        snprintf(src, sizeof src, "%s/%s.safetensors",
+                 shared_path(p, sizeof p, "models/seedling/experts"), expert_names[i]);
         snprintf(dst, sizeof dst, "%s/experts/%s.safetensors", f.dir, expert_names[i]);
         copy_file(src, dst);
     }
@@ -66,7 +66,8 @@ static int setup(void **state)
     /* seedling was trained with this short prompt (data/cls_test.jsonl) */
     o.classify_prompt = "Classify the question into one of: {labels}. Answer as \\boxed{category}.";
     t2_err err = {{0}};
-    if (t2_engine_open(&f.e, &o, &err) != 0 || t2_ctx_create(&f.ctx, f.e->model, f.e->pool, 0, &err) != 0) {
+    if (t2_engine_open(&f.e, &o, &err) != 0 ||
+        t2_ctx_create(&f.ctx, f.e->model, f.e->pool, 0, &err) != 0) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }
@@ -203,7 +204,8 @@ static void test_expert_continuations(void **state)
             {
                 size_t n, n_ref;
                 int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-                int32_t *ref = json_ids(json_object_get(json_object_get(v, "greedy"), expert_names[k]), &n_ref);
+                int32_t *ref = json_ids(
+                    json_object_get(json_object_get(v, "greedy"), expert_names[k]), &n_ref);
                 t2_gen_params gp;
                 t2_gen_params_defaults(&gp);
                 gp.max_tokens = 16;
@@ -211,7 +213,8 @@ static void test_expert_continuations(void **state)
                 t2_err err;
                 t2_ctx_truncate(f->ctx, 0);
                 t2_ctx_set_layers(f->ctx, w->layers);
-                assert_int_equal(t2_generate(f->ctx, f->e->model, ids, n, &gp, NULL, NULL, &res, &err), 0);
+                assert_int_equal(
+                    t2_generate(f->ctx, f->e->model, ids, n, &gp, NULL, NULL, &res, &err), 0);
                 t2_ctx_set_layers(f->ctx, NULL);
                 assert_int_equal(res.n_tokens, (int)n_ref);
                 assert_memory_equal(res.tokens, ref, n_ref * sizeof *ref);
@@ -321,7 +324,8 @@ static void test_labels_and_decisions(void **state)
     assert_non_null(strstr(err.msg, "unknown expert 'nope'"));
     const char *names[] = {"math", "math"};
     float alphas[] = {0.5f, 0.5f};
-    req = (t2_adapt_req){.strategy = T2_STRATEGY_MIXTURE, .n_mix = 2, .mix_names = names, .mix_alpha = alphas};
+    req = (t2_adapt_req){
+        .strategy = T2_STRATEGY_MIXTURE, .n_mix = 2, .mix_names = names, .mix_alpha = alphas};
     assert_int_equal(t2_engine_decide(f->e, f->ctx, &req, "x", &d, &code, &err), -1);
     assert_int_equal(code, 422);
     req = (t2_adapt_req){.strategy = T2_STRATEGY_PROFILE, .profile = "missing"};
@@ -331,7 +335,8 @@ static void test_labels_and_decisions(void **state)
     /* both classification methods on a math question */
     for (int method = 0; method < 2; method++) {
         req = (t2_adapt_req){.strategy = T2_STRATEGY_PROMPT, .method = (enum t2_cls_method)method};
-        assert_int_equal(t2_engine_decide(f->e, f->ctx, &req, "What is 55 - 48?", &d, &code, &err), 0);
+        assert_int_equal(t2_engine_decide(f->e, f->ctx, &req, "What is 55 - 48?", &d, &code, &err),
+                         0);
         assert_string_equal(d.label, "math");
         assert_int_equal(d.mixture.n, 1);
         assert_string_equal(d.mixture.terms[0].expert->name, "math");
@@ -367,7 +372,7 @@ static double expected(fixture *f, const char *row, const char *col)
 
 #define WITHIN_ONE_POINT(got, want)                                                                \
     do {                                                                                           \
-        printf("# %-28s t2 %.1f, reference %.1f\n", __func__, (got) * 100, (want) * 100);          \
+        printf("# %-28s t2 %.1f, reference %.1f\n", __func__, (got)*100, (want)*100);              \
         assert_true(fabs((got) - (want)) <= 0.0101);                                               \
     } while (0)
 
@@ -399,7 +404,8 @@ static void test_two_pass_generate(void **state)
 {
     fixture *f = *state;
     const char *sets[] = {"math", "code", "reasoning", "transfer"};
-    const char *files[] = {"math_test.jsonl", "code_test.jsonl", "reasoning_test.jsonl", "transfer_test.jsonl"};
+    const char *files[] = {"math_test.jsonl", "code_test.jsonl", "reasoning_test.jsonl",
+                           "transfer_test.jsonl"};
     for (int k = 0; k < 2; k++) {
         t2_adapt_req req = {.strategy = k ? T2_STRATEGY_CLASSIFIER : T2_STRATEGY_PROMPT,
                             .method = T2_CLS_GENERATE};
@@ -451,7 +457,10 @@ static void test_own_cem(void **state)
     char p[1024];
     t2_dataset shots;
     t2_err err;
-    assert_int_equal(t2_dataset_load(&shots, shared_path(p, sizeof p, "models/seedling/data/transfer_fewshot.jsonl"), &err), 0);
+    assert_int_equal(
+        t2_dataset_load(
+            &shots, shared_path(p, sizeof p, "models/seedling/data/transfer_fewshot.jsonl"), &err),
+        0);
     t2_example *ex = calloc(shots.n, sizeof *ex);
     for (size_t i = 0; i < shots.n; i++)
         ex[i] = (t2_example){shots.items[i].question, shots.items[i].answer};
@@ -461,7 +470,8 @@ static void test_own_cem(void **state)
     o.seed = 1;
     t2_cem_result r;
     int code;
-    assert_int_equal(t2_engine_few_shot(f->e, f->ctx, ex, shots.n, NULL, 0, &o, &r, &code, &err), 0);
+    assert_int_equal(t2_engine_few_shot(f->e, f->ctx, ex, shots.n, NULL, 0, &o, &r, &code, &err),
+                     0);
     assert_int_equal(r.n, 3); /* math, code, reasoning: not the classifier */
     assert_int_equal(r.evaluations, 1 + 32 + 3 * 31);
     assert_true(r.accuracy >= r.base_accuracy);
@@ -479,12 +489,17 @@ static void test_own_cem(void **state)
     t2_dataset ds = load_set("transfer_test.jsonl");
     double acc;
     assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, 0, w, 16, &acc, &err), 0);
-    printf("; transfer test accuracy %.1f (base %.1f)\n", acc * 100, expected(f, "base", "transfer") * 100);
+    printf("; transfer test accuracy %.1f (base %.1f)\n", acc * 100,
+           expected(f, "base", "transfer") * 100);
     assert_true(acc >= expected(f, "base", "transfer"));
 
     /* the result persists as a profile and drives a later request */
-    t2_profile prof = {.name = "transfer", .n = r.n, .experts = r.experts, .alpha = r.alpha,
-                       .source = "few_shot", .accuracy = r.accuracy};
+    t2_profile prof = {.name = "transfer",
+                       .n = r.n,
+                       .experts = r.experts,
+                       .alpha = r.alpha,
+                       .source = "few_shot",
+                       .accuracy = r.accuracy};
     assert_int_equal(t2_profiles_put(f->e->profiles, &prof, &code, &err), 0);
     t2_adapt_req req = {.strategy = T2_STRATEGY_PROFILE, .profile = "transfer"};
     t2_decision d;
@@ -510,7 +525,8 @@ static void test_profiles(void **state)
     assert_int_equal(t2_profiles_open(&ps, dir, &err), 0);
     char *names[] = {"math", "reasoning"};
     float alpha[] = {0.25f, 0.75f};
-    t2_profile p = {.name = "mix1", .n = 2, .experts = names, .alpha = alpha, .source = "test", .accuracy = -1};
+    t2_profile p = {
+        .name = "mix1", .n = 2, .experts = names, .alpha = alpha, .source = "test", .accuracy = -1};
     int code;
     assert_int_equal(t2_profiles_put(ps, &p, &code, &err), 0);
     p.name = "../evil";

@@ -15,7 +15,8 @@ static const char LLAMA3_TEMPLATE[] =
     "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
     "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
     "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% "
+    "endif %}";
 
 /* Mistral Instruct v0.3's template. */
 static const char MISTRAL_TEMPLATE[] =
@@ -35,7 +36,8 @@ static const char PHI3_TEMPLATE[] =
 static char *seedling_template(void)
 {
     char p[1024];
-    json_t *cfg = json_load_file(shared_path(p, sizeof p, "models/seedling/tokenizer_config.json"), 0, NULL);
+    json_t *cfg =
+        json_load_file(shared_path(p, sizeof p, "models/seedling/tokenizer_config.json"), 0, NULL);
     assert_non_null(cfg);
     const char *t = json_string_value(json_object_get(cfg, "chat_template"));
     assert_non_null(t);
@@ -83,7 +85,8 @@ static const t2_chat_msg CONV[] = {
 };
 #define N_CONV (sizeof CONV / sizeof CONV[0])
 
-static char *render(enum t2_chat_format f, const t2_chat_msg *m, size_t n, bool gen, const char *bos)
+static char *render(enum t2_chat_format f, const t2_chat_msg *m, size_t n, bool gen,
+                    const char *bos)
 {
     char *out = NULL;
     t2_err err = {{0}};
@@ -114,9 +117,11 @@ static void test_chatml(void **state)
 
     /* the format the seedling reference prompts use */
     char p[1024];
-    json_t *v = json_load_file(shared_path(p, sizeof p, "models/seedling/reference/vectors.json"), 0, NULL);
+    json_t *v =
+        json_load_file(shared_path(p, sizeof p, "models/seedling/reference/vectors.json"), 0, NULL);
     assert_non_null(v);
-    const char *prompt = json_string_value(json_object_get(json_array_get(json_object_get(v, "vectors"), 0), "prompt"));
+    const char *prompt = json_string_value(
+        json_object_get(json_array_get(json_object_get(v, "vectors"), 0), "prompt"));
     t2_chat_msg q = {"user", "What is 461 + 129?"};
     s = render(T2_CHAT_CHATML, &q, 1, true, NULL);
     assert_string_equal(s, prompt);
@@ -144,7 +149,8 @@ static void test_mistral(void **state)
 {
     (void)state;
     char *s = render(T2_CHAT_MISTRAL, CONV, N_CONV, true, "<s>");
-    assert_string_equal(s, "<s>[INST] Be brief.\n\nWhat is 2 + 2? [/INST]4</s>[INST] And 3 + 3? [/INST]");
+    assert_string_equal(
+        s, "<s>[INST] Be brief.\n\nWhat is 2 + 2? [/INST]4</s>[INST] And 3 + 3? [/INST]");
     free(s);
     s = render(T2_CHAT_MISTRAL, CONV + 1, 3, false, NULL);
     assert_string_equal(s, "[INST] What is 2 + 2? [/INST]4</s>[INST] And 3 + 3? [/INST]");
@@ -174,8 +180,8 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detect),  cmocka_unit_test(test_chatml),
-        cmocka_unit_test(test_llama3),  cmocka_unit_test(test_mistral),
+        cmocka_unit_test(test_detect), cmocka_unit_test(test_chatml),
+        cmocka_unit_test(test_llama3), cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

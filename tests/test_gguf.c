@@ -100,12 +100,12 @@ static void expect_ok(const bb *b, t2_gguf *g)
 /* ---- writer round trips ---- */
 
 static const float k_vals[64] = {
-    0.0f,  1.0f,  -1.0f, 0.5f,   2.0f,    -0.25f, 3.0f,  100.0f, -7.5f, 0.125f, 8.0f,
-    -2.0f, 4.0f,  6.0f,  -3.0f,  1.5f,    0.75f,  -0.5f, 10.0f,  12.0f, -16.0f, 0.0625f,
-    5.0f,  9.0f,  -9.0f, 11.0f,  13.0f,   -13.0f, 14.0f, 15.0f,  -15.0f, 31.0f, 0.1f,
-    0.2f,  0.3f,  -0.4f, 1e-3f,  -1e-4f,  1234.5f, 7.0f, -0.7f,  0.9f,  2.5f,   -2.5f,
-    3.5f,  4.5f,  -5.5f, 6.5f,   7.25f,   -8.25f, 9.75f, 0.01f,  0.02f, -0.03f, 0.04f,
-    0.05f, 0.06f, 0.07f, -0.08f, 0.09f,   1.1f,   1.2f,  -1.3f,  1.4f};
+    0.0f,  1.0f,  -1.0f, 0.5f,   2.0f,   -0.25f,  3.0f,  100.0f, -7.5f,  0.125f, 8.0f,
+    -2.0f, 4.0f,  6.0f,  -3.0f,  1.5f,   0.75f,   -0.5f, 10.0f,  12.0f,  -16.0f, 0.0625f,
+    5.0f,  9.0f,  -9.0f, 11.0f,  13.0f,  -13.0f,  14.0f, 15.0f,  -15.0f, 31.0f,  0.1f,
+    0.2f,  0.3f,  -0.4f, 1e-3f,  -1e-4f, 1234.5f, 7.0f,  -0.7f,  0.9f,   2.5f,   -2.5f,
+    3.5f,  4.5f,  -5.5f, 6.5f,   7.25f,  -8.25f,  9.75f, 0.01f,  0.02f,  -0.03f, 0.04f,
+    0.05f, 0.06f, 0.07f, -0.08f, 0.09f,  1.1f,    1.2f,  -1.3f,  1.4f};
 
 static t2_gguf_writer *make_writer(void)
 {
@@ -670,24 +670,15 @@ static void test_duplicates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_mem),
-        cmocka_unit_test(test_roundtrip_file),
-        cmocka_unit_test(test_writer_errors),
-        cmocka_unit_test(test_vocab_files),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_mutations),
-        cmocka_unit_test(test_string_past_end),
-        cmocka_unit_test(test_absurd_counts),
-        cmocka_unit_test(test_tensor_offset_oob),
-        cmocka_unit_test(test_tensor_overlap),
-        cmocka_unit_test(test_tensor_misaligned),
-        cmocka_unit_test(test_unknown_dtype),
-        cmocka_unit_test(test_unknown_kv_type),
-        cmocka_unit_test(test_nested_array),
-        cmocka_unit_test(test_bad_magic),
-        cmocka_unit_test(test_bad_version),
-        cmocka_unit_test(test_bad_n_dims),
-        cmocka_unit_test(test_q8_0_block),
+        cmocka_unit_test(test_roundtrip_mem),     cmocka_unit_test(test_roundtrip_file),
+        cmocka_unit_test(test_writer_errors),     cmocka_unit_test(test_vocab_files),
+        cmocka_unit_test(test_truncated),         cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_string_past_end),   cmocka_unit_test(test_absurd_counts),
+        cmocka_unit_test(test_tensor_offset_oob), cmocka_unit_test(test_tensor_overlap),
+        cmocka_unit_test(test_tensor_misaligned), cmocka_unit_test(test_unknown_dtype),
+        cmocka_unit_test(test_unknown_kv_type),   cmocka_unit_test(test_nested_array),
+        cmocka_unit_test(test_bad_magic),         cmocka_unit_test(test_bad_version),
+        cmocka_unit_test(test_bad_n_dims),        cmocka_unit_test(test_q8_0_block),
         cmocka_unit_test(test_duplicates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

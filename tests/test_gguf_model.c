@@ -44,11 +44,10 @@ static int setup(void **state)
     t2_gguf_export_opts f32 = {.type = T2_GGML_F32, .pre = "smollm"};
     t2_gguf_export_opts q8 = {.type = T2_GGML_Q8_0, .pre = "smollm"};
     /* the path the tool takes (load + export), then export of a loaded model */
-    if (t2_gguf_export(src, f.f32_path, &f32, &err) != 0 ||
-        t2_model_load(&f.ref, src, &err) != 0 ||
+    if (t2_gguf_export(src, f.f32_path, &f32, &err) != 0 || t2_model_load(&f.ref, src, &err) != 0 ||
         t2_gguf_export_model(f.ref, src, f.q8_path, &q8, &err) != 0 ||
-        t2_model_load(&f.f32, f.f32_path, &err) != 0 || t2_model_load(&f.q8, f.q8_path, &err) != 0 ||
-        t2_pool_create(&f.pool, 2, &err) != 0) {
+        t2_model_load(&f.f32, f.f32_path, &err) != 0 ||
+        t2_model_load(&f.q8, f.q8_path, &err) != 0 || t2_pool_create(&f.pool, 2, &err) != 0) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }
@@ -145,7 +144,8 @@ static void test_file_layout(void **state)
     assert_int_equal(u, 7);
     const t2_gguf_kv *tok = t2_gguf_find(&g, "tokenizer.ggml.tokens");
     assert_int_equal(tok->arr_count, 1024);
-    assert_true(tok->arr_strs[1].len == 12 && memcmp(tok->arr_strs[1].ptr, "<|im_start|>", 12) == 0);
+    assert_true(tok->arr_strs[1].len == 12 &&
+                memcmp(tok->arr_strs[1].ptr, "<|im_start|>", 12) == 0);
     const t2_gguf_kv *tt = t2_gguf_find(&g, "tokenizer.ggml.token_type");
     assert_int_equal(t2_gguf_arr_int(tt, 0), 3); /* special added tokens are control */
     assert_int_equal(t2_gguf_arr_int(tt, 2), 3);
@@ -229,7 +229,8 @@ static void test_logits(void **state)
 }
 
 /* Greedy decoding of up to max tokens, stopping after an EOS. */
-static int greedy(fixture *f, const t2_model *m, const int32_t *ids, size_t n, int max, int32_t *out)
+static int greedy(fixture *f, const t2_model *m, const int32_t *ids, size_t n, int max,
+                  int32_t *out)
 {
     t2_ctx *c;
     t2_err err;
@@ -310,11 +311,16 @@ static void tiny_model(const char *path, enum fault fault)
     struct {
         const char *name;
         uint64_t d0, d1;
-    } t[] = {{"token_embd.weight", 32, 8},      {"output_norm.weight", 32, 0},
-             {"blk.0.attn_norm.weight", 32, 0}, {"blk.0.attn_q.weight", 32, 32},
-             {"blk.0.attn_k.weight", 32, 16},   {"blk.0.attn_v.weight", 32, 16},
-             {"blk.0.attn_output.weight", 32, 32}, {"blk.0.ffn_norm.weight", 32, 0},
-             {"blk.0.ffn_gate.weight", 32, 64}, {"blk.0.ffn_up.weight", 32, 64},
+    } t[] = {{"token_embd.weight", 32, 8},
+             {"output_norm.weight", 32, 0},
+             {"blk.0.attn_norm.weight", 32, 0},
+             {"blk.0.attn_q.weight", 32, 32},
+             {"blk.0.attn_k.weight", 32, 16},
+             {"blk.0.attn_v.weight", 32, 16},
+             {"blk.0.attn_output.weight", 32, 32},
+             {"blk.0.ffn_norm.weight", 32, 0},
+             {"blk.0.ffn_gate.weight", 32, 64},
+             {"blk.0.ffn_up.weight", 32, 64},
              {"blk.0.ffn_down.weight", fault == F_SHAPE ? 32 : 64, fault == F_SHAPE ? 64 : 32}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         if (fault == F_MISSING && i == 9)
@@ -359,7 +365,8 @@ static void test_names(void **state)
 {
     (void)state;
     char out[128];
-    assert_int_equal(t2_gguf_name_from_hf("model.layers.12.self_attn.o_proj.weight", out, sizeof out), 0);
+    assert_int_equal(
+        t2_gguf_name_from_hf("model.layers.12.self_attn.o_proj.weight", out, sizeof out), 0);
     assert_string_equal(out, "blk.12.attn_output.weight");
     assert_int_equal(t2_gguf_name_to_hf("blk.3.attn_q.bias", out, sizeof out), 0);
     assert_string_equal(out, "model.layers.3.self_attn.q_proj.bias");
@@ -384,10 +391,10 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),       cmocka_unit_test(test_f32_weights_exact),
-        cmocka_unit_test(test_file_layout),  cmocka_unit_test(test_logits),
-        cmocka_unit_test(test_q8_0_greedy),  cmocka_unit_test(test_tokenizer),
-        cmocka_unit_test(test_rejects),      cmocka_unit_test(test_names),
+        cmocka_unit_test(test_config),      cmocka_unit_test(test_f32_weights_exact),
+        cmocka_unit_test(test_file_layout), cmocka_unit_test(test_logits),
+        cmocka_unit_test(test_q8_0_greedy), cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_rejects),     cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -70,8 +70,9 @@ static void test_truncated(void **state)
     char p[1024];
     t2_mapped_file mf;
     t2_err err;
-    assert_int_equal(
-        t2_mapped_file_open(&mf, shared_path(p, sizeof p, "models/seedling/model.safetensors"), &err), 0);
+    assert_int_equal(t2_mapped_file_open(
+                         &mf, shared_path(p, sizeof p, "models/seedling/model.safetensors"), &err),
+                     0);
     /* cut inside the length, inside the header, inside the data */
     size_t cuts[] = {0, 4, 7, 8, 100, 2000, mf.size / 2, mf.size - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
@@ -109,7 +110,8 @@ static void test_bad_json(void **state)
 static void test_out_of_bounds(void **state)
 {
     (void)state;
-    expect_reject("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "past the end");
+    expect_reject("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8,
+                  "past the end");
     expect_reject("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,0]}}", 16,
                   "invalid data_offsets");
     expect_reject("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[-4,12]}}", 16,
@@ -176,8 +178,9 @@ static void write_edited_model(const char *dir, void (*edit)(json_t *hdr))
     char p[1024];
     t2_mapped_file mf;
     t2_err err;
-    assert_int_equal(
-        t2_mapped_file_open(&mf, shared_path(p, sizeof p, "models/seedling/model.safetensors"), &err), 0);
+    assert_int_equal(t2_mapped_file_open(
+                         &mf, shared_path(p, sizeof p, "models/seedling/model.safetensors"), &err),
+                     0);
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++)
         hl |= (uint64_t)mf.data[i] << (8 * i);
@@ -208,13 +211,19 @@ static void load_expect(const char *needle)
         fail_msg("message '%s' lacks '%s'", err.msg, needle);
 }
 
-static void edit_none(json_t *h) { (void)h; }
+static void edit_none(json_t *h)
+{
+    (void)h;
+}
 static void edit_shape(json_t *h)
 {
     json_t *t = json_object_get(h, "model.layers.0.self_attn.q_proj.weight");
     json_object_set_new(t, "shape", json_pack("[ii]", 128, 512));
 }
-static void edit_drop(json_t *h) { json_object_del(h, "model.layers.3.mlp.up_proj.weight"); }
+static void edit_drop(json_t *h)
+{
+    json_object_del(h, "model.layers.3.mlp.up_proj.weight");
+}
 static void edit_rename(json_t *h)
 {
     json_t *t = json_object_get(h, "model.norm.weight");
@@ -264,7 +273,8 @@ static void test_config_variants(void **state)
     (void)state;
     const char *cfg4 =
         "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":128,"
-        "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":100,"
+        "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_"
+        "size\":100,"
         "\"rope_theta\":500000.0,\"torch_dtype\":\"bfloat16\",\"eos_token_id\":[7,9],"
         "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":32.0,\"low_freq_factor\":1.0,"
         "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}";
@@ -278,9 +288,10 @@ static void test_config_variants(void **state)
     assert_int_equal(c.n_eos, 2);
     assert_int_equal(c.eos_ids[1], 9);
     assert_false(c.tie_embeddings);
-    const char *qwen = "{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":64,"
-                       "\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
-                       "\"vocab_size\":100,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}}";
+    const char *qwen =
+        "{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":64,"
+        "\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+        "\"vocab_size\":100,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}}";
     assert_int_equal(t2_config_parse_json(&c, qwen, strlen(qwen), &err), -1);
     assert_non_null(strstr(err.msg, "yarn"));
 }

@@ -90,7 +90,8 @@ static void test_forward_batch_matches_single(void **state)
         size_t n;
         int32_t *ids = json_ids(json_object_get(json_array_get(vecs, (size_t)i % 4), "ids"), &n);
         const float *l;
-        assert_int_equal(t2_forward(batch[i], ids, (int)n - i, false, &l, &err), 0); /* different lengths */
+        assert_int_equal(t2_forward(batch[i], ids, (int)n - i, false, &l, &err),
+                         0); /* different lengths */
         assert_int_equal(t2_forward(single[i], ids, (int)n - i, false, &l, &err), 0);
         free(ids);
     }
@@ -216,21 +217,27 @@ static void test_classify_raw_prompt(void **state)
     t2_adapt_req req = {.strategy = T2_STRATEGY_PROMPT, .method = T2_CLS_LIKELIHOOD};
     t2_decision d;
     int code;
-    assert_int_equal(t2_engine_decide(f->e, ctx, &req,
-                                      "<|im_start|>user\nWhat is 461 + 129?<|im_end|>\n<|im_start|>assistant\n",
-                                      &d, &code, &err),
-                     0);
+    assert_int_equal(
+        t2_engine_decide(f->e, ctx, &req,
+                         "<|im_start|>user\nWhat is 461 + 129?<|im_end|>\n<|im_start|>assistant\n",
+                         &d, &code, &err),
+        0);
     assert_string_equal(d.label, "math");
     t2_decision_clear(&d);
     t2_ctx_free(ctx);
 }
 
 static const char *questions[8] = {
-    "What is 461 + 129?", "What does this print?\nx = 6\ny = x * 4\nprint(y + 4)",
-    "Which number is largest?\nA. 62\nB. 67\nC. 64", "What is 66 - 26?\nA. 39\nB. 50\nC. 40",
-    "What is 13 + 12?", "What is 971 - 836?", "What does this print?\nprint('ccd'[::-1])",
+    "What is 461 + 129?",
+    "What does this print?\nx = 6\ny = x * 4\nprint(y + 4)",
+    "Which number is largest?\nA. 62\nB. 67\nC. 64",
+    "What is 66 - 26?\nA. 39\nB. 50\nC. 40",
+    "What is 13 + 12?",
+    "What is 971 - 836?",
+    "What does this print?\nprint('ccd'[::-1])",
     "Uma is older than Ned. Ned is older than Bob. Who is oldest?\nA. Uma\nB. Ned\nC. Bob"};
-static const char *job_experts[8] = {"math", "code", "reasoning", NULL, "math", "code", NULL, "reasoning"};
+static const char *job_experts[8] = {"math", "code", "reasoning", NULL,
+                                     "math", "code", NULL,        "reasoning"};
 
 static void submit(fixture *f, t2_sched *s, int i, outcome *o, int max_tokens, uint64_t *id)
 {

@@ -16,8 +16,9 @@ static t2_tokenizer *load_seedling(void)
     char a[1024], b[1024];
     t2_err err = {{0}};
     t2_tokenizer *tok = NULL;
-    int rc = t2_tok_load_json(&tok, shared_path(a, sizeof a, "models/seedling/tokenizer.json"),
-                              shared_path(b, sizeof b, "models/seedling/tokenizer_config.json"), &err);
+    int rc =
+        t2_tok_load_json(&tok, shared_path(a, sizeof a, "models/seedling/tokenizer.json"),
+                         shared_path(b, sizeof b, "models/seedling/tokenizer_config.json"), &err);
     if (rc != 0)
         fprintf(stderr, "load: %s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -117,7 +118,8 @@ static void test_seedling_vectors(void **state)
     assert_true(json_array_size(vecs) >= 4);
     size_t i;
     json_t *e;
-    json_array_foreach(vecs, i, e) {
+    json_array_foreach(vecs, i, e)
+    {
         const char *prompt = json_string_value(json_object_get(e, "prompt"));
         size_t m, n;
         int32_t *want = json_ids(json_object_get(e, "ids"), &m);
@@ -165,8 +167,11 @@ static const char *const edge_cases[] = {
     "",
     " ",
     "Hello, world!",
-    "emoji: \xF0\x9F\x98\x80\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD \xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7 \xF0\x9F\xA6\x99",
-    "CJK: \xE6\x88\x91\xE6\x83\xB3\xE5\x9C\xA8" "apple\xE5\xB7\xA5\xE4\xBD\x9C \xE3\x81\x93\xE3\x82\x93\xE3\x81\xAB\xE3\x81\xA1\xE3\x81\xAF \xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4",
+    "emoji: \xF0\x9F\x98\x80\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD "
+    "\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7 \xF0\x9F\xA6\x99",
+    "CJK: \xE6\x88\x91\xE6\x83\xB3\xE5\x9C\xA8"
+    "apple\xE5\xB7\xA5\xE4\xBD\x9C \xE3\x81\x93\xE3\x82\x93\xE3\x81\xAB\xE3\x81\xA1\xE3\x81\xAF "
+    "\xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4",
     "combining: e\xCC\x81 n\xCC\x83 a\xCC\x8A\xCC\x81 \xE0\xA4\xA8\xE0\xA4\xBF",
     "   leading and trailing   ",
     "runs:    \t\t  \n\n\n   \r\n  x",
@@ -229,12 +234,12 @@ static void test_invalid_utf8(void **state)
     (void)state;
     t2_tokenizer *tok = load_seedling();
     expect_utf8_error(tok, "abc\xFF", 4, 3);
-    expect_utf8_error(tok, "\xC3\x28", 2, 0);          /* bad continuation */
-    expect_utf8_error(tok, "ok \xC0\xAF", 5, 3);        /* overlong */
-    expect_utf8_error(tok, "x\xED\xA0\x80y", 5, 1);     /* surrogate */
-    expect_utf8_error(tok, "ab\xE2\x82", 4, 2);         /* truncated at the end */
-    expect_utf8_error(tok, "\xF4\x90\x80\x80", 4, 0);   /* above U+10FFFF */
-    expect_utf8_error(tok, "caf\xC3\xA9 \x80", 7, 6);   /* stray continuation */
+    expect_utf8_error(tok, "\xC3\x28", 2, 0);         /* bad continuation */
+    expect_utf8_error(tok, "ok \xC0\xAF", 5, 3);      /* overlong */
+    expect_utf8_error(tok, "x\xED\xA0\x80y", 5, 1);   /* surrogate */
+    expect_utf8_error(tok, "ab\xE2\x82", 4, 2);       /* truncated at the end */
+    expect_utf8_error(tok, "\xF4\x90\x80\x80", 4, 0); /* above U+10FFFF */
+    expect_utf8_error(tok, "caf\xC3\xA9 \x80", 7, 6); /* stray continuation */
     expect_utf8_error(tok, "<|im_start|>\xFE", 13, 12);
     t2_tok_free(tok);
 }
@@ -338,7 +343,8 @@ static void expect_load_error(const char *json, size_t len, const char *needle)
     t2_err err = {{0}};
     int rc = t2_tok_load_json_buf(&tok, json, len, &err);
     if (rc == 0 || (needle && !strstr(err.msg, needle)))
-        fprintf(stderr, "input %.80s -> rc %d, message \"%s\"\n", json ? json : "(null)", rc, err.msg);
+        fprintf(stderr, "input %.80s -> rc %d, message \"%s\"\n", json ? json : "(null)", rc,
+                err.msg);
     assert_int_equal(rc, -1);
     assert_null(tok);
     assert_true(strlen(err.msg) > 0);
@@ -363,34 +369,47 @@ static void test_malformed_json(void **state)
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"0\"}, \"merges\": []}}", "integer");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "range");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": 7}}", "merges");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}", "twice");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}",
+        "twice");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 900000}, \"merges\": []}}", "beyond");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [3]}}", "merges[0]");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"ab\"]}}", "merge 0");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}", "merges[0]");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}",
+        "merges[0]");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"added_tokens\": {}}", "added_tokens");
+        " \"added_tokens\": {}}",
+        "added_tokens");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"added_tokens\": [{\"id\": \"1\", \"content\": \"x\"}]}", "added_tokens");
+        " \"added_tokens\": [{\"id\": \"1\", \"content\": \"x\"}]}",
+        "added_tokens");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"added_tokens\": [{\"id\": 1, \"content\": 5}]}", "content");
+        " \"added_tokens\": [{\"id\": 1, \"content\": 5}]}",
+        "content");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"added_tokens\": [{\"id\": 1, \"content\": \"x\", \"special\": \"yes\"}]}", "boolean");
+        " \"added_tokens\": [{\"id\": 1, \"content\": \"x\", \"special\": \"yes\"}]}",
+        "boolean");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
         " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"},"
-        " \"behavior\": \"Isolated\"}}", "regex");
+        " \"behavior\": \"Isolated\"}}",
+        "regex");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
         " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"},"
-        " \"behavior\": \"Sideways\"}}", "behavior");
+        " \"behavior\": \"Sideways\"}}",
+        "behavior");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}", "BertPreTokenizer");
+        " \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}",
+        "BertPreTokenizer");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"normalizer\": {\"type\": \"Lowercase\"}}", "Lowercase");
+        " \"normalizer\": {\"type\": \"Lowercase\"}}",
+        "Lowercase");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": 3}}", "Sequence");
+        " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": 3}}",
+        "Sequence");
     BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-        " \"normalizer\": [1]}", "normalizer");
-    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], \"byte_fallback\": 1}}",
+        " \"normalizer\": [1]}",
+        "normalizer");
+    BAD("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], \"byte_fallback\": "
+        "1}}",
         "byte_fallback");
 
     /* every truncation of the real file fails cleanly */
@@ -448,11 +467,28 @@ static void test_mutated_json(void **state)
 /* vocab: <unk> <s> </s>, 256 byte tokens, characters, then merges. */
 static const char *const spm_chars[] = {"\xE2\x96\x81", "h", "e", "l", "o", "w", "r", "d"};
 static const char *const spm_merges[][2] = {
-    {"l", "l"}, {"\xE2\x96\x81", "h"}, {"e", "ll"}, {"\xE2\x96\x81h", "ell"},
-    {"o", "r"}, {"\xE2\x96\x81", "w"}, {"\xE2\x96\x81w", "or"},
+    {"l", "l"},
+    {"\xE2\x96\x81", "h"},
+    {"e", "ll"},
+    {"\xE2\x96\x81h", "ell"},
+    {"o", "r"},
+    {"\xE2\x96\x81", "w"},
+    {"\xE2\x96\x81w", "or"},
 };
-enum { ID_BYTE0 = 3, ID_SPACE = 259, ID_H = 260, ID_O = 263, ID_L = 262, ID_D = 266,
-       ID_LL = 267, ID_SPACE_H = 268, ID_ELL = 269, ID_HELL = 270, ID_WOR = 273, ID_TOOL = 274 };
+enum {
+    ID_BYTE0 = 3,
+    ID_SPACE = 259,
+    ID_H = 260,
+    ID_O = 263,
+    ID_L = 262,
+    ID_D = 266,
+    ID_LL = 267,
+    ID_SPACE_H = 268,
+    ID_ELL = 269,
+    ID_HELL = 270,
+    ID_WOR = 273,
+    ID_TOOL = 274
+};
 
 /* pre: 0 = normalizer Prepend+Replace, 1 = Metaspace "first".
  * pairs: merges as ["a", "b"] instead of "a b". */
@@ -479,28 +515,26 @@ static char *spm_json(int pre, bool pairs)
         json_array_append_new(merges, pairs ? json_pack("[ss]", spm_merges[i][0], spm_merges[i][1])
                                             : json_string(sp));
     }
-    json_t *norm = pre == 0
-        ? json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type", "Sequence", "normalizers",
-                    "type", "Prepend", "prepend", "\xE2\x96\x81", "type", "Replace", "pattern",
-                    "String", " ", "content", "\xE2\x96\x81")
-        : json_null();
+    json_t *norm =
+        pre == 0 ? json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type", "Sequence",
+                             "normalizers", "type", "Prepend", "prepend", "\xE2\x96\x81", "type",
+                             "Replace", "pattern", "String", " ", "content", "\xE2\x96\x81")
+                 : json_null();
     json_t *pretok = pre == 1
-        ? json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement", "\xE2\x96\x81",
-                    "prepend_scheme", "first", "split", 0)
-        : json_null();
-    json_t *root = json_pack(
-        "{s:[{s:i, s:s, s:b}, {s:i, s:s, s:b}, {s:i, s:s, s:b}, {s:i, s:s, s:b}],"
-        " s:o, s:o, s:{s:s, s:[{s:{s:s, s:i}}, {s:{s:s, s:i}}], s:{s:{s:s, s:[i]}}},"
-        " s:{s:s, s:o, s:o, s:s, s:b, s:b, s:b}}",
-        "added_tokens", "id", 0, "content", "<unk>", "special", 1, "id", 1, "content", "<s>",
-        "special", 1, "id", 2, "content", "</s>", "special", 1, "id", ID_TOOL, "content",
-        "<|tool|>", "special", 0,
-        "normalizer", norm, "pre_tokenizer", pretok,
-        "post_processor", "type", "TemplateProcessing", "single", "SpecialToken", "id", "<s>",
-        "type_id", 0, "Sequence", "id", "A", "type_id", 0, "special_tokens", "<s>", "id", "<s>",
-        "ids", 1,
-        "model", "type", "BPE", "vocab", vocab, "merges", merges, "unk_token", "<unk>",
-        "byte_fallback", 1, "fuse_unk", 1, "ignore_merges", 0);
+                         ? json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                                     "\xE2\x96\x81", "prepend_scheme", "first", "split", 0)
+                         : json_null();
+    json_t *root =
+        json_pack("{s:[{s:i, s:s, s:b}, {s:i, s:s, s:b}, {s:i, s:s, s:b}, {s:i, s:s, s:b}],"
+                  " s:o, s:o, s:{s:s, s:[{s:{s:s, s:i}}, {s:{s:s, s:i}}], s:{s:{s:s, s:[i]}}},"
+                  " s:{s:s, s:o, s:o, s:s, s:b, s:b, s:b}}",
+                  "added_tokens", "id", 0, "content", "<unk>", "special", 1, "id", 1, "content",
+                  "<s>", "special", 1, "id", 2, "content", "</s>", "special", 1, "id", ID_TOOL,
+                  "content", "<|tool|>", "special", 0, "normalizer", norm, "pre_tokenizer", pretok,
+                  "post_processor", "type", "TemplateProcessing", "single", "SpecialToken", "id",
+                  "<s>", "type_id", 0, "Sequence", "id", "A", "type_id", 0, "special_tokens", "<s>",
+                  "id", "<s>", "ids", 1, "model", "type", "BPE", "vocab", vocab, "merges", merges,
+                  "unk_token", "<unk>", "byte_fallback", 1, "fuse_unk", 1, "ignore_merges", 0);
     assert_non_null(root);
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
@@ -545,7 +579,7 @@ static void test_spm_json(void **state)
         /* characters outside the vocabulary fall back to their bytes */
         ids = enc(tok, "h\xC3\xA9\xF0\x9F\xA6\x99", false, false, &n);
         /* "▁h" is a merge, the rest are byte tokens */
-        int32_t want2m[] = {ID_SPACE_H,       ID_BYTE0 + 0xC3, ID_BYTE0 + 0xA9, ID_BYTE0 + 0xF0,
+        int32_t want2m[] = {ID_SPACE_H,      ID_BYTE0 + 0xC3, ID_BYTE0 + 0xA9, ID_BYTE0 + 0xF0,
                             ID_BYTE0 + 0x9F, ID_BYTE0 + 0xA6, ID_BYTE0 + 0x99};
         assert_ids(ids, n, want2m, 7);
         s = dec(tok, ids, n, false);
@@ -593,9 +627,10 @@ static char *big_json(void)
 {
     size_t cap = 16u << 20, len = 0;
     char *s = malloc(cap);
-    len += (size_t)snprintf(s + len, cap - len,
-                            "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false},"
-                            " \"model\": {\"type\": \"BPE\", \"vocab\": {");
+    len += (size_t)snprintf(
+        s + len, cap - len,
+        "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false},"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {");
     for (int i = 0; i < 150000; i++)
         len += (size_t)snprintf(s + len, cap - len, "%s\"t%d\": %d", i ? ", " : "", i, i);
     len += (size_t)snprintf(s + len, cap - len, "}, \"merges\": [");

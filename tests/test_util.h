@@ -60,7 +60,8 @@ static inline int32_t *json_ids(json_t *arr, size_t *n)
 static inline json_t *load_vectors(void)
 {
     char p[1024];
-    return json_load_file(shared_path(p, sizeof p, "models/seedling/reference/vectors.json"), 0, NULL);
+    return json_load_file(shared_path(p, sizeof p, "models/seedling/reference/vectors.json"), 0,
+                          NULL);
 }
 
 #endif

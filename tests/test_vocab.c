@@ -60,7 +60,8 @@ static vec *read_vectors(const char *base, size_t *count)
         assert_non_null(nl);
         *nl = '\0';
         v[n].ids = malloc(sizeof(int32_t) * (strlen(o) + 1));
-        for (char *t = o, *end; (v[n].ids[v[n].n] = (int32_t)strtol(t, &end, 10)), end != t; t = end)
+        for (char *t = o, *end; (v[n].ids[v[n].n] = (int32_t)strtol(t, &end, 10)), end != t;
+             t = end)
             v[n].n++;
         o = nl + 1;
     }
@@ -172,7 +173,8 @@ static void test_metadata(void **state)
     char p[1024];
     t2_gguf g;
     t2_err err = {{0}};
-    assert_int_equal(t2_gguf_open(&g, shared_path(p, sizeof p, "vocab/ggml-vocab-phi-3.gguf"), &err), 0);
+    assert_int_equal(
+        t2_gguf_open(&g, shared_path(p, sizeof p, "vocab/ggml-vocab-phi-3.gguf"), &err), 0);
     t2_tokenizer *tok;
     assert_int_equal(t2_tok_load_gguf(&tok, &g, &err), 0);
     assert_int_equal(t2_tok_vocab_size(tok), 32064);
@@ -180,7 +182,7 @@ static void test_metadata(void **state)
     assert_int_equal(t2_tok_eos(tok), 32000);
     assert_true(t2_tok_adds_bos(tok));
     assert_true(t2_tok_is_special(tok, 32007)); /* <|end|> */
-    assert_false(t2_tok_is_special(tok, 2));   /* </s> is user-defined in Phi-3 */
+    assert_false(t2_tok_is_special(tok, 2));    /* </s> is user-defined in Phi-3 */
     assert_int_equal(t2_tok_find(tok, "<|user|>"), 32010);
     assert_non_null(t2_tok_chat_template(tok));
     assert_non_null(strstr(t2_tok_chat_template(tok), "<|user|>"));
@@ -244,7 +246,8 @@ static void fuzz_file(const char *base, int iters)
         t2_tokenizer *tok;
         if (t2_tok_load_gguf(&tok, &g, &err) == 0) {
             loaded++;
-            const char *s = " Hello w\xC3\xB6rld 123 \xF0\x9F\xA6\x99 <s> </s> <|endoftext|>\n\t  x";
+            const char *s =
+                " Hello w\xC3\xB6rld 123 \xF0\x9F\xA6\x99 <s> </s> <|endoftext|>\n\t  x";
             int32_t *ids;
             size_t n;
             if (t2_tok_encode(tok, s, strlen(s), true, true, &ids, &n, &err) == 0) {
@@ -272,12 +275,9 @@ static void test_fuzz(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gpt2),
-        cmocka_unit_test(test_starcoder),
-        cmocka_unit_test(test_llama_spm),
-        cmocka_unit_test(test_phi3),
-        cmocka_unit_test(test_metadata),
-        cmocka_unit_test(test_fuzz),
+        cmocka_unit_test(test_gpt2),      cmocka_unit_test(test_starcoder),
+        cmocka_unit_test(test_llama_spm), cmocka_unit_test(test_phi3),
+        cmocka_unit_test(test_metadata),  cmocka_unit_test(test_fuzz),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

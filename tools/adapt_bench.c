@@ -77,8 +77,8 @@ static t2_adapted *expert_weights(t2_engine *e, const char *name, bool factored,
     return w;
 }
 
-static double pass1_ms(t2_engine *e, t2_ctx *ctx, enum t2_strategy s, enum t2_cls_method m, int reps,
-                       int *tokens)
+static double pass1_ms(t2_engine *e, t2_ctx *ctx, enum t2_strategy s, enum t2_cls_method m,
+                       int reps, int *tokens)
 {
     double v[16];
     t2_adapt_req req = {.strategy = s, .method = m};
@@ -107,12 +107,10 @@ static void log_line(void *user, const char *msg)
 int main(int argc, char **argv)
 {
     opts o = {.tg = 128, .reps = 3};
-    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
-                                             {"experts", required_argument, 0, 'e'},
-                                             {"tg", required_argument, 0, 'g'},
-                                             {"reps", required_argument, 0, 'r'},
-                                             {"threads", required_argument, 0, 't'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},   {"experts", required_argument, 0, 'e'},
+        {"tg", required_argument, 0, 'g'},      {"reps", required_argument, 0, 'r'},
+        {"threads", required_argument, 0, 't'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -125,7 +123,8 @@ int main(int argc, char **argv)
         }
     }
     if (!o.model || o.tg < 1 || o.reps < 1 || o.reps > 15) {
-        fprintf(stderr, "usage: t2-adapt-bench --model DIR [--experts DIR] [--tg N] [--reps 1..15] [--threads N]\n");
+        fprintf(stderr, "usage: t2-adapt-bench --model DIR [--experts DIR] [--tg N] [--reps 1..15] "
+                        "[--threads N]\n");
         return 2;
     }
     char experts[4096];
@@ -137,11 +136,13 @@ int main(int argc, char **argv)
     eo.threads = o.threads;
     eo.log = log_line;
     /* the classifier's short prompt of seedling; other models: the default */
-    eo.classify_prompt = "Classify the question into one of: {labels}. Answer as \\boxed{category}.";
+    eo.classify_prompt =
+        "Classify the question into one of: {labels}. Answer as \\boxed{category}.";
     t2_engine *e;
     t2_ctx *ctx;
     t2_err err;
-    if (t2_engine_open(&e, &eo, &err) != 0 || t2_ctx_create(&ctx, e->model, e->pool, 512, &err) != 0) {
+    if (t2_engine_open(&e, &eo, &err) != 0 ||
+        t2_ctx_create(&ctx, e->model, e->pool, 512, &err) != 0) {
         fprintf(stderr, "t2-adapt-bench: %s\n", err.msg);
         return 1;
     }
@@ -160,18 +161,20 @@ int main(int argc, char **argv)
     double pg = pass1_ms(e, ctx, T2_STRATEGY_PROMPT, T2_CLS_GENERATE, o.reps, &tg);
     double pc = pass1_ms(e, ctx, T2_STRATEGY_CLASSIFIER, T2_CLS_LIKELIHOOD, o.reps, &tc);
     printf("| figure | value | ratio |\n|---|---|---|\n");
-    printf("| SVD of %zu matrices (%s), cold | %.2f s | |\n", e->svf->n, t2_svf_set_name(e->svf->set),
-           e->svf_stats.seconds);
-    printf("| materialised mixture build (1 expert) | %.1f ms | %.1f decode tokens of the base |\n", mat_ms,
-           mat_ms / (1e3 / base));
+    printf("| SVD of %zu matrices (%s), cold | %.2f s | |\n", e->svf->n,
+           t2_svf_set_name(e->svf->set), e->svf_stats.seconds);
+    printf("| materialised mixture build (1 expert) | %.1f ms | %.1f decode tokens of the base |\n",
+           mat_ms, mat_ms / (1e3 / base));
     printf("| factored set build | %.3f ms | |\n", fac_ms);
     printf("| decode, base | %.1f tok/s | 1.00 |\n", base);
     printf("| decode, expert materialised | %.1f tok/s | %.2f |\n", dm, dm / base);
     printf("| decode, expert factored | %.1f tok/s | %.2f |\n", df, df / base);
-    printf("| pass 1, prompt, likelihood | %.1f ms (%d tokens) | %.1f decode tokens |\n", pl, tl, pl / (1e3 / base));
-    printf("| pass 1, prompt, generate | %.1f ms (%d tokens) | %.1f decode tokens |\n", pg, tg, pg / (1e3 / base));
-    printf("| pass 1, classifier, likelihood | %.1f ms (%d tokens) | %.1f decode tokens |\n", pc, tc,
-           pc / (1e3 / base));
+    printf("| pass 1, prompt, likelihood | %.1f ms (%d tokens) | %.1f decode tokens |\n", pl, tl,
+           pl / (1e3 / base));
+    printf("| pass 1, prompt, generate | %.1f ms (%d tokens) | %.1f decode tokens |\n", pg, tg,
+           pg / (1e3 / base));
+    printf("| pass 1, classifier, likelihood | %.1f ms (%d tokens) | %.1f decode tokens |\n", pc,
+           tc, pc / (1e3 / base));
     t2_adapted_unref(mat);
     t2_adapted_unref(fac);
     t2_ctx_free(ctx);

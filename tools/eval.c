@@ -3,7 +3,8 @@
  * weight set on every test set, the two-pass pipeline, the few-shot
  * mixture. Example:
  *   t2-eval --model ../shared/models/seedling \
- *           --classify-prompt "Classify the question into one of: {labels}. Answer as \\boxed{category}."
+ *           --classify-prompt "Classify the question into one of: {labels}. Answer as
+ * \\boxed{category}."
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -17,8 +18,9 @@
 #define N_SETS 5
 
 static const char *set_names[N_SETS] = {"math", "code", "reasoning", "transfer", "classification"};
-static const char *set_files[N_SETS] = {"math_test.jsonl", "code_test.jsonl", "reasoning_test.jsonl",
-                                        "transfer_test.jsonl", "cls_test.jsonl"};
+static const char *set_files[N_SETS] = {"math_test.jsonl", "code_test.jsonl",
+                                        "reasoning_test.jsonl", "transfer_test.jsonl",
+                                        "cls_test.jsonl"};
 
 typedef struct eval_opts {
     const char *model, *experts, *data, *classify_prompt;
@@ -92,7 +94,8 @@ static int two_pass_table(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const eva
         for (int s = 0; s < 4; s++) {
             double acc;
             t2_err err = {{0}};
-            if (t2_eval_two_pass(e, ctx, &sets[s], o->limit, &req, o->max_tokens, &acc, &err) != 0) {
+            if (t2_eval_two_pass(e, ctx, &sets[s], o->limit, &req, o->max_tokens, &acc, &err) !=
+                0) {
                 fprintf(stderr, "t2-eval: %s\n", err.msg);
                 return -1;
             }
@@ -139,7 +142,8 @@ static int few_shot_section(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const e
         return -1;
     }
     t2_mixture mx = {0};
-    printf("\n## Few-shot (t2's CEM over alpha on transfer_fewshot.jsonl, %d generations, seed %llu)\n\nalpha = {",
+    printf("\n## Few-shot (t2's CEM over alpha on transfer_fewshot.jsonl, %d generations, seed "
+           "%llu)\n\nalpha = {",
            o->generations, o->seed);
     for (size_t i = 0; i < r.n; i++) {
         printf("%s\"%s\": %.4f", i ? ", " : "", r.experts[i], r.alpha[i]);
@@ -154,7 +158,8 @@ static int few_shot_section(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const e
     rc = t2_engine_weights(e, &mx, 1 << 30, &w, &err);
     if (rc == 0)
         rc = t2_eval_accuracy(e, ctx, &sets[3], o->limit, w, o->max_tokens, &acc, &err);
-    printf("}; few-shot accuracy %.1f (base %.1f), %d evaluations in %.1f s; transfer test accuracy %.1f\n",
+    printf("}; few-shot accuracy %.1f (base %.1f), %d evaluations in %.1f s; transfer test "
+           "accuracy %.1f\n",
            r.accuracy * 100, r.base_accuracy * 100, r.evaluations, r.ms / 1e3, acc * 100);
     t2_adapted_unref(w);
     t2_mixture_clear(&mx);
@@ -164,19 +169,24 @@ static int few_shot_section(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const e
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: t2-eval --model DIR [--experts DIR] [--data DIR] [--limit N] "
-                    "[--classify-prompt TEXT] [--generations G] [--seed S] [--no-cem] [--threads N]\n");
+    fprintf(stderr,
+            "usage: t2-eval --model DIR [--experts DIR] [--data DIR] [--limit N] "
+            "[--classify-prompt TEXT] [--generations G] [--seed S] [--no-cem] [--threads N]\n");
 }
 
 int main(int argc, char **argv)
 {
     eval_opts o = {.generations = 10, .max_tokens = 16};
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},   {"experts", required_argument, 0, 'e'},
-        {"data", required_argument, 0, 'd'},    {"limit", required_argument, 0, 'l'},
-        {"classify-prompt", required_argument, 0, 'c'}, {"generations", required_argument, 0, 'g'},
-        {"seed", required_argument, 0, 's'},    {"no-cem", no_argument, 0, 'n'},
-        {"threads", required_argument, 0, 't'}, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"experts", required_argument, 0, 'e'},
+                                             {"data", required_argument, 0, 'd'},
+                                             {"limit", required_argument, 0, 'l'},
+                                             {"classify-prompt", required_argument, 0, 'c'},
+                                             {"generations", required_argument, 0, 'g'},
+                                             {"seed", required_argument, 0, 's'},
+                                             {"no-cem", no_argument, 0, 'n'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {

@@ -7,12 +7,11 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: t2-hf-to-gguf [--type f32|f16|bf16|q8_0] [--pre NAME] MODEL_DIR OUT.gguf\n"
-            "  --type  storage type of 2-D weight matrices (default f16); norms and\n"
-            "          biases are always f32\n"
-            "  --pre   tokenizer.ggml.pre, the llama.cpp pre-tokenizer name\n"
-            "          (e.g. smollm, llama-bpe, qwen2; default \"default\")\n");
+    fprintf(f, "usage: t2-hf-to-gguf [--type f32|f16|bf16|q8_0] [--pre NAME] MODEL_DIR OUT.gguf\n"
+               "  --type  storage type of 2-D weight matrices (default f16); norms and\n"
+               "          biases are always f32\n"
+               "  --pre   tokenizer.ggml.pre, the llama.cpp pre-tokenizer name\n"
+               "          (e.g. smollm, llama-bpe, qwen2; default \"default\")\n");
 }
 
 int main(int argc, char **argv)
