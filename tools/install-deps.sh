@@ -9,7 +9,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential meson ninja-build pkg-config \
     libopenblas-dev liblapacke-dev libjansson-dev libmicrohttpd-dev libuv1-dev \
     libcmocka-dev libpcre2-dev \
-    ca-certificates curl python3 >/dev/null
+    ca-certificates curl python3 yamllint >/dev/null
 # node + npm for tests/openai (the official openai npm package against t2);
 # only when node is missing: CI machines already have NodeSource's node 20
 if ! command -v node >/dev/null 2>&1; then

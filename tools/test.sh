@@ -17,6 +17,10 @@ else
     meson setup "$BUILD" -Dshared_dir="${T2_SHARED:-}"
 fi
 ninja -C "$BUILD"
+# the container recipe's build step (docker/build.sh) and its YAML, without Docker
+BUILD=build-release docker/build.sh "$BUILD/dist" >/dev/null
+yamllint -d relaxed docker/compose.yaml docker/k8s/
+echo "docker recipe: build.sh installed into $BUILD/dist, YAML lint clean"
 # (sh has no pipefail: the status travels through a file)
 { meson test -C "$BUILD" --print-errorlogs --num-processes 2; echo $? >"$BUILD/test-status"; } |
     tee "$BUILD/test-summary.txt"
