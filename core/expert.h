@@ -66,6 +66,14 @@ int t2_store_put(t2_expert_store *st, const char *name, const uint8_t *buf, size
                  bool *replaced, int *err_code, t2_err *err);
 /* Removes from disk and memory; -1 with err_code 404 when unknown. */
 int t2_store_remove(t2_expert_store *st, const char *name, int *err_code, t2_err *err);
+/* Brings the store in line with its directory when other processes (other
+ * replicas sharing it) added, replaced or removed experts: files that are
+ * new or whose content changed are loaded (each file is read and
+ * validated: cost proportional to the experts' total size), experts whose
+ * files are gone are dropped; invalid files are ignored and keep the last
+ * valid version. *changes counts what changed. Readers see each change
+ * atomically; requests keep the version they hold. */
+int t2_store_rescan(t2_expert_store *st, size_t *changes, t2_err *err);
 /* New reference to the named expert, or NULL. */
 t2_expert *t2_store_get(t2_expert_store *st, const char *name);
 /* Snapshot: new references to all experts sorted by name; caller unrefs

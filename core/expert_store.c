@@ -628,3 +628,104 @@ t2_expert *t2_store_find_task(t2_expert_store *st, const char *task)
     pthread_mutex_unlock(&st->mu);
     return e;
 }
+
+/* ---------- rescan: follow changes other processes made ---------- */
+
+/* One file's expert, parsed, or NULL when it is not (or no longer) valid. */
+static t2_expert *load_file(t2_expert_store *st, const char *f, const char *name)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    t2_expert *e = NULL;
+    t2_err err;
+    if (read_at(st->dirfd, f, max_file_bytes(st->svf), &buf, &len, &err) == 0)
+        t2_expert_parse(&e, buf, len, f, st->svf, st->base_model, name, &err);
+    free(buf);
+    return e;
+}
+
+/* Loads a new or changed file; returns 1 when the store changed. */
+static int rescan_entry(t2_expert_store *st, const char *f, char (*seen)[FNAME_CAP], size_t *n_seen,
+                        size_t cap_seen)
+{
+    char name[FNAME_CAP];
+    if (!expert_file_name(f, name, sizeof name) || !t2_expert_name_valid(name))
+        return 0;
+    if (*n_seen < cap_seen)
+        memcpy(seen[(*n_seen)++], name, sizeof name);
+    t2_expert *e = load_file(st, f, name);
+    if (!e) /* invalid or vanished: keep what we have (it was valid) */
+        return 0;
+    pthread_mutex_lock(&st->mu);
+    size_t pos;
+    bool same = find_index(st, name, &pos) && st->items[pos]->version == e->version;
+    t2_expert *old = NULL;
+    int changed = 0;
+    if (!same && reserve_one(st) == 0) {
+        old = swap_in(st, e);
+        e = NULL;
+        changed = 1;
+    }
+    pthread_mutex_unlock(&st->mu);
+    t2_expert_unref(e);
+    t2_expert_unref(old); /* requests holding it keep it alive */
+    return changed;
+}
+
+static bool in_seen(char (*seen)[FNAME_CAP], size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(seen[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Drops experts whose files are gone; returns how many. */
+static size_t drop_missing(t2_expert_store *st, char (*seen)[FNAME_CAP], size_t n_seen)
+{
+    size_t dropped = 0;
+    pthread_mutex_lock(&st->mu);
+    for (size_t i = 0; i < st->n;) {
+        if (in_seen(seen, n_seen, st->items[i]->name)) {
+            i++;
+            continue;
+        }
+        t2_expert *e = st->items[i];
+        memmove(st->items + i, st->items + i + 1, (st->n - i - 1) * sizeof *st->items);
+        st->n--;
+        t2_expert_unref(e);
+        dropped++;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return dropped;
+}
+
+int t2_store_rescan(t2_expert_store *st, size_t *changes, t2_err *err)
+{
+    *changes = 0;
+    pthread_mutex_lock(&st->write_mu); /* no local put/remove in between */
+    int fd = dup(st->dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        pthread_mutex_unlock(&st->write_mu);
+        return t2_err_set(err, "%s: cannot list directory: %s", st->dir, strerror(e));
+    }
+    rewinddir(d); /* the dup shares the offset of earlier listings */
+    size_t cap_seen = 4096, n_seen = 0;
+    char(*seen)[FNAME_CAP] = malloc(cap_seen * sizeof *seen);
+    int rc = seen ? 0 : t2_err_set(err, "out of memory");
+    for (struct dirent *de; rc == 0 && (errno = 0, de = readdir(d)) != NULL;)
+        *changes += (size_t)rescan_entry(st, de->d_name, seen, &n_seen, cap_seen);
+    if (rc == 0 && errno != 0)
+        rc = t2_err_set(err, "%s: cannot list directory: %s", st->dir, strerror(errno));
+    closedir(d);
+    /* an incomplete listing must not drop anything */
+    if (rc == 0 && n_seen < cap_seen)
+        *changes += drop_missing(st, seen, n_seen);
+    free(seen);
+    pthread_mutex_unlock(&st->write_mu);
+    return rc;
+}

@@ -772,6 +772,52 @@ static void test_store_replace(void **state)
     rm_tree(dir);
 }
 
+/* Two stores on one directory, as two replicas: B follows A's changes
+ * through t2_store_rescan. */
+static void test_store_rescan(void **state)
+{
+    fixture *f = *state;
+    char dir[512];
+    make_tmpdir(dir, sizeof dir);
+    t2_expert_store *a = open_store(f, dir, NULL, NULL), *b = open_store(f, dir, NULL, NULL);
+    size_t len1, len2, changes;
+    uint8_t *v1 = make_expert(f->svf, META_OK, 24, 1.0f, &len1);
+    uint8_t *v2 = make_expert(f->svf, META_OK, 24, 2.0f, &len2);
+    t2_err err;
+    put_ok(a, "e", v1, len1, false);
+    assert_null(t2_store_get(b, "e"));
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(changes, 1);
+    t2_expert *held = t2_store_get(b, "e"); /* a request in flight on B */
+    assert_non_null(held);
+    assert_true(held->z[0][0] == 1.0f);
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(changes, 0); /* nothing changed: nothing reloaded */
+    put_ok(a, "e", v2, len2, true); /* replaced through A */
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(changes, 1);
+    t2_expert *cur = t2_store_get(b, "e");
+    assert_true(cur->z[0][0] == 2.0f);
+    assert_true(held->z[0][0] == 1.0f); /* the old version stays alive for its holder */
+    t2_expert_unref(cur);
+    /* an invalid file dropped in by hand is ignored; the valid version stays */
+    write_file(dir, "bad.safetensors", "junk", 4);
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(changes, 0);
+    assert_null(t2_store_get(b, "bad"));
+    int code;
+    assert_int_equal(t2_store_remove(a, "e", &code, &err), 0); /* deleted through A */
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(changes, 1);
+    assert_null(t2_store_get(b, "e"));
+    t2_expert_unref(held);
+    t2_store_free(a);
+    t2_store_free(b);
+    free(v1);
+    free(v2);
+    rm_tree(dir);
+}
+
 static void test_store_remove(void **state)
 {
     fixture *f = *state;
@@ -1023,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_store_cleanup_and_reject),
         cmocka_unit_test(test_store_disk_full),
         cmocka_unit_test(test_store_concurrent_puts),
+        cmocka_unit_test(test_store_rescan),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
