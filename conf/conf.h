@@ -12,12 +12,13 @@
 #include <stdio.h>
 
 typedef struct t2_conf {
-    char *config;    /* the file that was read, or NULL */
-    char *model;     /* model directory or GGUF file */
-    char *experts;   /* "auto": <model>/experts if it exists; "none": no experts */
-    char *profiles;  /* "none": no profiles */
-    char *svd_cache; /* "none": no cache */
-    char *svf_set;   /* adapted matrices: mlp, attn, mlp,attn */
+    char *config;          /* the file that was read, or NULL */
+    char *model;           /* model directory or GGUF file */
+    char *experts;         /* "auto": <model>/experts if it exists; "none": no experts */
+    double experts_rescan; /* seconds between rescans of the experts dir, 0: off */
+    char *profiles;        /* "none": no profiles */
+    char *svd_cache;       /* "none": no cache */
+    char *svf_set;         /* adapted matrices: mlp, attn, mlp,attn */
     char *host;
     int port;    /* 0: any free port (the URL is logged) */
     int threads; /* 0: all cores */

@@ -21,13 +21,14 @@ static int init_handles(t2_server *s)
 {
     if (uv_loop_init(&s->loop) != 0)
         return -1;
-    uv_handle_t *hs[] = {(uv_handle_t *)&s->wake, (uv_handle_t *)&s->sigterm,
-                         (uv_handle_t *)&s->sigint, (uv_handle_t *)&s->grace_timer,
-                         (uv_handle_t *)&s->hard_timer};
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->wake,       (uv_handle_t *)&s->sigterm,
+                         (uv_handle_t *)&s->sigint,     (uv_handle_t *)&s->grace_timer,
+                         (uv_handle_t *)&s->hard_timer, (uv_handle_t *)&s->rescan_timer};
     if (uv_async_init(&s->loop, &s->wake, t2_jobs_wake) != 0 ||
         uv_signal_init(&s->loop, &s->sigterm) != 0 || uv_signal_init(&s->loop, &s->sigint) != 0 ||
         uv_timer_init(&s->loop, &s->grace_timer) != 0 ||
-        uv_timer_init(&s->loop, &s->hard_timer) != 0)
+        uv_timer_init(&s->loop, &s->hard_timer) != 0 ||
+        uv_timer_init(&s->loop, &s->rescan_timer) != 0)
         return -1;
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         hs[i]->data = s;

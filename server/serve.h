@@ -25,10 +25,16 @@ typedef struct t2_server {
     t2_metrics metrics;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
-    uv_async_t wake;        /* scheduler and worker threads -> loop (serve_job.c) */
-    uv_timer_t grace_timer; /* shutdown: cancel what is left after conf->grace */
-    uv_timer_t hard_timer;  /* shutdown: stop even if requests still hang */
-    uv_work_t load_work;    /* the engine loads on a libuv worker (serve_load.c) */
+    uv_async_t wake;         /* scheduler and worker threads -> loop (serve_job.c) */
+    uv_timer_t grace_timer;  /* shutdown: cancel what is left after conf->grace */
+    uv_timer_t hard_timer;   /* shutdown: stop even if requests still hang */
+    uv_work_t load_work;     /* the engine loads on a libuv worker (serve_load.c) */
+    uv_timer_t rescan_timer; /* follows the shared experts dir (serve_load.c) */
+    uv_work_t rescan_work;
+    bool rescan_busy;
+    size_t rescan_changes;
+    int rescan_rc;
+    t2_err rescan_err;
     t2_http *http;
     t2_engine *engine; /* NULL until loaded */
     t2_sched *sched;

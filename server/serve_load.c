@@ -57,6 +57,37 @@ static void describe(t2_server *s)
                s->conf->queue);
 }
 
+/* Another replica may change the shared experts directory: rescan it on a
+ * worker every conf->experts_rescan seconds (file I/O stays off the loop). */
+static void rescan_run(uv_work_t *w)
+{
+    t2_server *s = w->data;
+    s->rescan_rc = t2_store_rescan(s->engine->experts, &s->rescan_changes, &s->rescan_err);
+}
+
+static void rescan_after(uv_work_t *w, int status)
+{
+    (void)status;
+    t2_server *s = w->data;
+    s->rescan_busy = false;
+    if (s->rescan_rc != 0)
+        t2_log_msg(&s->log, T2_LOG_WARN, "experts rescan: %s", s->rescan_err.msg);
+    else if (s->rescan_changes)
+        t2_log_msg(&s->log, T2_LOG_INFO, "experts: %zu change(s) from the shared directory",
+                   s->rescan_changes);
+}
+
+static void on_rescan(uv_timer_t *t)
+{
+    t2_server *s = t->data;
+    if (s->rescan_busy || s->draining || !s->engine || !s->engine->experts)
+        return;
+    s->rescan_busy = true;
+    s->rescan_work.data = s;
+    if (uv_queue_work(&s->loop, &s->rescan_work, rescan_run, rescan_after) != 0)
+        s->rescan_busy = false;
+}
+
 static void load_after(uv_work_t *w, int status)
 {
     (void)status;
@@ -85,6 +116,10 @@ static void load_after(uv_work_t *w, int status)
         s->exit_code = 1;
         t2_serve_shutdown(s, NULL);
         return;
+    }
+    if (s->engine->experts && s->conf->experts_rescan > 0) {
+        uint64_t ms = (uint64_t)(s->conf->experts_rescan * 1000.0);
+        uv_timer_start(&s->rescan_timer, on_rescan, ms ? ms : 1, ms ? ms : 1);
     }
     free(s->default_strategy);
     s->default_strategy = strdup(effective_default(s));

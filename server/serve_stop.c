@@ -29,6 +29,7 @@ static void http_closed(void *arg)
     close_handle(s, (uv_handle_t *)&s->sigint);
     close_handle(s, (uv_handle_t *)&s->grace_timer);
     close_handle(s, (uv_handle_t *)&s->hard_timer);
+    close_handle(s, (uv_handle_t *)&s->rescan_timer);
 }
 
 static void finish(t2_server *s)
@@ -38,6 +39,7 @@ static void finish(t2_server *s)
     s->stopping = true;
     uv_timer_stop(&s->grace_timer);
     uv_timer_stop(&s->hard_timer);
+    uv_timer_stop(&s->rescan_timer);
     if (s->sched) {
         /* cancels what is left and joins the scheduler's threads; their last
          * callbacks only touch jobs and the still-open wake handle */

@@ -792,7 +792,7 @@ static void test_store_rescan(void **state)
     assert_non_null(held);
     assert_true(held->z[0][0] == 1.0f);
     assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
-    assert_int_equal(changes, 0); /* nothing changed: nothing reloaded */
+    assert_int_equal(changes, 0);   /* nothing changed: nothing reloaded */
     put_ok(a, "e", v2, len2, true); /* replaced through A */
     assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
     assert_int_equal(changes, 1);
