@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,21 +112,27 @@ int t2_remove_file_durable(const char *dir, const char *name, int *err_code, t2_
 
 int t2_mkdir_p(const char *path, t2_err *err)
 {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return t2_err_set(err, "path too long");
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
+    if (!*path)
+        return t2_err_set(err, "empty directory name");
+    char *p = strdup(path);
+    if (!p)
+        return t2_err_set(err, "out of memory");
+    int rc = 0;
+    /* each component in turn: "a", "a/b", ... up to the whole path */
+    for (char *c = p + 1; rc == 0; c++) {
+        bool end = *c == '\0';
+        if (*c != '/' && !end)
             continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return t2_err_set(err, "%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
+        *c = '\0';
+        struct stat st;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            rc = t2_err_set(err, "%s: cannot create directory: %s", p, strerror(errno));
+        else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = t2_err_set(err, "%s: not a directory", p);
+        if (end)
+            break;
+        *c = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return t2_err_set(err, "%s: cannot create directory: %s", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-        return t2_err_set(err, "%s: not a directory", buf);
-    return 0;
+    free(p);
+    return rc;
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "expert.h"
 #include "fileio.h"
 
@@ -165,29 +166,6 @@ static t2_expert *swap_in(t2_expert_store *st, t2_expert *e)
 }
 
 /* ---------- directory creation and reading ---------- */
-
-/* mkdir -p: creates each missing component. */
-static int mkdir_p(const char *dir, t2_err *err)
-{
-    char *p = strdup(dir);
-    if (!p)
-        return t2_err_set(err, "out of memory");
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            t2_err_set(err, "%s: cannot create directory: %s", p, strerror(errno));
-            free(p);
-            return -1;
-        }
-        *s = '/';
-    }
-    free(p);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return t2_err_set(err, "%s: cannot create directory: %s", dir, strerror(errno));
-    return 0;
-}
 
 static int read_fd(int fd, size_t max, uint8_t **out, size_t *len, t2_err *err)
 {
@@ -358,7 +336,7 @@ int t2_store_open(t2_expert_store **out, const char *dir, const t2_svf *svf,
         *n_rejected = 0;
     if (!dir || !*dir)
         return t2_err_set(err, "expert directory: empty path");
-    if (mkdir_p(dir, err) != 0)
+    if (t2_mkdir_p(dir, err) != 0)
         return -1;
     t2_expert_store *st = store_alloc(dir, svf, base_model_name);
     if (!st)

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 const char *t2_finish_name(enum t2_finish f)
 {

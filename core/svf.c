@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "svf_cache.h"
 
 /* Matrices are decomposed two at a time, each SVD single-threaded: LAPACK's
@@ -188,13 +188,6 @@ typedef struct par_loop {
     double t0;
 } par_loop;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Reports one finished item; serialised so that `done` only grows and the
  * callback never runs twice at once. */
 static void par_finish(par_loop *p, int rc, const t2_err *e)
@@ -206,7 +199,7 @@ static void par_finish(par_loop *p, int rc, const t2_err *e)
     } else {
         p->done++;
         if (p->progress)
-            p->progress(p->user, p->done, p->n, now_s() - p->t0);
+            p->progress(p->user, p->done, p->n, t2_now_ms() / 1e3 - p->t0);
     }
     pthread_mutex_unlock(&p->mu);
 }
@@ -228,7 +221,8 @@ static void *par_worker(void *arg)
 static int par_for(item_fn fn, void *ctx, size_t n, t2_svf_progress_fn progress, void *user,
                    t2_err *err)
 {
-    par_loop p = {.fn = fn, .ctx = ctx, .n = n, .progress = progress, .user = user, .t0 = now_s()};
+    par_loop p = {
+        .fn = fn, .ctx = ctx, .n = n, .progress = progress, .user = user, .t0 = t2_now_ms() / 1e3};
     atomic_init(&p.next, 0);
     atomic_init(&p.failed, false);
     if (pthread_mutex_init(&p.mu, NULL) != 0)
@@ -390,7 +384,7 @@ static int obtain_factors(t2_svf *s, const t2_model *m, const char *cache_dir,
 int t2_svf_build(t2_svf **out, const t2_model *m, unsigned set, const char *cache_dir,
                  t2_svf_progress_fn progress, void *user, t2_svf_stats *stats, t2_err *err)
 {
-    double t0 = now_s();
+    double t0 = t2_now_ms() / 1e3;
     t2_svf_stats local;
     if (!stats)
         stats = &local;
@@ -407,7 +401,7 @@ int t2_svf_build(t2_svf **out, const t2_model *m, unsigned set, const char *cach
         t2_svf_free(s);
         return -1;
     }
-    stats->seconds = now_s() - t0;
+    stats->seconds = t2_now_ms() / 1e3 - t0;
     *out = s;
     return 0;
 }

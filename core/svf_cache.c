@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
+
 /* Float data is written as it lies in memory. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the SVF cache assumes little-endian");
 
@@ -381,32 +383,6 @@ static bool write_body(writer *w, const t2_svf *s)
 }
 
 /* mkdir -p: every missing component of dir, 0755. */
-static int make_dirs(const char *dir, t2_err *err)
-{
-    if (!*dir)
-        return t2_err_set(err, "empty cache directory name");
-    char *p = strdup(dir);
-    if (!p)
-        return t2_err_set(err, "out of memory");
-    int rc = 0;
-    for (char *c = p + 1; rc == 0; c++) {
-        bool end = *c == '\0';
-        if (*c != '/' && !end)
-            continue;
-        *c = '\0';
-        struct stat st;
-        if (mkdir(p, 0755) != 0 && errno != EEXIST)
-            rc = t2_err_set(err, "%s: cannot create directory: %s", p, strerror(errno));
-        else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
-            rc = t2_err_set(err, "%s: not a directory", p);
-        if (end)
-            break;
-        *c = '/';
-    }
-    free(p);
-    return rc;
-}
-
 /* A mkstemp template in dir: hidden, so a crash leaves no *.t2svf behind. */
 static char *temp_template(const char *dir)
 {
@@ -456,7 +432,7 @@ static int write_temp(int fd, const char *tmp, const t2_svf *s, t2_err *err)
 
 int t2_svf_cache_save(const t2_svf *s, const char *dir, const char *path, t2_err *err)
 {
-    if (make_dirs(dir, err) != 0)
+    if (t2_mkdir_p(dir, err) != 0)
         return -1;
     char *tmp = temp_template(dir);
     if (!tmp)
