@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "fileio.h"
 #include "test_util.h"
+#include "test_weights.h"
 
 typedef struct fixture {
     t2_engine *e;
@@ -91,27 +92,6 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* weights of one expert at alpha 1: materialised or factored */
-static t2_adapted *expert_weights(fixture *f, const char *name, bool factored)
-{
-    t2_expert *x = t2_store_get(f->e->experts, name);
-    assert_non_null(x);
-    t2_mixture mx = {0};
-    t2_err err;
-    assert_int_equal(t2_mixture_add(&mx, x, 1.0f, NULL, 0, &err), 0);
-    float **z;
-    assert_int_equal(t2_mix_z(f->e->svf, &mx, &z, &err), 0);
-    t2_adapted *w;
-    if (factored)
-        assert_int_equal(t2_adapted_build_factored(&w, f->e->model, f->e->svf, z, &err), 0);
-    else
-        assert_int_equal(t2_adapted_build(&w, f->e->model, f->e->svf, z, f->e->pool, &err), 0);
-    t2_mix_z_free(f->e->svf, z);
-    t2_mixture_clear(&mx);
-    t2_expert_unref(x);
-    return w;
-}
-
 static float *last_logits(fixture *f, json_t *vec, const t2_adapted *w)
 {
     size_t n;
@@ -171,7 +151,8 @@ static void test_unit_z_is_base(void **state)
 static void test_math_expert_logits(void **state)
 {
     fixture *f = *state;
-    t2_adapted *mat = expert_weights(f, "math", false), *fac = expert_weights(f, "math", true);
+    t2_adapted *mat = test_expert_weights(f->e, "math", false),
+               *fac = test_expert_weights(f->e, "math", true);
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(f->vectors, "vectors"), i, v)
@@ -197,7 +178,7 @@ static void test_expert_continuations(void **state)
     fixture *f = *state;
     for (int k = 0; k < 4; k++) {
         for (int factored = 0; factored < 2; factored++) {
-            t2_adapted *w = expert_weights(f, expert_names[k], factored);
+            t2_adapted *w = test_expert_weights(f->e, expert_names[k], factored);
             size_t i;
             json_t *v;
             json_array_foreach(json_object_get(f->vectors, "vectors"), i, v)
@@ -289,7 +270,8 @@ static void test_weights_cache(void **state)
     t2_adapt_cache *small;
     size_t one = (size_t)24 * 768 * 256 * 4;
     assert_int_equal(t2_adapt_cache_create(&small, one + one / 2, &err), 0);
-    t2_adapted *x = expert_weights(f, "math", false), *y = expert_weights(f, "code", false);
+    t2_adapted *x = test_expert_weights(f->e, "math", false),
+               *y = test_expert_weights(f->e, "code", false);
     t2_adapt_cache_put(small, "x", x);
     t2_adapt_cache_put(small, "y", y);
     t2_adapted *gx = t2_adapt_cache_get(small, "x"), *gy = t2_adapt_cache_get(small, "y");
@@ -387,7 +369,8 @@ static void test_expert_accuracy(void **state)
     for (int s = 0; s < 5; s++) {
         t2_dataset ds = load_set(files[s]);
         for (int r = 0; r < 5; r++) {
-            t2_adapted *w = strcmp(rows[r], "base") ? expert_weights(f, rows[r], false) : NULL;
+            t2_adapted *w =
+                strcmp(rows[r], "base") ? test_expert_weights(f->e, rows[r], false) : NULL;
             double acc;
             t2_err err;
             assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, 0, w, 16, &acc, &err), 0);

@@ -13,6 +13,7 @@
 #include "fileio.h"
 #include "scheduler.h"
 #include "test_util.h"
+#include "test_weights.h"
 
 typedef struct fixture {
     t2_engine *e;
@@ -49,27 +50,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static t2_adapted *weights_for(fixture *f, const char *expert, bool factored)
-{
-    if (!expert)
-        return NULL;
-    t2_expert *x = t2_store_get(f->e->experts, expert);
-    t2_mixture mx = {0};
-    t2_err err;
-    assert_int_equal(t2_mixture_add(&mx, x, 1.0f, NULL, 0, &err), 0);
-    float **z;
-    assert_int_equal(t2_mix_z(f->e->svf, &mx, &z, &err), 0);
-    t2_adapted *w;
-    if (factored)
-        assert_int_equal(t2_adapted_build_factored(&w, f->e->model, f->e->svf, z, &err), 0);
-    else
-        assert_int_equal(t2_adapted_build(&w, f->e->model, f->e->svf, z, f->e->pool, &err), 0);
-    t2_mix_z_free(f->e->svf, z);
-    t2_mixture_clear(&mx);
-    t2_expert_unref(x);
-    return w;
-}
-
 /* 6 sequences (base, math materialised, code/reasoning factored, two on
  * the same factored expert) stepped together vs one at a time */
 static void test_forward_batch_matches_single(void **state)
@@ -82,7 +62,7 @@ static void test_forward_batch_matches_single(void **state)
     t2_err err;
     json_t *vecs = json_object_get(f->vectors, "vectors");
     for (int i = 0; i < 6; i++) {
-        w[i] = weights_for(f, experts[i], factored[i]);
+        w[i] = test_expert_weights(f->e, experts[i], factored[i]);
         assert_int_equal(t2_ctx_create(&batch[i], f->e->model, f->e->pool, 128, &err), 0);
         assert_int_equal(t2_ctx_create(&single[i], f->e->model, f->e->pool, 128, &err), 0);
         t2_ctx_set_layers(batch[i], w[i] ? w[i]->layers : NULL);
@@ -266,7 +246,7 @@ static void test_concurrent_equals_alone(void **state)
     for (int i = 0; i < 8; i++) {
         size_t n;
         int32_t *ids = chat_ids(f, questions[i], &n);
-        t2_adapted *w = weights_for(f, job_experts[i], false);
+        t2_adapted *w = test_expert_weights(f->e, job_experts[i], false);
         t2_ctx_truncate(ctx, 0);
         t2_ctx_set_layers(ctx, w ? w->layers : NULL);
         t2_gen_params gp;
