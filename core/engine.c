@@ -79,6 +79,9 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
         log_msg(o, "SVF factors for %zu matrices (%s): %zu decomposed, %zu from cache, %.1f s",
                 e->svf->n, t2_svf_set_name(e->svf->set), e->svf_stats.decomposed,
                 e->svf_stats.from_cache, e->svf_stats.seconds);
+    if (rc == 0 && e->svf && e->svf_stats.lock_wait_seconds >= 0.1)
+        log_msg(o, "waited %.1f s for another process decomposing the same SVD cache file",
+                e->svf_stats.lock_wait_seconds);
     if (rc == 0 && e->svf && e->svf_stats.cache_error[0])
         log_msg(o, "warning: SVD cache not written: %s", e->svf_stats.cache_error);
     if (rc == 0 && o->experts_dir) {

@@ -351,12 +351,24 @@ static int obtain_factors(t2_svf *s, const t2_model *m, const char *cache_dir,
                           t2_svf_progress_fn progress, void *user, t2_svf_stats *stats, t2_err *err)
 {
     char *path = NULL;
+    int lock = -1;
     if (cache_dir && *cache_dir) { /* "" would put the cache in / */
         path = t2_svf_cache_path(cache_dir, m->name ? m->name : "model", s->set, s->key);
         if (!path)
             return t2_err_set(err, "out of memory");
         int state = t2_svf_cache_load(s, path, err);
+        if (state == T2_SVF_CACHE_MISSING || state == T2_SVF_CACHE_INVALID) {
+            /* another replica may be decomposing this set: wait for it, then
+             * look again (it has written the file if it succeeded) */
+            double t0 = t2_now_ms();
+            lock = t2_svf_cache_lock(cache_dir, path);
+            stats->lock_wait_seconds = (t2_now_ms() - t0) / 1e3;
+            int again = t2_svf_cache_load(s, path, err);
+            if (again != T2_SVF_CACHE_MISSING)
+                state = again;
+        }
         if (state < 0 || state == T2_SVF_CACHE_LOADED) {
+            t2_svf_cache_unlock(lock);
             free(path);
             if (state == T2_SVF_CACHE_LOADED)
                 stats->from_cache = s->n;
@@ -365,20 +377,19 @@ static int obtain_factors(t2_svf *s, const t2_model *m, const char *cache_dir,
         stats->cache_rebuilt = state == T2_SVF_CACHE_INVALID;
     }
     openblas_set_num_threads(1);
-    if (par_for(decompose_one, s, s->n, progress, user, err) != 0) {
-        free(path);
-        return -1;
-    }
-    stats->decomposed = s->n;
-    if (path) {
+    int rc = par_for(decompose_one, s, s->n, progress, user, err);
+    if (rc == 0)
+        stats->decomposed = s->n;
+    if (rc == 0 && path) {
         /* An unwritable cache costs the next start a decomposition, nothing
          * more: the factors are in memory, so this is not a failure. */
         t2_err werr = {{0}};
         if (t2_svf_cache_save(s, cache_dir, path, &werr) != 0)
             snprintf(stats->cache_error, sizeof stats->cache_error, "%s", werr.msg);
-        free(path);
     }
-    return 0;
+    t2_svf_cache_unlock(lock);
+    free(path);
+    return rc;
 }
 
 int t2_svf_build(t2_svf **out, const t2_model *m, unsigned set, const char *cache_dir,

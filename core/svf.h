@@ -55,6 +55,7 @@ typedef struct t2_svf_stats {
     size_t from_cache;     /* matrices loaded from the cache */
     bool cache_rebuilt;    /* a cache file existed but was stale or corrupt */
     char cache_error[512]; /* why the cache could not be written ("" = fine) */
+    double lock_wait_seconds; /* waited for another process decomposing the same set */
     double seconds;
 } t2_svf_stats;
 

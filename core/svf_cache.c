@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -382,7 +383,6 @@ static bool write_body(writer *w, const t2_svf *s)
     return fwrite(b, 1, 8, w->f) == 8;
 }
 
-/* mkdir -p: every missing component of dir, 0755. */
 /* A mkstemp template in dir: hidden, so a crash leaves no *.t2svf behind. */
 static char *temp_template(const char *dir)
 {
@@ -452,4 +452,35 @@ int t2_svf_cache_save(const t2_svf *s, const char *dir, const char *path, t2_err
     if (rc == 0)
         rc = sync_dir(dir, err);
     return rc;
+}
+
+int t2_svf_cache_lock(const char *dir, const char *path)
+{
+    t2_err ignored = {{0}};
+    if (t2_mkdir_p(dir, &ignored) != 0)
+        return -1;
+    size_t cap = strlen(path) + 8;
+    char *lock_path = malloc(cap);
+    if (!lock_path)
+        return -1;
+    snprintf(lock_path, cap, "%s.lock", path);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    free(lock_path);
+    if (fd < 0)
+        return -1;
+    int rc;
+    do
+        rc = flock(fd, LOCK_EX);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void t2_svf_cache_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing the last descriptor releases the flock */
 }

@@ -74,4 +74,14 @@ int t2_svf_cache_load(t2_svf *s, const char *path, t2_err *err);
  * in it, fsyncs, renames to path and fsyncs the directory. */
 int t2_svf_cache_save(const t2_svf *s, const char *dir, const char *path, t2_err *err);
 
+/* Replicas sharing a cache directory decompose a set once: the first takes
+ * an exclusive flock on "<path>.lock" (blocking), the others wait for it
+ * and then load the file it wrote. Returns the lock's descriptor, or -1
+ * when no lock can be had (read-only or missing directory, no flock on the
+ * file system): the caller then decomposes unlocked, which costs time but
+ * not correctness, as the save is atomic. The lock file stays (removing
+ * it would race with a waiter that already opened it). */
+int t2_svf_cache_lock(const char *dir, const char *path);
+void t2_svf_cache_unlock(int fd);
+
 #endif

@@ -3,6 +3,7 @@
  * continuations), and the on-disk cache (reuse, corruption, other sets,
  * unwritable directories). */
 #include <dirent.h>
+#include <pthread.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -639,6 +640,62 @@ static void test_cache_damage(void **state)
     free(t.block);
 }
 
+typedef struct waiter {
+    tiny *t;
+    const char *dir;
+    t2_svf *s;
+    t2_svf_stats st;
+    volatile int done;
+} waiter;
+
+static void *build_in_thread(void *arg)
+{
+    waiter *w = arg;
+    w->s = build(&w->t->m, T2_SVF_MLP, w->dir, &w->st);
+    w->done = 1;
+    return NULL;
+}
+
+/* Replicas sharing a cache: while one holds the set's lock (decomposing),
+ * another waits, then loads the file the first wrote instead of
+ * decomposing again. */
+static void test_cache_lock_shared(void **state)
+{
+    fixture *f = *state;
+    tiny t;
+    tiny_init(&t);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/shared", f->root);
+    t2_svf *ref = build(&t.m, T2_SVF_MLP, NULL, NULL);
+    char *path = t2_svf_cache_path(dir, "tiny", T2_SVF_MLP, ref->key);
+    assert_non_null(path);
+    int lock = t2_svf_cache_lock(dir, path); /* "the first replica" */
+    assert_true(lock >= 0);
+    waiter w = {.t = &t, .dir = dir};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, build_in_thread, &w), 0);
+    usleep(300 * 1000);
+    assert_int_equal(w.done, 0); /* blocked on the lock, not decomposing */
+    t2_err err = {{0}};
+    assert_int_equal(t2_svf_cache_save(ref, dir, path, &err), 0);
+    t2_svf_cache_unlock(lock);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(w.st.decomposed, 0);
+    assert_int_equal(w.st.from_cache, 6);
+    assert_true(w.st.lock_wait_seconds >= 0.25);
+    assert_same_factors(w.s, ref);
+    /* lock free and file valid: no waiting */
+    t2_svf_stats st;
+    t2_svf *again = build(&t.m, T2_SVF_MLP, dir, &st);
+    assert_int_equal(st.from_cache, 6);
+    assert_true(st.lock_wait_seconds < 0.25);
+    t2_svf_free(again);
+    t2_svf_free(w.s);
+    t2_svf_free(ref);
+    free(path);
+    free(t.block);
+}
+
 /* A cache dir that cannot be created still gives factors. */
 static void test_unwritable_cache(void **state)
 {
@@ -716,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_cache_seedling),
         cmocka_unit_test(test_cache_damage),
         cmocka_unit_test(test_unwritable_cache),
+        cmocka_unit_test(test_cache_lock_shared),
         cmocka_unit_test(test_nan_weights),
         cmocka_unit_test(test_attn_factors),
     };
