@@ -10,6 +10,20 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libopenblas-dev liblapacke-dev libjansson-dev libmicrohttpd-dev libuv1-dev \
     libcmocka-dev libpcre2-dev \
     ca-certificates curl python3 yamllint >/dev/null
+# nginx is the load balancer of the replica test (tests/integration/test_balancer.py),
+# which starts its own instance: keep the package's service from starting
+# (policy-rc.d 101 = "not allowed"), it would take port 80.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -e /usr/sbin/nginx ]; then
+    if [ -e /usr/sbin/policy-rc.d ]; then
+        $SUDO apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+    else
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        $SUDO apt-get install -y -qq --no-install-recommends nginx-light >/dev/null || rc=$?
+        $SUDO rm -f /usr/sbin/policy-rc.d
+        [ "${rc:-0}" -eq 0 ] || exit "$rc"
+    fi
+fi
 # node + npm for tests/openai (the official openai npm package against t2);
 # only when node is missing: CI machines already have NodeSource's node 20
 if ! command -v node >/dev/null 2>&1; then

@@ -89,7 +89,8 @@ class Server:
             for f in os.listdir(self.experts):
                 os.chmod(os.path.join(self.experts, f), 0o644)
             os.chmod(self.experts, 0o755)
-        self.log_path = os.path.join(self.tmp, "server.log")
+        # replicas sharing a tmp dir (keep_tmp) keep their own logs
+        self.log_path = os.path.join(self.tmp, "server-%d.log" % len(SERVERS) if keep_tmp else "server.log")
         self.logf = open(self.log_path, "w")
         cmd = [t2, "serve", "--model", MODEL, "--port", "0", "--threads", "2",
                "--profiles", self.profiles,
