@@ -1,0 +1,154 @@
+/* Kernel dispatch (chosen once per process) and the helpers around the
+ * kernels: weight formats, activation quantisation, row ranges. */
+#include "kernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+
+const char *t2_wtype_name(t2_wtype t)
+{
+    switch (t) {
+    case T2_W_F32: return "f32";
+    case T2_W_BF16: return "bf16";
+    case T2_W_Q8_0: return "q8_0";
+    }
+    return "?";
+}
+
+int t2_wtype_parse(const char *s, t2_wtype *t, t2_err *err)
+{
+    static const t2_wtype all[] = {T2_W_F32, T2_W_BF16, T2_W_Q8_0};
+    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(s, t2_wtype_name(all[i])) == 0) {
+            *t = all[i];
+            return 0;
+        }
+    }
+    return t2_err_set(err, "invalid weight format '%.100s' (expected f32, bf16 or q8_0)",
+                      s ? s : "");
+}
+
+size_t t2_wtype_row_bytes(t2_wtype t, int cols)
+{
+    switch (t) {
+    case T2_W_BF16: return (size_t)cols * 2;
+    case T2_W_Q8_0: return (size_t)cols / T2_Q8_0_BLOCK * T2_Q8_0_BYTES;
+    default: return (size_t)cols * 4;
+    }
+}
+
+/* ---- variant selection ---- */
+
+static int cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+
+static int cpu_has_avx512(void)
+{
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+const t2_kernels *t2_kernels_variant(const char *name)
+{
+    if (!name)
+        return NULL;
+    if (strcmp(name, "scalar") == 0)
+        return &t2_kernels_scalar;
+    if (strcmp(name, "avx2") == 0)
+        return cpu_has_avx2() ? &t2_kernels_avx2 : NULL;
+    if (strcmp(name, "avx512") == 0)
+        return cpu_has_avx512() ? &t2_kernels_avx512 : NULL;
+    return NULL;
+}
+
+/* The one piece of global mutable state: written once under pthread_once. */
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+static const t2_kernels *chosen;
+
+static void choose(void)
+{
+    const t2_kernels *best = cpu_has_avx512() ? &t2_kernels_avx512
+                             : cpu_has_avx2() ? &t2_kernels_avx2
+                                              : &t2_kernels_scalar;
+    const char *want = getenv("T2_KERNELS");
+    chosen = best;
+    if (want && *want) {
+        const t2_kernels *k = t2_kernels_variant(want);
+        if (k)
+            chosen = k;
+        else
+            fprintf(stderr, "t2: T2_KERNELS=%s not available here, using %s\n", want, best->name);
+    }
+}
+
+const t2_kernels *t2_kernels_get(void)
+{
+    pthread_once(&chosen_once, choose);
+    return chosen;
+}
+
+/* ---- helpers ---- */
+
+void t2_q8_act_quantize(const float *x, int n, int cols, t2_q8_act *out)
+{
+    int nb = cols / T2_Q8_0_BLOCK;
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * (size_t)cols;
+        int8_t *q = out->q + (size_t)i * (size_t)cols;
+        float *d = out->d + (size_t)i * (size_t)nb;
+        for (int b = 0; b < nb; b++) {
+            const float *v = xr + b * T2_Q8_0_BLOCK;
+            float amax = 0.0f;
+            for (int k = 0; k < T2_Q8_0_BLOCK; k++)
+                amax = fmaxf(amax, fabsf(v[k]));
+            float db = amax / 127.0f;
+            float id = db != 0.0f ? 1.0f / db : 0.0f;
+            d[b] = t2_f16_to_f32(t2_f32_to_f16(db)); /* the block stores d as f16 */
+            for (int k = 0; k < T2_Q8_0_BLOCK; k++)
+                q[b * T2_Q8_0_BLOCK + k] = (int8_t)roundf(v[k] * id);
+        }
+    }
+}
+
+void t2_wmat_mul(const t2_kernels *k, const t2_wmat *w, int r0, int r1, const float *x,
+                 const t2_q8_act *xq, int n, float *y, size_t ldy)
+{
+    if (r0 >= r1)
+        return;
+    const char *base = (const char *)w->data + (size_t)r0 * w->stride;
+    switch (w->type) {
+    case T2_W_F32:
+        k->f32((const float *)(const void *)base, w->stride, r1 - r0, w->cols, x, n, y + r0, ldy);
+        break;
+    case T2_W_BF16:
+        k->bf16((const uint16_t *)(const void *)base, w->stride, r1 - r0, w->cols, x, n, y + r0,
+                ldy);
+        break;
+    case T2_W_Q8_0:
+        k->q8_0((const uint8_t *)base, w->stride, r1 - r0, w->cols, xq->q, xq->d, n, y + r0, ldy);
+        break;
+    }
+}
+
+void t2_wmat_row_f32(const t2_wmat *w, int r, float *dst)
+{
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->stride;
+    switch (w->type) {
+    case T2_W_F32: memcpy(dst, row, (size_t)w->cols * sizeof(float)); break;
+    case T2_W_BF16:
+        for (int c = 0; c < w->cols; c++)
+            dst[c] = t2_bf16_to_f32(t2_load_u16(row + 2 * c));
+        break;
+    case T2_W_Q8_0: t2_q8_0_dequantize(row, dst, (size_t)w->cols); break;
+    }
+}

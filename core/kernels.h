@@ -1,0 +1,78 @@
+/* Matrix-vector (and small matrix-matrix) kernels for weights stored as
+ * F32, BF16 or Q8_0: Y[i][r] = sum_k X[i][k] * W[r][k] for a few rows of X
+ * (one per decoded sequence). A portable scalar reference and AVX2/FMA and
+ * AVX-512 variants; the best one the CPU supports is chosen once at run
+ * time (T2_KERNELS=scalar|avx2|avx512 forces one). */
+#ifndef T2_KERNELS_H
+#define T2_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* Storage format of a weight matrix. */
+typedef enum t2_wtype {
+    T2_W_F32 = 0,
+    T2_W_BF16 = 1,
+    T2_W_Q8_0 = 2, /* GGUF blocks: f16 scale d + 32 int8, value = d * q */
+} t2_wtype;
+
+/* A row-major weight matrix [rows][cols]; row r starts at
+ * (const char *)data + r * stride. Q8_0 needs cols % 32 == 0. */
+typedef struct t2_wmat {
+    t2_wtype type;
+    const void *data;
+    int rows, cols;
+    size_t stride; /* bytes per row */
+} t2_wmat;
+
+const char *t2_wtype_name(t2_wtype t);
+/* "f32", "bf16", "q8_0" -> *t; fails on anything else. */
+int t2_wtype_parse(const char *s, t2_wtype *t, t2_err *err);
+/* Bytes of one row of cols values (cols % 32 == 0 for Q8_0). */
+size_t t2_wtype_row_bytes(t2_wtype t, int cols);
+
+/* Activations quantised for Q8_0 products: per row of X, cols int8 and
+ * cols/32 scales (f16-rounded, as llama.cpp's q8_0 blocks carry them). */
+typedef struct t2_q8_act {
+    int8_t *q; /* [n][cols] */
+    float *d;  /* [n][cols/32] */
+} t2_q8_act;
+
+/* The kernels of one variant. x / xq hold n rows of `cols`; y[i] starts at
+ * y + i * ldy; w rows are ldw bytes apart. */
+typedef struct t2_kernels {
+    const char *name;
+    void (*f32)(const float *w, size_t ldw, int rows, int cols, const float *x, int n, float *y,
+                size_t ldy);
+    void (*bf16)(const uint16_t *w, size_t ldw, int rows, int cols, const float *x, int n, float *y,
+                 size_t ldy);
+    void (*q8_0)(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
+                 const float *xd, int n, float *y, size_t ldy);
+} t2_kernels;
+
+/* The variant in use: the best the CPU supports, or T2_KERNELS's choice
+ * (an unknown or unsupported name falls back to the best, with a warning
+ * on stderr). Chosen once, thread-safe. */
+const t2_kernels *t2_kernels_get(void);
+/* A named variant ("scalar", "avx2", "avx512") if this CPU supports it,
+ * else NULL (for tests and benchmarks). */
+const t2_kernels *t2_kernels_variant(const char *name);
+
+/* Quantises n rows of x (cols % 32 == 0) as ggml's quantize_row_q8_0. */
+void t2_q8_act_quantize(const float *x, int n, int cols, t2_q8_act *out);
+
+/* Rows [r0, r1) of Y = X·Wᵀ into y + r0 (row i of Y at y + i * ldy).
+ * xq: X quantised, needed for Q8_0 weights only. */
+void t2_wmat_mul(const t2_kernels *k, const t2_wmat *w, int r0, int r1, const float *x,
+                 const t2_q8_act *xq, int n, float *y, size_t ldy);
+/* Row r of W as float32. */
+void t2_wmat_row_f32(const t2_wmat *w, int r, float *dst);
+
+/* The variants (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c). */
+extern const t2_kernels t2_kernels_scalar;
+extern const t2_kernels t2_kernels_avx2;
+extern const t2_kernels t2_kernels_avx512;
+
+#endif

@@ -1,0 +1,275 @@
+/* The matrix-vector kernels: every vector variant this CPU supports
+ * against the scalar reference on random data, and the scalar reference
+ * against a double-precision computation. Tolerances: F32 and BF16 within
+ * 1e-5 of sum_k |w_k x_k| (float rounding of a differently ordered sum);
+ * Q8_0 within 1e-6 of sum_b d_w d_x sum_k |qw_k qx_k| around the exact
+ * integer sums (the int8 products are exact; only the scaling of partial
+ * sums is rounded). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "dtype.h"
+#include "kernels.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+/* A random weight matrix in `type`, rows `pad` bytes longer than needed
+ * (strided access), plus its exact float32 values. */
+typedef struct mat {
+    t2_wmat w;
+    uint8_t *bytes;
+    float *f; /* [rows][cols] the values the kernels must use */
+} mat;
+
+static void make_mat(mat *m, t2_wtype type, int rows, int cols, size_t pad)
+{
+    size_t rb = t2_wtype_row_bytes(type, cols), stride = rb + pad;
+    m->bytes = calloc((size_t)rows, stride);
+    m->f = malloc((size_t)rows * (size_t)cols * sizeof *m->f);
+    float *tmp = malloc((size_t)cols * sizeof *tmp);
+    assert_non_null(m->bytes);
+    assert_non_null(m->f);
+    assert_non_null(tmp);
+    for (int r = 0; r < rows; r++) {
+        uint8_t *row = m->bytes + (size_t)r * stride;
+        for (int c = 0; c < cols; c++)
+            tmp[c] = frand() * (r % 3 == 0 ? 0.01f : 1.0f); /* varied magnitudes */
+        if (type == T2_W_F32)
+            memcpy(row, tmp, rb);
+        else if (type == T2_W_BF16)
+            for (int c = 0; c < cols; c++) {
+                uint16_t h = t2_f32_to_bf16(tmp[c]);
+                memcpy(row + 2 * c, &h, 2);
+            }
+        else
+            t2_q8_0_quantize(tmp, row, (size_t)cols);
+        m->w = (t2_wmat){type, m->bytes, rows, cols, stride};
+        t2_wmat_row_f32(&m->w, r, m->f + (size_t)r * (size_t)cols);
+    }
+    free(tmp);
+}
+
+static void free_mat(mat *m)
+{
+    free(m->bytes);
+    free(m->f);
+}
+
+static float *rand_x(int n, int cols)
+{
+    float *x = malloc((size_t)n * (size_t)cols * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < (size_t)n * (size_t)cols; i++)
+        x[i] = frand() * 2.0f;
+    return x;
+}
+
+/* expected y and its error scale, in double */
+static void reference(const mat *m, const float *x, const t2_q8_act *xq, int n, double *exact,
+                      double *scale)
+{
+    int rows = m->w.rows, cols = m->w.cols, nb = cols / 32;
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < rows; r++) {
+            double s = 0, a = 0;
+            if (m->w.type == T2_W_Q8_0) {
+                const uint8_t *row = m->bytes + (size_t)r * m->w.stride;
+                for (int b = 0; b < nb; b++) {
+                    const uint8_t *blk = row + (size_t)b * T2_Q8_0_BYTES;
+                    const int8_t *qw = (const int8_t *)(blk + 2);
+                    long isum = 0, iabs = 0;
+                    for (int k = 0; k < 32; k++) {
+                        long p = (long)qw[k] * xq->q[(size_t)i * cols + (size_t)b * 32 + (size_t)k];
+                        isum += p;
+                        iabs += labs(p);
+                    }
+                    double d = (double)t2_f16_to_f32(t2_load_u16(blk)) *
+                               (double)xq->d[(size_t)i * nb + (size_t)b];
+                    s += (double)isum * d;
+                    a += fabs((double)iabs * d);
+                }
+            } else {
+                for (int c = 0; c < cols; c++) {
+                    double p = (double)m->f[(size_t)r * cols + c] * (double)x[(size_t)i * cols + c];
+                    s += p;
+                    a += fabs(p);
+                }
+            }
+            exact[(size_t)i * rows + r] = s;
+            scale[(size_t)i * rows + r] = a;
+        }
+}
+
+static void check_variant(const t2_kernels *k, t2_wtype type, int rows, int cols, int n)
+{
+    mat m;
+    make_mat(&m, type, rows, cols, type == T2_W_Q8_0 ? 34 : 12);
+    float *x = rand_x(n, cols);
+    t2_q8_act xq = {NULL, NULL};
+    if (type == T2_W_Q8_0) {
+        xq.q = malloc((size_t)n * (size_t)cols);
+        xq.d = malloc((size_t)n * (size_t)(cols / 32) * sizeof(float));
+        assert_non_null(xq.q);
+        assert_non_null(xq.d);
+        t2_q8_act_quantize(x, n, cols, &xq);
+    }
+    size_t ldy = (size_t)rows + 3, ny = (size_t)n * ldy;
+    float *y = malloc(ny * sizeof *y), *yref = malloc(ny * sizeof *yref);
+    double *exact = malloc((size_t)n * rows * sizeof *exact);
+    double *scale = malloc((size_t)n * rows * sizeof *scale);
+    assert_non_null(y);
+    assert_non_null(yref);
+    assert_non_null(exact);
+    assert_non_null(scale);
+    for (size_t i = 0; i < ny; i++)
+        y[i] = yref[i] = 12345.0f; /* padding must stay untouched */
+    /* two row ranges: [0, rows/2) and [rows/2, rows), as pool workers split */
+    t2_wmat_mul(&t2_kernels_scalar, &m.w, 0, rows / 2, x, &xq, n, yref, ldy);
+    t2_wmat_mul(&t2_kernels_scalar, &m.w, rows / 2, rows, x, &xq, n, yref, ldy);
+    t2_wmat_mul(k, &m.w, 0, rows / 2, x, &xq, n, y, ldy);
+    t2_wmat_mul(k, &m.w, rows / 2, rows, x, &xq, n, y, ldy);
+    reference(&m, x, &xq, n, exact, scale);
+    double tol = type == T2_W_Q8_0 ? 1e-6 : 1e-5;
+    for (int i = 0; i < n; i++) {
+        for (int r = 0; r < rows; r++) {
+            size_t o = (size_t)i * ldy + (size_t)r, e = (size_t)i * rows + (size_t)r;
+            double lim = tol * scale[e] + 1e-30;
+            if (fabs((double)yref[o] - exact[e]) > lim || fabs((double)y[o] - yref[o]) > lim)
+                fail_msg("%s %s rows %d cols %d n %d: y[%d][%d] = %.9g, scalar %.9g, exact %.9g",
+                         k->name, t2_wtype_name(type), rows, cols, n, i, r, (double)y[o],
+                         (double)yref[o], exact[e]);
+        }
+        for (size_t r = (size_t)rows; r < ldy; r++) {
+            assert_true(y[(size_t)i * ldy + r] == 12345.0f);
+            assert_true(yref[(size_t)i * ldy + r] == 12345.0f);
+        }
+    }
+    free(y);
+    free(yref);
+    free(exact);
+    free(scale);
+    free(x);
+    free(xq.q);
+    free(xq.d);
+    free_mat(&m);
+}
+
+static void check_all_shapes(const t2_kernels *k)
+{
+    static const int rows[] = {1, 5, 33};
+    static const int cols_q8[] = {32, 64, 96, 960, 2560};
+    static const int cols_f[] = {1, 15, 17, 40, 64, 960, 1000};
+    static const int ns[] = {1, 2, 3, 4, 5, 8, 16};
+    for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
+        for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+            for (size_t b = 0; b < sizeof cols_f / sizeof cols_f[0]; b++) {
+                check_variant(k, T2_W_F32, rows[a], cols_f[b], ns[c]);
+                check_variant(k, T2_W_BF16, rows[a], cols_f[b], ns[c]);
+            }
+            for (size_t b = 0; b < sizeof cols_q8 / sizeof cols_q8[0]; b++)
+                check_variant(k, T2_W_Q8_0, rows[a], cols_q8[b], ns[c]);
+        }
+}
+
+/* T2_KERNELS picks the variant (this runs first: the choice is made once
+ * per process). */
+static void test_env_forces_variant(void **state)
+{
+    (void)state;
+    setenv("T2_KERNELS", "scalar", 1);
+    assert_string_equal(t2_kernels_get()->name, "scalar");
+    assert_ptr_equal(t2_kernels_get(), &t2_kernels_scalar);
+    assert_null(t2_kernels_variant("nonsense"));
+    assert_ptr_equal(t2_kernels_variant("scalar"), &t2_kernels_scalar);
+}
+
+static void test_scalar(void **state)
+{
+    (void)state;
+    check_all_shapes(&t2_kernels_scalar);
+}
+
+static void test_avx2(void **state)
+{
+    (void)state;
+    const t2_kernels *k = t2_kernels_variant("avx2");
+    if (!k)
+        skip();
+    check_all_shapes(k);
+}
+
+static void test_avx512(void **state)
+{
+    (void)state;
+    const t2_kernels *k = t2_kernels_variant("avx512");
+    if (!k)
+        skip();
+    check_all_shapes(k);
+}
+
+/* The activations are quantised exactly as ggml quantises a Q8_0 row. */
+static void test_act_quantize_matches_ggml(void **state)
+{
+    (void)state;
+    enum { N = 3, COLS = 96 };
+    float *x = rand_x(N, COLS);
+    x[5] = 0.0f;
+    for (int k = 32; k < 64; k++) /* an all-zero block: d = 0 */
+        x[k] = 0.0f;
+    int8_t q[N * COLS];
+    float d[N * COLS / 32];
+    t2_q8_act a = {q, d};
+    t2_q8_act_quantize(x, N, COLS, &a);
+    uint8_t blocks[N * COLS / 32 * T2_Q8_0_BYTES];
+    t2_q8_0_quantize(x, blocks, N * COLS);
+    for (int b = 0; b < N * COLS / 32; b++) {
+        const uint8_t *blk = blocks + b * T2_Q8_0_BYTES;
+        assert_true(d[b] == t2_f16_to_f32(t2_load_u16(blk)));
+        assert_memory_equal(q + b * 32, blk + 2, 32);
+    }
+    assert_true(d[1] == 0.0f);
+    free(x);
+}
+
+static void test_wtype_names(void **state)
+{
+    (void)state;
+    t2_err err = {{0}};
+    t2_wtype t;
+    assert_int_equal(t2_wtype_parse("bf16", &t, &err), 0);
+    assert_int_equal(t, T2_W_BF16);
+    assert_int_equal(t2_wtype_parse("q8_0", &t, &err), 0);
+    assert_int_equal(t, T2_W_Q8_0);
+    assert_int_equal(t2_wtype_parse("f32", &t, &err), 0);
+    assert_int_equal(t, T2_W_F32);
+    assert_int_not_equal(t2_wtype_parse("q4_0", &t, &err), 0);
+    assert_non_null(strstr(err.msg, "q4_0"));
+    assert_int_equal(t2_wtype_row_bytes(T2_W_Q8_0, 64), 68);
+    assert_int_equal(t2_wtype_row_bytes(T2_W_BF16, 64), 128);
+    assert_int_equal(t2_wtype_row_bytes(T2_W_F32, 64), 256);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_env_forces_variant),
+        cmocka_unit_test(test_wtype_names),
+        cmocka_unit_test(test_act_quantize_matches_ggml),
+        cmocka_unit_test(test_scalar),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
