@@ -5,6 +5,8 @@ setup ships, with the addresses rewritten to loopback), all started here:
   of them decomposes, the other loads the factors it wrote;
 - an expert uploaded through the balancer is used by both replicas directly;
   deleted through the balancer, it is gone on both;
+- docker/nginx-affinity.conf sends every request with one X-T2-Route key to
+  one replica, and spreads requests without one;
 - under load through the balancer, one replica is killed (SIGKILL): requests
   in flight on it may fail, every request started after the kill succeeds
   through the other.
@@ -49,14 +51,14 @@ def free_port():
     return port
 
 
-def nginx_conf(tmp, port, upstreams):
-    """docker/nginx.conf with loopback addresses and temp paths in tmp."""
-    conf = open(os.path.join(SRC, "docker", "nginx.conf")).read()
+def nginx_conf(tmp, port, upstreams, name):
+    """docker/<name> with loopback addresses and temp paths in tmp."""
+    conf = open(os.path.join(SRC, "docker", name)).read()
     conf = conf.replace("server t2-a:8080", "server 127.0.0.1:%d" % upstreams[0])
     conf = conf.replace("server t2-b:8080", "server 127.0.0.1:%d" % upstreams[1])
     conf = conf.replace("listen 8080;", "listen 127.0.0.1:%d;" % port)
-    if conf.count("127.0.0.1:") != 3:
-        raise RuntimeError("docker/nginx.conf changed shape: update test_balancer.py")
+    if "8080" in conf or "listen 127.0.0.1" not in conf:
+        raise RuntimeError("docker/%s changed shape: update test_balancer.py" % name)
     paths = "".join("    %s_temp_path %s/%s;\n" % (k, tmp, k)
                     for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = conf.replace("http {\n", "http {\n    access_log %s/access.log;\n%s" % (tmp, paths), 1)
@@ -67,11 +69,11 @@ def nginx_conf(tmp, port, upstreams):
 
 
 class Nginx:
-    def __init__(self, upstreams):
+    def __init__(self, upstreams, name="nginx.conf"):
         self.tmp = tempfile.mkdtemp(prefix="t2lb-")
         os.chmod(self.tmp, 0o755)  # nginx's workers drop root: they must reach the temp paths
         self.port = free_port()
-        conf = nginx_conf(self.tmp, self.port, upstreams)
+        conf = nginx_conf(self.tmp, self.port, upstreams, name)
         glob = "daemon off; pid %s/nginx.pid; error_log %s/error.log;" % (self.tmp, self.tmp)
         self.proc = subprocess.Popen([NGINX, "-p", self.tmp, "-c", conf, "-g", glob],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -166,6 +168,23 @@ for label, s in (("A", A), ("B", B)):
     R.check("replica %s no longer lists it" % label, "lbmath" not in (names(s) or ["lbmath"]), names(s))
     st, _, _ = s.json("POST", "/v1/generate", dict(Q, adaptation={"strategy": "expert", "expert": "lbmath"}))
     R.eq("replica %s: generating with it -> 404" % label, st, 404)
+
+# --- expert affinity (docker/nginx-affinity.conf): one route key, one replica ---
+aff = Nginx([A.port, B.port], "nginx-affinity.conf")
+for key in ("expert:math", "expert:code", "profile:support"):
+    before = (requests_served(A), requests_served(B))
+    for _ in range(6):
+        st, _ = aff.request("POST", "/v1/generate", dict(Q, adaptation={"strategy": "none"}),
+                            headers={"Content-Type": "application/json", "X-T2-Route": key})
+    delta = (requests_served(A) - before[0], requests_served(B) - before[1])
+    R.check("affinity: the 6 requests routed %r all went to one replica" % key,
+            sorted(delta) == [0, 6], delta)
+before = (requests_served(A), requests_served(B))
+for _ in range(8):
+    aff.request("POST", "/v1/generate", dict(Q, adaptation={"strategy": "none"}))
+delta = (requests_served(A) - before[0], requests_served(B) - before[1])
+R.check("affinity: requests without a route key spread over both", sum(delta) == 8 and min(delta) > 0, delta)
+aff.stop()
 
 # --- load through the balancer, one replica killed in the middle ---
 results = []  # (start, end, status or exception text)
