@@ -1,6 +1,7 @@
 """Two t2 processes sharing one experts directory (as replicas behind a load
 balancer do): an expert uploaded or deleted through one becomes visible to
-the other within its rescan period.
+the other within its rescan period; a profile stored by one is read by the
+other at once (profiles are read from disk per request).
 
 usage: test_replicas.py PATH/TO/t2
 """
@@ -52,6 +53,21 @@ R.check("replica B drops it within the rescan period",
         wait_for(lambda: "shared1" not in (names(B) or ["shared1"])), names(B))
 st, body, _ = B.json("POST", "/v1/generate", dict(Q, adaptation={"strategy": "expert", "expert": "shared1"}))
 R.eq("generating with the deleted expert on B -> 404", st, 404)
+
+# profiles are read from the shared directory per request: visible at once
+EX = [{"question": "What is 39 - 33?\nA. -4\nB. 6\nC. 5", "answer": "B"}]
+st, body, _ = A.json("POST", "/v1/adapt", {"name": "shared-prof", "examples": EX,
+                                          "generations": 1, "population": 2, "seed": 1})
+R.eq("profile created through replica A", st, 201)
+st, pb, _ = B.json("GET", "/v1/profiles/shared-prof")
+R.check("replica B reads it at once, same alpha", st == 200 and pb.get("alpha") == body.get("alpha"),
+        (st, pb, body))
+st, gen, _ = B.json("POST", "/v1/generate", dict(Q, adaptation={"strategy": "profile", "profile": "shared-prof"}))
+R.eq("replica B generates with it", st, 200)
+st, _, _ = B.request("DELETE", "/v1/profiles/shared-prof")
+R.eq("profile deleted through replica B", st, 200)
+st, _, _ = A.request("GET", "/v1/profiles/shared-prof")
+R.eq("replica A no longer has it", st, 404)
 
 R.eq("replica B exits 0 on SIGTERM", B.stop(cleanup=False), 0)
 R.eq("replica A exits 0 on SIGTERM", A.stop(), 0)
