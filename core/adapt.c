@@ -190,23 +190,35 @@ static t2_adapted *adapted_new(const t2_model *m, size_t bytes, t2_err *err)
 typedef struct build_job {
     const t2_svf *svf;
     float *const *z;
-    float **dst; /* [svf->n] destination per matrix, NULL = not adapted */
-    size_t max_mr;
+    t2_wtype wtype;
+    void **dst;   /* [svf->n] destination per matrix, NULL = not adapted */
+    t2_wmat *out; /* [svf->n] what was written there */
+    size_t max_mr, max_mn;
     bool failed;
 } build_job;
 
+/* W' in float32, then (for a bf16/q8_0 model) in the model's format, so an
+ * expert reads as many bytes per token as the base model. */
 static void build_worker(void *arg, int w, int nw)
 {
     build_job *j = arg;
     float *tmp = malloc(j->max_mr * sizeof *tmp);
-    if (!tmp) {
+    float *f32 = j->wtype == T2_W_F32 ? NULL : malloc(j->max_mn * sizeof *f32);
+    if (!tmp || (j->wtype != T2_W_F32 && !f32)) {
+        free(tmp);
         j->failed = true;
         return;
     }
-    for (size_t i = (size_t)w; i < j->svf->n; i += (size_t)nw)
-        if (j->dst[i])
-            t2_svf_materialise(&j->svf->mats[i], j->z[i], j->dst[i], tmp);
+    for (size_t i = (size_t)w; i < j->svf->n; i += (size_t)nw) {
+        if (!j->dst[i])
+            continue;
+        const t2_svf_matrix *mat = &j->svf->mats[i];
+        float *wf = f32 ? f32 : j->dst[i];
+        t2_svf_materialise(mat, j->z[i], wf, tmp);
+        j->out[i] = t2_wmat_from_f32(j->wtype, j->dst[i], wf, mat->m, mat->n);
+    }
     free(tmp);
+    free(f32);
 }
 
 int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
@@ -214,19 +226,24 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
 {
     double t0 = t2_now_ms();
     *out = NULL;
-    size_t floats = 0, max_mr = 0;
+    size_t bytes = 0, max_mr = 0, max_mn = 0;
     for (size_t i = 0; i < svf->n; i++) {
         const t2_svf_matrix *mat = &svf->mats[i];
         if (z[i])
-            floats += ((size_t)mat->m * (size_t)mat->n + 15) / 16 * 16;
+            bytes += t2_wmat_alloc_bytes(m->wtype, mat->m, mat->n);
         if ((size_t)mat->m * (size_t)mat->r > max_mr)
             max_mr = (size_t)mat->m * (size_t)mat->r;
+        if ((size_t)mat->m * (size_t)mat->n > max_mn)
+            max_mn = (size_t)mat->m * (size_t)mat->n;
     }
-    t2_adapted *a = adapted_new(m, floats * sizeof(float), err);
+    t2_adapted *a = adapted_new(m, bytes, err);
     if (!a)
         return -1;
-    float **dst = calloc(svf->n + 1, sizeof *dst);
-    if (!dst) {
+    void **dst = calloc(svf->n + 1, sizeof *dst);
+    t2_wmat *mats = calloc(svf->n + 1, sizeof *mats);
+    if (!dst || !mats) {
+        free(dst);
+        free(mats);
         t2_adapted_unref(a);
         return t2_err_set(err, "out of memory");
     }
@@ -235,13 +252,21 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
         const t2_svf_matrix *mat = &svf->mats[i];
         if (!z[i])
             continue;
-        dst[i] = a->storage + off;
-        off += ((size_t)mat->m * (size_t)mat->n + 15) / 16 * 16;
-        *layer_field(&a->layers[mat->layer], mat->kind) = dst[i];
+        dst[i] = (char *)a->storage + off;
+        off += t2_wmat_alloc_bytes(m->wtype, mat->m, mat->n);
     }
-    build_job j = {svf, z, dst, max_mr, false};
+    build_job j = {svf, z, m->wtype, dst, mats, max_mr, max_mn, false};
     t2_pool_run(pool, build_worker, &j);
+    for (size_t i = 0; i < svf->n && !j.failed; i++) {
+        const t2_svf_matrix *mat = &svf->mats[i];
+        if (!dst[i])
+            continue;
+        t2_layer *L = &a->layers[mat->layer];
+        L->mat[mat->kind] = mats[i];
+        *layer_field(L, mat->kind) = m->wtype == T2_W_F32 ? dst[i] : NULL;
+    }
     free(dst);
+    free(mats);
     if (j.failed) {
         t2_adapted_unref(a);
         return t2_err_set(err, "out of memory while materialising adapted weights");

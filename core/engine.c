@@ -65,7 +65,7 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
     size_t rejected = 0;
     int rc = e->classify_prompt ? 0 : t2_err_set(err, "out of memory");
     if (rc == 0)
-        rc = t2_model_load(&e->model, o->model_path, err);
+        rc = t2_model_load_as(&e->model, o->model_path, o->weights, err);
     if (rc == 0)
         log_msg(o, "model %s: %d layers, hidden %d, vocab %d", e->model->name,
                 e->model->cfg.n_layers, e->model->cfg.hidden, e->model->cfg.vocab);

@@ -35,6 +35,7 @@ typedef struct t2_engine_opts {
     size_t adapted_cache_mb;     /* materialised weight sets kept, default 512 */
     const char *classify_prompt; /* NULL: T2_DEFAULT_CLASSIFY_PROMPT */
     int materialise_min_tokens;  /* policy, default 32 */
+    t2_wtype weights;            /* weight format kept in memory, default f32 */
     /* progress and warnings while opening (may be NULL) */
     void (*log)(void *user, const char *msg);
     void *log_user;

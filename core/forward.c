@@ -82,9 +82,17 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     size_t max_dim = max_r > KV ? max_r : KV;
     c->gather_x = alloc_floats(T2_CHUNK * max_dim);
     c->gather_y = alloc_floats(T2_CHUNK * max_dim);
+    c->kern = t2_kernels_get();
+    c->xq.q = (int8_t *)alloc_floats(T2_KERNEL_ROWS * max_dim / 4 + 1);
+    c->xq.d = alloc_floats(T2_KERNEL_ROWS * (max_dim / T2_Q8_0_BLOCK + 1));
+    /* about 256 KB of rows per block: stays in L2 while sgemm reads it */
+    c->deq_floats = max_r * 16 > 65536 ? max_r * 16 : 65536;
+    if (m->wtype != T2_W_F32)
+        c->deq = alloc_floats((size_t)t2_pool_size(pool) * c->deq_floats);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att ||
         !c->gate || !c->up || !c->rope_cos || !c->rope_sin || !c->inv_freq || !c->scores ||
-        !c->logits || !c->fact_tmp || !c->gather_x || !c->gather_y) {
+        !c->logits || !c->fact_tmp || !c->gather_x || !c->gather_y || !c->xq.q || !c->xq.d ||
+        (m->wtype != T2_W_F32 && !c->deq)) {
         t2_ctx_free(c);
         return t2_err_set(err, "out of memory for a context of %d tokens", n_ctx);
     }
@@ -118,6 +126,9 @@ void t2_ctx_free(t2_ctx *c)
     free(c->fact_tmp);
     free(c->gather_x);
     free(c->gather_y);
+    free(c->xq.q);
+    free(c->xq.d);
+    free(c->deq);
     free(c->logits_all);
     free(c);
 }

@@ -9,6 +9,10 @@
  * for sgemm to run at full speed. Also the largest decode batch. */
 #define T2_CHUNK 128
 
+/* Products with at most this many rows of X run on core/kernels (each
+ * weight row read once for all of them); larger ones on sgemm. */
+#define T2_KERNEL_ROWS 16
+
 struct t2_ctx {
     const t2_model *m;
     const t2_layer *layers;
@@ -25,7 +29,11 @@ struct t2_ctx {
     float *logits;              /* [T2_CHUNK][vocab] */
     float *fact_tmp;            /* [T2_CHUNK][max dim] for factored products */
     float *gather_x, *gather_y; /* [T2_CHUNK][max dim] for mixed-weight batches */
-    float *logits_all;          /* grows for all_logits requests */
+    const t2_kernels *kern;     /* the kernel variant in use */
+    t2_q8_act xq;               /* X quantised for Q8_0 products: [T2_KERNEL_ROWS][max dim] */
+    float *deq;                 /* [n_threads][deq_floats]: dequantised weight rows */
+    size_t deq_floats;
+    float *logits_all; /* grows for all_logits requests */
     size_t logits_all_cap;
 };
 

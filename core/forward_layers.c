@@ -12,60 +12,69 @@
 /* ---- matrix products: Y[n][rows] = X[n][cols] · W[rows][cols]ᵀ (+ b) ---- */
 
 typedef struct matmul_job {
+    t2_ctx *c;
     float *y;
-    const float *x, *w, *bias;
-    int n, rows, cols;
+    const float *x, *bias;
+    const t2_wmat *w;
+    int n;
 } matmul_job;
 
-static void matmul_worker(void *arg, int w, int nw)
+/* Rows [r0, r1) of a bf16/q8_0 product with many rows of X: blocks of W
+ * dequantised into this worker's scratch, then sgemm (prefill). */
+static void matmul_dequant(const matmul_job *j, int worker, int r0, int r1)
+{
+    const t2_wmat *w = j->w;
+    float *buf = j->c->deq + (size_t)worker * j->c->deq_floats;
+    int block = (int)(j->c->deq_floats / (size_t)w->cols);
+    for (int b0 = r0; b0 < r1; b0 += block) {
+        int b1 = b0 + block < r1 ? b0 + block : r1;
+        for (int r = b0; r < b1; r++)
+            t2_wmat_row_f32(w, r, buf + (size_t)(r - b0) * (size_t)w->cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, b1 - b0, w->cols, 1.0f, j->x,
+                    w->cols, buf, w->cols, 0.0f, j->y + b0, w->rows);
+    }
+}
+
+static void matmul_worker(void *arg, int worker, int nw)
 {
     const matmul_job *j = arg;
+    const t2_wmat *w = j->w;
     int r0, r1;
-    t2_pool_share(j->rows, w, nw, 16, &r0, &r1);
+    t2_pool_share(w->rows, worker, nw, 16, &r0, &r1);
     if (r0 >= r1)
         return;
-    const float *wr = j->w + (size_t)r0 * (size_t)j->cols;
-    if (j->n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, r1 - r0, j->cols, 1.0f, wr, j->cols, j->x, 1, 0.0f,
-                    j->y + r0, 1);
+    if (j->n <= T2_KERNEL_ROWS)
+        t2_wmat_mul(j->c->kern, w, r0, r1, j->x, &j->c->xq, j->n, j->y, (size_t)w->rows);
+    else if (w->type == T2_W_F32)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, w->cols, 1.0f, j->x,
+                    w->cols, (const float *)w->data + (size_t)r0 * (size_t)w->cols, w->cols, 0.0f,
+                    j->y + r0, w->rows);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, j->cols, 1.0f, j->x,
-                    j->cols, wr, j->cols, 0.0f, j->y + r0, j->rows);
+        matmul_dequant(j, worker, r0, r1);
     if (j->bias)
         for (int i = 0; i < j->n; i++)
             for (int r = r0; r < r1; r++)
-                j->y[(size_t)i * (size_t)j->rows + (size_t)r] += j->bias[r];
+                j->y[(size_t)i * (size_t)w->rows + (size_t)r] += j->bias[r];
 }
 
-static void matmul(t2_ctx *c, float *y, const float *x, const float *w, const float *bias, int n,
-                   int rows, int cols)
+static void matmul(t2_ctx *c, float *y, const float *x, const t2_wmat *w, const float *bias, int n)
 {
-    matmul_job j = {y, x, w, bias, n, rows, cols};
+    /* Q8_0 kernels take X quantised: once here, not per worker */
+    if (w->type == T2_W_Q8_0 && n <= T2_KERNEL_ROWS)
+        t2_q8_act_quantize(x, n, w->cols, &c->xq);
+    matmul_job j = {c, y, x, bias, w, n};
     t2_pool_run(c->pool, matmul_worker, &j);
 }
 
 /* ---- one layer matrix for rows that may use different weights ---- */
 
-static const float *dense_of(const t2_layer *L, int kind)
-{
-    switch (kind) {
-    case 0: return L->wq;
-    case 1: return L->wk;
-    case 2: return L->wv;
-    case 3: return L->wo;
-    case 4: return L->w_gate;
-    case 5: return L->w_up;
-    default: return L->w_down;
-    }
-}
-
 static const float *bias_of(const t2_layer *L, int kind)
 {
     switch (kind) {
-    case 0: return L->bq;
-    case 1: return L->bk;
-    case 2: return L->bv;
-    case 3: return L->bo;
+    case T2_WQ: return L->bq;
+    case T2_WK: return L->bk;
+    case T2_WV: return L->bv;
+    case T2_WO: return L->bo;
     default: return NULL;
     }
 }
@@ -77,30 +86,38 @@ static const t2_factor *factor_of(const t2_layer *L, int kind)
 
 /* What rows sharing a product must have in common: the dense matrix, or
  * for factored rows the shared U (each row then scales by its own s). */
-static const void *group_key(const t2_layer *L, int kind)
+static const void *group_key(const t2_ctx *c, const t2_layer *L, int kind)
 {
     const t2_factor *f = factor_of(L, kind);
-    return f ? (const void *)f->u : (const void *)dense_of(L, kind);
+    return f ? (const void *)f->u : t2_layer_wmat(L, &c->m->cfg, kind).data;
+}
+
+static t2_wmat f32_mat(const float *w, int rows, int cols)
+{
+    return (t2_wmat){T2_W_F32, w, rows, cols, (size_t)cols * sizeof(float)};
 }
 
 /* y[t] for the rows `idx` (all with the same key), x and y dense [n][..] */
 static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kind, float *y,
-                         const float *x, int n, int rows, int cols)
+                         const float *x, int n)
 {
     const t2_layer *first = &L[0][layer];
     const t2_factor *f = factor_of(first, kind);
     if (!f) {
-        matmul(c, y, x, dense_of(first, kind), bias_of(first, kind), n, rows, cols);
+        t2_wmat w = t2_layer_wmat(first, &c->m->cfg, kind);
+        matmul(c, y, x, &w, bias_of(first, kind), n);
         return;
     }
-    matmul(c, c->fact_tmp, x, f->vt, NULL, n, f->r, f->n);
+    /* the factored form stays float32 whatever the model's format */
+    t2_wmat vt = f32_mat(f->vt, f->r, f->n), u = f32_mat(f->u, f->m, f->r);
+    matmul(c, c->fact_tmp, x, &vt, NULL, n);
     for (int t = 0; t < n; t++) {
         const float *s = factor_of(&L[t][layer], kind)->s;
         float *row = c->fact_tmp + (size_t)t * (size_t)f->r;
         for (int i = 0; i < f->r; i++)
             row[i] *= s[i];
     }
-    matmul(c, y, c->fact_tmp, f->u, bias_of(first, kind), n, f->m, f->r);
+    matmul(c, y, c->fact_tmp, &u, bias_of(first, kind), n);
 }
 
 /* Y = X · Wᵀ where row t uses rows[t].layers: rows are grouped by the
@@ -110,24 +127,24 @@ static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, flo
 {
     const t2_layer *L[T2_CHUNK];
     bool same = true;
-    const void *key0 = group_key(&rows[0].layers[layer], kind);
+    const void *key0 = group_key(c, &rows[0].layers[layer], kind);
     for (int t = 0; t < n; t++) {
         L[t] = rows[t].layers;
-        same = same && group_key(&rows[t].layers[layer], kind) == key0;
+        same = same && group_key(c, &rows[t].layers[layer], kind) == key0;
     }
     if (same) {
-        group_matmul(c, L, layer, kind, y, x, n, out_dim, in_dim);
+        group_matmul(c, L, layer, kind, y, x, n);
         return;
     }
     bool done[T2_CHUNK] = {false};
     for (int t0 = 0; t0 < n; t0++) {
         if (done[t0])
             continue;
-        const void *key = group_key(&rows[t0].layers[layer], kind);
+        const void *key = group_key(c, &rows[t0].layers[layer], kind);
         const t2_layer *GL[T2_CHUNK];
         int idx[T2_CHUNK], g = 0;
         for (int t = t0; t < n; t++) {
-            if (!done[t] && group_key(&rows[t].layers[layer], kind) == key) {
+            if (!done[t] && group_key(c, &rows[t].layers[layer], kind) == key) {
                 done[t] = true;
                 idx[g] = t;
                 GL[g] = rows[t].layers;
@@ -136,7 +153,7 @@ static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, flo
                 g++;
             }
         }
-        group_matmul(c, GL, layer, kind, c->gather_y, c->gather_x, g, out_dim, in_dim);
+        group_matmul(c, GL, layer, kind, c->gather_y, c->gather_x, g);
         for (int i = 0; i < g; i++)
             memcpy(y + (size_t)idx[i] * (size_t)out_dim, c->gather_y + (size_t)i * (size_t)out_dim,
                    (size_t)out_dim * sizeof(float));
@@ -295,7 +312,7 @@ static void output_head(t2_ctx *c, int from, int n, float *out)
     for (int t = from; t < n; t++)
         rmsnorm(c->xn + (size_t)(t - from) * H, c->x + (size_t)t * H, c->m->final_norm, H,
                 cfg->rms_eps);
-    matmul(c, out, c->xn, c->m->lm_head, NULL, n - from, cfg->vocab, H);
+    matmul(c, out, c->xn, &c->m->head, NULL, n - from);
 }
 
 void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, float *logits_out,
@@ -304,8 +321,7 @@ void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, f
     const t2_config *cfg = &ws->m->cfg;
     int H = cfg->hidden;
     for (int t = 0; t < n; t++)
-        memcpy(ws->x + (size_t)t * H, ws->m->embed + (size_t)tokens[t] * H,
-               (size_t)H * sizeof(float));
+        t2_wmat_row_f32(&ws->m->embed_w, tokens[t], ws->x + (size_t)t * H);
     rope_tables(ws, rows, n);
     for (int l = 0; l < cfg->n_layers; l++) {
         attention_block(ws, rows, l, n);

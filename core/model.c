@@ -111,6 +111,7 @@ int t2_model_init_weights(t2_model *m, t2_err *err)
     if (m->cfg.tie_embeddings)
         m->lm_head = m->embed;
     free(spec);
+    t2_model_set_f32_wmats(m);
     return 0;
 }
 
@@ -168,6 +169,11 @@ static char *base_name(const char *path)
 
 int t2_model_load(t2_model **out, const char *path, t2_err *err)
 {
+    return t2_model_load_as(out, path, T2_W_F32, err);
+}
+
+int t2_model_load_as(t2_model **out, const char *path, t2_wtype wtype, t2_err *err)
+{
     *out = NULL;
     t2_model *m = calloc(1, sizeof *m);
     if (!m)
@@ -186,6 +192,8 @@ int t2_model_load(t2_model **out, const char *path, t2_err *err)
         rc = t2_model_load_hf_dir(m, path, err);
     else
         rc = t2_model_load_gguf(m, path, err);
+    if (rc == 0)
+        rc = t2_model_convert(m, wtype, err);
     if (rc != 0) {
         t2_model_free(m);
         return -1;

@@ -1,6 +1,9 @@
-/* A loaded Llama-family model: configuration, float32 weights, tokenizer.
+/* A loaded Llama-family model: configuration, weights, tokenizer.
  * Weights are row-major [out][in] as Hugging Face stores them, whatever
- * the source file (safetensors F32/F16/BF16, GGUF F32/F16/BF16/Q8_0). */
+ * the source file (safetensors F32/F16/BF16, GGUF F32/F16/BF16/Q8_0). They
+ * are read as float32; the projection matrices, the embedding table and
+ * the output head are then kept in the weight format asked at load time
+ * (f32 by default; bf16 or q8_0 halve or quarter the bytes decode reads). */
 #ifndef T2_MODEL_H
 #define T2_MODEL_H
 
@@ -9,6 +12,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "kernels.h"
 #include "tokenizer.h"
 
 enum t2_arch {
@@ -60,6 +64,13 @@ typedef struct t2_factor {
 /* Slots of t2_layer.factors, also enum t2_svf_kind's values. */
 #define T2_N_FACTOR_KINDS 7
 
+/* t2_layer.mat / t2_layer_wmat kinds, also enum t2_svf_kind's values */
+enum { T2_WQ = 0, T2_WK, T2_WV, T2_WO, T2_WGATE, T2_WUP, T2_WDOWN };
+
+/* The float pointers wq..w_down are the f32 weights, NULL when the model
+ * keeps another format; mat[] are the matrices in the model's format.
+ * A float pointer that is set wins (code that swaps in other f32 weights
+ * sets only it): read them through t2_layer_wmat(). */
 typedef struct t2_layer {
     float *attn_norm;    /* [hidden] */
     float *wq;           /* [n_heads*head_dim][hidden] */
@@ -75,6 +86,7 @@ typedef struct t2_layer {
     /* [T2_N_FACTOR_KINDS] (q, k, v, o, gate, up, down) or NULL: matrices to
      * apply factored instead of dense (adapted weights without a rebuild) */
     const t2_factor *factors;
+    t2_wmat mat[T2_N_FACTOR_KINDS]; /* q, k, v, o, gate, up, down */
 } t2_layer;
 
 typedef struct t2_model {
@@ -84,7 +96,11 @@ typedef struct t2_model {
     float *embed;      /* [vocab][hidden] */
     float *final_norm; /* [hidden] */
     float *lm_head;    /* [vocab][hidden]; == embed when tied */
-    t2_layer *layers;  /* [n_layers] */
+    /* embed and lm_head in the weight format (embed/lm_head are NULL when
+     * that is not f32; head.data == embed_w.data when tied) */
+    t2_wmat embed_w, head;
+    t2_wtype wtype;   /* the weight format of the projection matrices */
+    t2_layer *layers; /* [n_layers] */
     t2_tokenizer *tok;
     bool *loaded; /* per tensor slot, for "missing tensor" checks */
     size_t n_slots;
@@ -94,8 +110,23 @@ typedef struct t2_model {
 } t2_model;
 
 /* Loads a Hugging Face directory (config.json + model.safetensors or
- * model.safetensors.index.json + tokenizer.json) or a .gguf file. */
+ * model.safetensors.index.json + tokenizer.json) or a .gguf file, f32. */
 int t2_model_load(t2_model **out, const char *path, t2_err *err);
+/* The same, keeping the weights in `wtype`: converted once at load (a
+ * GGUF's BF16 or Q8_0 tensors asked in their own format come out as
+ * stored: the round trip through float32 is exact for them). */
+int t2_model_load_as(t2_model **out, const char *path, t2_wtype wtype, t2_err *err);
+
+/* Matrix `kind` (T2_WQ..T2_WDOWN) of a layer in its stored format. */
+t2_wmat t2_layer_wmat(const t2_layer *L, const t2_config *c, int kind);
+/* Converts every projection matrix, the embedding and the head of an f32
+ * model to `wtype` (freeing the f32 copies). For loaders and benchmarks. */
+int t2_model_convert(t2_model *m, t2_wtype wtype, t2_err *err);
+/* Bytes to allocate for a matrix [rows][cols] in `wtype` (rows packed). */
+size_t t2_wmat_alloc_bytes(t2_wtype wtype, int rows, int cols);
+/* Fills an allocated matrix of `wtype` from float32 [rows][cols] and
+ * returns its descriptor. */
+t2_wmat t2_wmat_from_f32(t2_wtype wtype, void *dst, const float *src, int rows, int cols);
 void t2_model_free(t2_model *m);
 
 /* --- for loaders --- */
@@ -107,6 +138,8 @@ int t2_model_init_weights(t2_model *m, t2_err *err);
  * "model.layers.3.mlp.up_proj.weight") with its expected shape; NULL if
  * the model has no such tensor. 1-D tensors have rows = n, cols = 1. */
 float *t2_model_slot(t2_model *m, const char *hf_name, size_t *rows, size_t *cols, size_t *slot);
+/* Points every layer's mat[], embed_w and head at the f32 weights. */
+void t2_model_set_f32_wmats(t2_model *m);
 /* Marks a slot loaded; fails if it was loaded before (duplicate). */
 int t2_model_mark_loaded(t2_model *m, size_t slot, t2_err *err);
 /* Fails naming the first tensor no file provided. */

@@ -69,23 +69,6 @@ static const struct {
 };
 #define N_KINDS (sizeof KINDS / sizeof KINDS[0])
 
-/* The dense weights of one kind in one layer and their shape [rows][cols]. */
-static const float *layer_weights(const t2_model *m, int l, int kind, int *rows, int *cols)
-{
-    const t2_config *c = &m->cfg;
-    const t2_layer *L = &m->layers[l];
-    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
-    switch (kind) {
-    case T2_SVF_Q: *rows = q_dim, *cols = c->hidden; return L->wq;
-    case T2_SVF_K: *rows = kv_dim, *cols = c->hidden; return L->wk;
-    case T2_SVF_V: *rows = kv_dim, *cols = c->hidden; return L->wv;
-    case T2_SVF_O: *rows = c->hidden, *cols = q_dim; return L->wo;
-    case T2_SVF_GATE: *rows = c->intermediate, *cols = c->hidden; return L->w_gate;
-    case T2_SVF_UP: *rows = c->intermediate, *cols = c->hidden; return L->w_up;
-    default: *rows = c->hidden, *cols = c->intermediate; return L->w_down;
-    }
-}
-
 static int fill_matrix(t2_svf_matrix *mat, const t2_model *m, int l, size_t k, t2_err *err)
 {
     char name[128];
@@ -95,9 +78,12 @@ static int fill_matrix(t2_svf_matrix *mat, const t2_model *m, int l, size_t k, t
         return t2_err_set(err, "out of memory");
     mat->layer = l;
     mat->kind = KINDS[k].kind;
-    mat->w = layer_weights(m, l, mat->kind, &mat->m, &mat->n);
+    mat->wm = t2_layer_wmat(&m->layers[l], &m->cfg, mat->kind);
+    mat->w = mat->wm.type == T2_W_F32 ? mat->wm.data : NULL;
+    mat->m = mat->wm.rows;
+    mat->n = mat->wm.cols;
     mat->r = mat->m < mat->n ? mat->m : mat->n;
-    if (!mat->w || mat->m <= 0 || mat->n <= 0)
+    if (!mat->wm.data || mat->m <= 0 || mat->n <= 0)
         return t2_err_set(err, "%s: the model has no such weights", name);
     return 0;
 }
@@ -257,7 +243,8 @@ static int hash_one(void *ctx, size_t i, t2_err *err)
     (void)err;
     key_job *j = ctx;
     const t2_svf_matrix *mat = &j->s->mats[i];
-    j->digest[i] = t2_hash64(mat->w, (size_t)mat->m * mat->n * sizeof(float), 0);
+    /* the stored bytes: a bf16 or q8_0 model has other factors than its f32 */
+    j->digest[i] = t2_hash64(mat->wm.data, (size_t)mat->m * mat->wm.stride, 0);
     return 0;
 }
 
@@ -302,12 +289,12 @@ static bool all_finite(const float *w, size_t n)
 }
 
 /* sgesdd (divide and conquer, fast) and, should it not converge, sgesvd.
- * Both destroy their input, so each gets a fresh copy of W. */
-static int svd(t2_svf_matrix *mat, float *a, t2_err *err)
+ * Both destroy their input, so each gets a fresh copy of W (w: float32). */
+static int svd(t2_svf_matrix *mat, const float *w, float *a, t2_err *err)
 {
     int m = mat->m, n = mat->n, r = mat->r;
     size_t bytes = (size_t)m * n * sizeof(float);
-    memcpy(a, mat->w, bytes);
+    memcpy(a, w, bytes);
     lapack_int info =
         LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', m, n, a, n, mat->s, mat->u, r, mat->vt, n);
     if (info == 0)
@@ -315,7 +302,7 @@ static int svd(t2_svf_matrix *mat, float *a, t2_err *err)
     float *superb = malloc((size_t)(r > 1 ? r - 1 : 1) * sizeof(float));
     if (!superb)
         return t2_err_set(err, "%s: out of memory", mat->name);
-    memcpy(a, mat->w, bytes);
+    memcpy(a, w, bytes);
     lapack_int info2 = LAPACKE_sgesvd(LAPACK_ROW_MAJOR, 'S', 'S', m, n, a, n, mat->s, mat->u, r,
                                       mat->vt, n, superb);
     free(superb);
@@ -329,15 +316,26 @@ static int decompose_one(void *ctx, size_t i, t2_err *err)
 {
     t2_svf_matrix *mat = &((t2_svf *)ctx)->mats[i];
     size_t mn = (size_t)mat->m * mat->n;
-    if (!all_finite(mat->w, mn))
+    /* a bf16/q8_0 model is decomposed from its dequantised weights */
+    float *deq = mat->w ? NULL : malloc(mn * sizeof *deq);
+    if (!mat->w && !deq)
+        return t2_err_set(err, "%s: out of memory for the SVD", mat->name);
+    for (int r = 0; deq && r < mat->m; r++)
+        t2_wmat_row_f32(&mat->wm, r, deq + (size_t)r * (size_t)mat->n);
+    const float *w = mat->w ? mat->w : deq;
+    if (!all_finite(w, mn)) {
+        free(deq);
         return t2_err_set(err, "%s: weights contain NaN or Inf", mat->name);
+    }
     float *a = malloc(mn * sizeof *a);
     if (!a || t2_svf_factors_alloc(mat) != 0) {
         free(a);
+        free(deq);
         return t2_err_set(err, "%s: out of memory for the SVD", mat->name);
     }
-    int rc = svd(mat, a, err);
+    int rc = svd(mat, w, a, err);
     free(a);
+    free(deq);
     if (rc == 0)
         t2_svf_update_sum(mat);
     return rc;

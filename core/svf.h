@@ -31,7 +31,8 @@ typedef struct t2_svf_matrix {
     char *name; /* Hugging Face parameter name, e.g. model.layers.0.mlp.up_proj.weight */
     int layer;
     int m, n, r;    /* W is m x n (rows = outputs), r = min(m, n) */
-    const float *w; /* the model's dense weights (borrowed) */
+    const float *w; /* the model's dense weights (borrowed), NULL unless f32 */
+    t2_wmat wm;     /* the same in the model's weight format (borrowed) */
     int kind;       /* enum t2_svf_kind: which field of t2_layer */
     float *u;       /* [m][r] row-major */
     float *s;       /* [r], descending */
@@ -51,10 +52,10 @@ typedef struct t2_svf {
 typedef void (*t2_svf_progress_fn)(void *user, size_t done, size_t total, double elapsed_s);
 
 typedef struct t2_svf_stats {
-    size_t decomposed;     /* matrices computed now */
-    size_t from_cache;     /* matrices loaded from the cache */
-    bool cache_rebuilt;    /* a cache file existed but was stale or corrupt */
-    char cache_error[512]; /* why the cache could not be written ("" = fine) */
+    size_t decomposed;        /* matrices computed now */
+    size_t from_cache;        /* matrices loaded from the cache */
+    bool cache_rebuilt;       /* a cache file existed but was stale or corrupt */
+    char cache_error[512];    /* why the cache could not be written ("" = fine) */
     double lock_wait_seconds; /* waited for another process decomposing the same set */
     double seconds;
 } t2_svf_stats;

@@ -66,7 +66,8 @@ static void usage(FILE *f)
         "                          are filled in (default: %s)\n"
         "      --profiles DIR      adaptation profiles (from t2 adapt); --profile NAME uses one\n"
         "      --svd-cache DIR     cache of the SVD factors (default: none)\n"
-        "      --svf-set SET       adapted matrices: mlp (default), attn, mlp,attn\n",
+        "      --svf-set SET       adapted matrices: mlp (default), attn, mlp,attn\n"
+        "      --weights FMT       weights in memory: f32 (default), bf16, q8_0\n",
         MAX_STOPS, T2_DEFAULT_CLASSIFY_PROMPT);
 }
 
@@ -137,6 +138,7 @@ static int parse_args(int argc, char **argv, gen_opts *o)
                                              {"profile", required_argument, 0, 1008},
                                              {"svd-cache", required_argument, 0, 1009},
                                              {"svf-set", required_argument, 0, 1010},
+                                             {"weights", required_argument, 0, 1011},
                                              {0, 0, 0, 0}};
     bool strategy_given = false;
     t2_err err;
@@ -221,6 +223,12 @@ static int parse_args(int argc, char **argv, gen_opts *o)
         case 1009: o->eo.svd_cache_dir = optarg; break;
         case 1010:
             if (t2_svf_parse_set(optarg, &o->eo.svf_set, &err) != 0) {
+                fprintf(stderr, "t2 generate: %s\n", err.msg);
+                return -1;
+            }
+            break;
+        case 1011:
+            if (t2_wtype_parse(optarg, &o->eo.weights, &err) != 0) {
                 fprintf(stderr, "t2 generate: %s\n", err.msg);
                 return -1;
             }
