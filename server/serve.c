@@ -108,6 +108,9 @@ int t2_cli_serve(int argc, char **argv)
     }
     /* writes to a closed connection must fail with EPIPE, not kill us */
     signal(SIGPIPE, SIG_IGN);
+    /* a file size limit (RLIMIT_FSIZE) must fail the write with EFBIG (an
+     * upload then gets 507), not kill the server and leave a temp file */
+    signal(SIGXFSZ, SIG_IGN);
     t2_server s;
     memset(&s, 0, sizeof s);
     s.conf = &conf;
