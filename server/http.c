@@ -140,6 +140,40 @@ static void completed(void *cls, struct MHD_Connection *con, void **con_cls,
     t2_req_release(r);
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decoding of the URL path and query values, in place. libmicrohttpd's
+ * own decodes %00 to a NUL, which silently cuts the string: PUT
+ * /v1/experts/math%00x would then replace "math". Here %00 stays the three
+ * characters "%00", which no name accepts (422), so a NUL never truncates. */
+static size_t unescape(void *cls, struct MHD_Connection *con, char *s)
+{
+    (void)cls;
+    (void)con;
+    char *w = s;
+    for (const char *p = s; *p;) {
+        int hi = p[0] == '%' ? hex_digit(p[1]) : -1;
+        int lo = hi >= 0 ? hex_digit(p[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 3;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     t2_http *h = cls;
@@ -196,7 +230,8 @@ int t2_http_start(t2_http **out, const t2_http_opts *o, char *err, size_t cap)
         flags, 0, NULL, NULL, access_handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+        (size_t)(64 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_UNESCAPE_CALLBACK,
+        unescape, h, MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, cap, "cannot listen on %s port %d (in use, or not an address of this host?)",
                  o->host, o->port);
