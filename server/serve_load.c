@@ -108,8 +108,10 @@ static void load_after(uv_work_t *w, int status)
     so.max_seqs = s->conf->max_seqs;
     so.queue_len = s->conf->queue;
     so.pass1_workers = s->conf->pass1_workers;
-    if (s->conf->ctx > 0)
-        so.n_ctx = s->conf->ctx;
+    /* the context per sequence, decided here (the scheduler's default rule)
+     * because the request limits below depend on it too */
+    int max_pos = s->engine->model->cfg.max_pos;
+    so.n_ctx = s->conf->ctx > 0 ? s->conf->ctx : (max_pos > 0 && max_pos < 4096 ? max_pos : 4096);
     t2_err err = {{0}};
     if (t2_sched_create(&s->sched, s->engine, &so, &err) != 0) {
         t2_log_msg(&s->log, T2_LOG_ERROR, "cannot start the scheduler: %s", err.msg);
@@ -124,7 +126,8 @@ static void load_after(uv_work_t *w, int status)
     free(s->default_strategy);
     s->default_strategy = strdup(effective_default(s));
     s->limits = (t2_api_limits){
-        .max_tokens = s->conf->max_tokens,
+        /* more tokens than the whole context can never be generated: 422 */
+        .max_tokens = s->conf->max_tokens < so.n_ctx ? s->conf->max_tokens : so.n_ctx,
         .default_max_tokens = s->conf->default_max_tokens,
         .default_strategy = s->default_strategy ? s->default_strategy : "none",
         .default_method =
