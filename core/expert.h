@@ -64,6 +64,12 @@ void t2_store_free(t2_expert_store *st);
  * err_code: 422 invalid file, 507 disk full, 500 other I/O. */
 int t2_store_put(t2_expert_store *st, const char *name, const uint8_t *buf, size_t len,
                  bool *replaced, int *err_code, t2_err *err);
+/* t2_store_put that also returns a reference to the expert it stored
+ * (*stored, caller unrefs; NULL on error): a concurrent delete may remove
+ * the name right after the put, and the caller still describes what it
+ * stored. */
+int t2_store_put_ref(t2_expert_store *st, const char *name, const uint8_t *buf, size_t len,
+                     bool *replaced, t2_expert **stored, int *err_code, t2_err *err);
 /* Removes from disk and memory; -1 with err_code 404 when unknown. */
 int t2_store_remove(t2_expert_store *st, const char *name, int *err_code, t2_err *err);
 /* Brings the store in line with its directory when other processes (other

@@ -475,8 +475,16 @@ static int commit_file(t2_expert_store *st, const char *name, const uint8_t *buf
 int t2_store_put(t2_expert_store *st, const char *name, const uint8_t *buf, size_t len,
                  bool *replaced, int *err_code, t2_err *err)
 {
+    return t2_store_put_ref(st, name, buf, len, replaced, NULL, err_code, err);
+}
+
+int t2_store_put_ref(t2_expert_store *st, const char *name, const uint8_t *buf, size_t len,
+                     bool *replaced, t2_expert **stored, int *err_code, t2_err *err)
+{
     if (replaced)
         *replaced = false;
+    if (stored)
+        *stored = NULL;
     set_code(err_code, 0);
     t2_expert *e;
     if (!name) { /* without an override, parse would take the metadata name */
@@ -503,6 +511,8 @@ int t2_store_put(t2_expert_store *st, const char *name, const uint8_t *buf, size
     if (renamed) { /* the disk has the new version: memory follows */
         pthread_mutex_lock(&st->mu);
         old = swap_in(st, e);
+        if (stored)
+            *stored = t2_expert_ref(e);
         pthread_mutex_unlock(&st->mu);
     } else {
         t2_expert_unref(e);

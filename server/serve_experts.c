@@ -70,6 +70,7 @@ typedef struct upload {
     const uint8_t *data; /* in the request body, kept alive by the offload's hold */
     size_t len;
     bool replaced;
+    t2_expert *stored; /* what was stored, even if deleted again meanwhile */
     int rc, code;
     t2_err err;
 } upload;
@@ -77,8 +78,8 @@ typedef struct upload {
 static void upload_run(void *arg)
 {
     upload *u = arg;
-    u->rc = t2_store_put(u->s->engine->experts, u->name, u->data, u->len, &u->replaced, &u->code,
-                         &u->err);
+    u->rc = t2_store_put_ref(u->s->engine->experts, u->name, u->data, u->len, &u->replaced,
+                             &u->stored, &u->code, &u->err);
 }
 
 static void upload_after(t2_server *s, t2_req *r, void *arg)
@@ -93,14 +94,16 @@ static void upload_after(t2_server *s, t2_req *r, void *arg)
     } else {
         t2_log_msg(&s->log, T2_LOG_INFO, "expert '%s' %s (%zu bytes)", u->name,
                    u->replaced ? "replaced" : "added", u->len);
-        t2_expert *x = t2_store_get(s->engine->experts, u->name);
+        /* the expert this upload stored: looking the name up again could
+         * find nothing (a concurrent DELETE) or another upload's version */
         char loc[96];
         snprintf(loc, sizeof loc, "/v1/experts/%s", u->name);
         t2_req_add_header(r, "Location", loc);
-        t2_req_respond_json(r, u->replaced ? 200 : 201, x ? t2_api_expert_json(x) : NULL);
-        if (x)
-            t2_expert_unref(x);
+        t2_req_respond_json(r, u->replaced ? 200 : 201,
+                            u->stored ? t2_api_expert_json(u->stored) : NULL);
     }
+    if (u->stored)
+        t2_expert_unref(u->stored);
     free(u);
 }
 
