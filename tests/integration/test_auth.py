@@ -46,6 +46,30 @@ R.eq("adapt with the key reaches validation (422)",
      S.json("POST", "/v1/adapt", {"name": "p", "examples": []}, headers=bearer("s3cret-KEY"))[0],
      422)
 R.eq("profile delete without a key -> 401", S.request("DELETE", "/v1/profiles/p")[0], 401)
+# every mutation, without a key and with a wrong one: 401, and nothing changes
+S.request("PUT", "/v1/experts/keep", body=math_bytes, headers=dict(OCTET, **bearer("s3cret-KEY")))
+boundary = "k3y"
+mp = ("--%s\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nm3\r\n--%s\r\n"
+      "Content-Disposition: form-data; name=\"file\"; filename=\"m\"\r\n\r\n"
+      % (boundary, boundary)).encode() + math_bytes + ("\r\n--%s--\r\n" % boundary).encode()
+MUTATIONS = [("PUT", "/v1/experts/m3", math_bytes, OCTET),
+             ("POST", "/v1/experts?name=m3", math_bytes, OCTET),
+             ("POST", "/v1/experts", mp,
+              {"Content-Type": "multipart/form-data; boundary=" + boundary}),
+             ("DELETE", "/v1/experts/keep", None, {}),
+             ("POST", "/v1/adapt", b'{"name": "p", "examples": []}',
+              {"Content-Type": "application/json"}),
+             ("DELETE", "/v1/profiles/p", None, {})]
+for method, path, body, hdrs in MUTATIONS:
+    for what, extra in [("no key", {}), ("wrong key", bearer("s3cret-KEZ")),
+                        ("empty bearer", {"Authorization": "Bearer "}),
+                        ("key as Basic", {"Authorization": "Basic s3cret-KEY"})]:
+        st, h, data = S.request(method, path, body=body, headers=dict(hdrs, **extra))
+        R.check("%s %s with %s -> 401" % (method, path, what),
+                st == 401 and h.get("www-authenticate") == "Bearer"
+                and b'"authentication_error"' in data, (st, data[:200]))
+names = sorted(e["name"] for e in S.json("GET", "/v1/experts")[1]["experts"])
+R.eq("refused mutations changed nothing", names, ["cls", "code", "keep", "math", "reasoning"])
 R.eq("generate needs no key", S.json("POST", "/v1/generate", GEN)[0], 200)
 R.eq("listing experts needs no key", S.request("GET", "/v1/experts")[0], 200)
 st, hdrs, _ = S.request("OPTIONS", "/v1/experts/m2", headers={
