@@ -28,6 +28,9 @@ typedef struct bench_opts {
     const char *synthetic;
     int pp, tg, threads, reps;
     bool json;
+    t2_wtype format;     /* weights in memory */
+    const char *expert;  /* time decode with this expert too (NULL: no) */
+    const char *experts; /* its directory (default <model>/experts) */
 } bench_opts;
 
 /* What the machine allows, measured with the benchmark's pool. */
@@ -35,6 +38,7 @@ typedef struct limits {
     size_t bw_bytes;     /* size of the bandwidth array */
     double read_gbs;     /* summing the array, all workers */
     double sgemv_gbs;    /* OpenBLAS sgemv per worker over the same array */
+    double kernel_gbs;   /* the engine's kernel for the format, same array */
     double sgemm_gflops; /* SGEMM_N^3, split as core/forward.c splits it */
     double dispatch_us;  /* one t2_pool_run of an empty job */
 } limits;
@@ -42,11 +46,13 @@ typedef struct limits {
 /* The model's sizes and speeds. */
 typedef struct figures {
     double params;             /* every distinct tensor */
-    double bytes_per_token;    /* f32 weights read by one decode step */
+    double bytes_per_token;    /* weights (in their format) read by one decode step */
     double kv_bytes_per_token; /* K/V cache read by one decode step, averaged */
     double pp_flops;           /* FLOPs of one prefill of pp tokens */
     double pp_tps, tg_tps;     /* medians over the reps */
     double pp_tps_min, pp_tps_max, tg_tps_min, tg_tps_max;
+    double tg_tps_expert, tg_tps_expert_min, tg_tps_expert_max; /* --expert */
+    double pp_tps_expert, expert_build_ms;
     bool finite;      /* the last logits were finite (sanity of synthetic weights) */
     t2_cpu_load load; /* other processes, during the limits and the timed runs */
 } figures;
@@ -59,6 +65,10 @@ static void usage(FILE *f)
             "  -m, --model PATH        Hugging Face model directory or GGUF file\n"
             "  -s, --synthetic SHAPE   random weights of a real model's shape, no files:\n"
             "                          %s\n"
+            "      --format FMT        weights in memory: f32 (default), bf16, q8_0\n"
+            "      --expert NAME       also time decode with this expert's materialised\n"
+            "                          weights (--model only; from --experts DIR, default\n"
+            "                          <model>/experts)\n"
             "      --pp N              prompt tokens of the prefill (default 512)\n"
             "      --tg N              tokens decoded after it (default 128)\n"
             "  -t, --threads N         worker threads (default: all cores)\n"
@@ -84,15 +94,13 @@ static int parse_int(const char *s, long lo, long hi, const char *what, int *out
 
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
-                                             {"synthetic", required_argument, 0, 's'},
-                                             {"pp", required_argument, 0, 'P'},
-                                             {"tg", required_argument, 0, 'G'},
-                                             {"threads", required_argument, 0, 't'},
-                                             {"reps", required_argument, 0, 'r'},
-                                             {"json", no_argument, 0, 'j'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},   {"synthetic", required_argument, 0, 's'},
+        {"pp", required_argument, 0, 'P'},      {"tg", required_argument, 0, 'G'},
+        {"threads", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
+        {"json", no_argument, 0, 'j'},          {"format", required_argument, 0, 'F'},
+        {"expert", required_argument, 0, 'E'},  {"experts", required_argument, 0, 'X'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:s:t:r:h", longopts, NULL)) != -1) {
@@ -105,6 +113,14 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 't': bad = parse_int(optarg, 1, 1024, "--threads", &o->threads); break;
         case 'r': bad = parse_int(optarg, 1, 1000, "--reps", &o->reps); break;
         case 'j': o->json = true; break;
+        case 'F': {
+            t2_err err;
+            if ((bad = t2_wtype_parse(optarg, &o->format, &err)) != 0)
+                fprintf(stderr, "t2 bench: %s\n", err.msg);
+            break;
+        }
+        case 'E': o->expert = optarg; break;
+        case 'X': o->experts = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -113,6 +129,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     }
     if (optind < argc) {
         fprintf(stderr, "t2 bench: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (o->expert && !o->model) {
+        fprintf(stderr, "t2 bench: --expert needs --model (a synthetic model has no experts)\n");
         return -1;
     }
     if (!o->model == !o->synthetic) {
@@ -138,7 +158,8 @@ static size_t bandwidth_bytes(void)
     return bytes;
 }
 
-static int measure_limits(t2_pool *pool, limits *lim, t2_cpu_load *load, t2_err *err)
+static int measure_limits(t2_pool *pool, t2_wtype format, limits *lim, t2_cpu_load *load,
+                          t2_err *err)
 {
     t2_cpu_sample s0, s1;
     t2_cpu_sample_take(&s0);
@@ -150,8 +171,9 @@ static int measure_limits(t2_pool *pool, limits *lim, t2_cpu_load *load, t2_err 
         return -1;
     lim->read_gbs = t2_bench_read_bandwidth(pool, a, n, LIMIT_REPS);
     lim->sgemv_gbs = t2_bench_sgemv_gbs(pool, a, n, LIMIT_REPS);
+    lim->kernel_gbs = t2_bench_kernel_gbs(pool, a, n * sizeof(float), format, LIMIT_REPS);
     free(a);
-    if (lim->read_gbs <= 0 || lim->sgemv_gbs <= 0)
+    if (lim->read_gbs <= 0 || lim->sgemv_gbs <= 0 || lim->kernel_gbs <= 0)
         return t2_err_set(err, "out of memory measuring bandwidth");
     fprintf(stderr, "t2 bench: sgemm %dx%dx%d...\n", SGEMM_N, SGEMM_N, SGEMM_N);
     lim->sgemm_gflops = t2_bench_sgemm_gflops(pool, SGEMM_N, 2 * LIMIT_REPS, err);
@@ -168,10 +190,14 @@ static int measure_limits(t2_pool *pool, limits *lim, t2_cpu_load *load, t2_err 
 static int load_model(const bench_opts *o, t2_pool *pool, t2_model **m, t2_err *err)
 {
     int need = o->pp + o->tg;
-    if (o->synthetic)
-        return t2_bench_synthetic(m, o->synthetic, need, pool, err);
-    fprintf(stderr, "t2 bench: loading %s...\n", o->model);
-    if (t2_model_load(m, o->model, err) != 0)
+    if (o->synthetic) {
+        if (t2_bench_synthetic(m, o->synthetic, need, pool, err) != 0)
+            return -1;
+        fprintf(stderr, "t2 bench: weights as %s...\n", t2_wtype_name(o->format));
+        return t2_model_convert(*m, o->format, err);
+    }
+    fprintf(stderr, "t2 bench: loading %s as %s...\n", o->model, t2_wtype_name(o->format));
+    if (t2_model_load_as(m, o->model, o->format, err) != 0)
         return -1;
     if ((*m)->cfg.max_pos < need) {
         /* positions past the trained length cost the same: time them anyway */
@@ -188,16 +214,22 @@ static double slot_floats(const t2_model *m, size_t i)
     return (double)m->slot_rows[i] * (double)m->slot_cols[i];
 }
 
-/* Weights one decode step reads: every matrix, norm and bias, and the
- * output head once. The embedding table is not read (one row is) unless
- * it is the tied head, counted then as the head. */
+/* Weights one decode step reads, in their format: every matrix, norm and
+ * bias (norms and biases are f32), and the output head once. The
+ * embedding table is not read (one row is) unless it is the tied head,
+ * counted then as the head. */
 static double weight_bytes_per_token(const t2_model *m)
 {
-    double floats = 0;
+    double bytes = 0;
     for (size_t i = 0; i < m->n_slots; i++)
-        if (m->slots[i] != m->embed || m->lm_head == m->embed)
-            floats += slot_floats(m, i);
-    return floats * sizeof(float);
+        if (m->slot_cols[i] == 1) /* norms and biases */
+            bytes += slot_floats(m, i) * sizeof(float);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < T2_N_FACTOR_KINDS; k++) {
+            t2_wmat w = t2_layer_wmat(&m->layers[l], &m->cfg, k);
+            bytes += (double)w.rows * (double)w.stride;
+        }
+    return bytes + (double)m->head.rows * (double)m->head.stride;
 }
 
 static double count_params(const t2_model *m)
@@ -216,9 +248,10 @@ static double prefill_flops(const t2_model *m, int pp)
 {
     const t2_config *c = &m->cfg;
     double layer_w = 0;
-    for (size_t i = 0; i < m->n_slots; i++)
-        if (m->slot_cols[i] > 1 && m->slots[i] != m->embed && m->slots[i] != m->lm_head)
-            layer_w += slot_floats(m, i);
+    for (int k = 0; k < T2_N_FACTOR_KINDS; k++) {
+        t2_wmat w = t2_layer_wmat(&m->layers[0], c, k);
+        layer_w += (double)w.rows * (double)w.cols * c->n_layers;
+    }
     double head_w = (double)c->vocab * c->hidden;
     double visible = (double)pp * (pp + 1) / 2; /* sum over tokens of positions 0..t */
     double attn = 4.0 * c->head_dim * c->n_heads * visible * c->n_layers;
@@ -278,46 +311,61 @@ static void stats(double *v, int n, double *med, double *lo, double *hi)
     *hi = v[n - 1];
 }
 
-static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, figures *f, t2_err *err)
+/* Runs of the base weights and, when `expert` is set, of the expert's
+ * weights alternate (base, expert, base, ...) so that both see the same
+ * state of a shared machine. */
+static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, const t2_layer *expert,
+                      figures *f, t2_err *err)
 {
     int32_t *tok = malloc((size_t)(o->pp + o->tg) * sizeof *tok);
-    double *pp_tps = calloc((size_t)o->reps, sizeof(double)),
-           *tg_tps = calloc((size_t)o->reps, sizeof(double));
+    size_t nr = (size_t)o->reps;
+    double *v = calloc(4 * nr, sizeof(double)); /* pp, tg, pp expert, tg expert */
     const float *logits = NULL;
     double pp_s, tg_s;
     int rc = -1;
-    if (!tok || !pp_tps || !tg_tps) {
+    if (!tok || !v) {
         t2_err_set(err, "out of memory");
         goto out;
     }
     random_tokens(tok, o->pp + o->tg, m->cfg.vocab, 12345);
     fprintf(stderr, "t2 bench: warm-up (pp %d, tg %d)...\n", o->pp,
             o->tg < WARMUP_TG ? o->tg : WARMUP_TG);
-    if (timed_run(ctx, tok, o->pp, o->tg < WARMUP_TG ? o->tg : WARMUP_TG, &pp_s, &tg_s, &logits,
-                  err) != 0)
-        goto out;
+    for (int e = 0; e < (expert ? 2 : 1); e++) {
+        t2_ctx_set_layers(ctx, e ? expert : NULL);
+        if (timed_run(ctx, tok, o->pp, o->tg < WARMUP_TG ? o->tg : WARMUP_TG, &pp_s, &tg_s, &logits,
+                      err) != 0)
+            goto out;
+    }
     t2_cpu_sample s0, s1;
     t2_cpu_sample_take(&s0);
     for (int r = 0; r < o->reps; r++) {
-        if (timed_run(ctx, tok, o->pp, o->tg, &pp_s, &tg_s, &logits, err) != 0)
-            goto out;
-        pp_tps[r] = o->pp / pp_s;
-        tg_tps[r] = o->tg / tg_s;
-        fprintf(stderr, "t2 bench: run %d/%d: prefill %.1f tok/s, decode %.2f tok/s\n", r + 1,
-                o->reps, pp_tps[r], tg_tps[r]);
+        for (int e = 0; e < (expert ? 2 : 1); e++) {
+            t2_ctx_set_layers(ctx, e ? expert : NULL);
+            if (timed_run(ctx, tok, o->pp, o->tg, &pp_s, &tg_s, &logits, err) != 0)
+                goto out;
+            v[(size_t)(2 * e) * nr + (size_t)r] = o->pp / pp_s;
+            v[(size_t)(2 * e + 1) * nr + (size_t)r] = o->tg / tg_s;
+            fprintf(stderr, "t2 bench: run %d/%d%s: prefill %.1f tok/s, decode %.2f tok/s\n", r + 1,
+                    o->reps, e ? " (expert)" : "", o->pp / pp_s, o->tg / tg_s);
+        }
     }
+    t2_ctx_set_layers(ctx, NULL);
     t2_cpu_sample_take(&s1);
     t2_cpu_load_add(&f->load, &s0, &s1);
-    stats(pp_tps, o->reps, &f->pp_tps, &f->pp_tps_min, &f->pp_tps_max);
-    stats(tg_tps, o->reps, &f->tg_tps, &f->tg_tps_min, &f->tg_tps_max);
+    stats(v, o->reps, &f->pp_tps, &f->pp_tps_min, &f->pp_tps_max);
+    stats(v + nr, o->reps, &f->tg_tps, &f->tg_tps_min, &f->tg_tps_max);
+    if (expert) {
+        double lo, hi;
+        stats(v + 2 * nr, o->reps, &f->pp_tps_expert, &lo, &hi);
+        stats(v + 3 * nr, o->reps, &f->tg_tps_expert, &f->tg_tps_expert_min, &f->tg_tps_expert_max);
+    }
     f->finite = true;
     for (int i = 0; i < m->cfg.vocab; i++)
         f->finite = f->finite && isfinite(logits[i]);
     rc = 0;
 out:
     free(tok);
-    free(pp_tps);
-    free(tg_tps);
+    free(v);
     return rc;
 }
 
@@ -328,11 +376,22 @@ static int measure_model(const bench_opts *o, t2_pool *pool, const t2_model *m, 
     f->bytes_per_token = weight_bytes_per_token(m);
     f->kv_bytes_per_token = kv_bytes_per_token(m, o->pp, o->tg);
     f->pp_flops = prefill_flops(m, o->pp);
+    t2_svf *svf = NULL;
+    t2_adapted *a = NULL;
+    if (o->expert) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/experts", o->model);
+        if (t2_bench_expert(m, pool, o->experts ? o->experts : dir, o->expert, &svf, &a, err) != 0)
+            return -1;
+        f->expert_build_ms = a->build_ms;
+    }
     t2_ctx *ctx = NULL;
-    if (t2_ctx_create(&ctx, m, pool, o->pp + o->tg, err) != 0)
-        return -1;
-    int rc = time_model(o, ctx, m, f, err);
+    int rc = t2_ctx_create(&ctx, m, pool, o->pp + o->tg, err);
+    if (rc == 0)
+        rc = time_model(o, ctx, m, a ? a->layers : NULL, f, err);
     t2_ctx_free(ctx);
+    t2_adapted_unref(a);
+    t2_svf_free(svf);
     return rc;
 }
 
@@ -367,10 +426,16 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
     printf("%-30s %10.2f GB/s %22s %7s\n", "memory read bandwidth", l->read_gbs, "", "");
     printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "sgemv (decode kernel)", l->sgemv_gbs,
            l->read_gbs, l->sgemv_gbs / l->read_gbs);
+    char kname[64];
+    snprintf(kname, sizeof kname, "%s kernel (%s)", t2_wtype_name(o->format),
+             t2_kernels_get()->name);
+    printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", kname, l->kernel_gbs, l->read_gbs,
+           l->kernel_gbs / l->read_gbs);
     printf("%-30s %7.1f GFLOP/s %22s %7s\n", "sgemm 1024^3", l->sgemm_gflops, "", "");
     printf("%-30s %12.2f us %22s %7s\n", "pool dispatch (empty job)", l->dispatch_us, "", "");
-    printf("%-30s %11.1f MB %22s %7s\n", "weights read per token (f32)", f->bytes_per_token / 1e6,
-           "", "");
+    char wname[64];
+    snprintf(wname, sizeof wname, "weights read per token (%s)", t2_wtype_name(o->format));
+    printf("%-30s %11.1f MB %22s %7s\n", wname, f->bytes_per_token / 1e6, "", "");
     printf("%-30s %11.1f MB %22s %7s\n", "KV cache read per token (avg)",
            f->kv_bytes_per_token / 1e6, "", "");
     printf("%-30s %9.1f tok/s %22s %7s\n", "prefill", f->pp_tps, "", "");
@@ -380,6 +445,11 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
            d->tg_fraction);
     printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "decode weight traffic", d->tg_gbs, l->read_gbs,
            d->tg_fraction);
+    if (o->expert) {
+        printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode with the expert", f->tg_tps_expert,
+               f->tg_tps, f->tg_tps_expert / f->tg_tps);
+        printf("%-30s %12.1f ms %22s %7s\n", "expert weights build", f->expert_build_ms, "", "");
+    }
     printf("\nspread over %d runs: prefill %.1f..%.1f tok/s, decode %.2f..%.2f tok/s\n", o->reps,
            f->pp_tps_min, f->pp_tps_max, f->tg_tps_min, f->tg_tps_max);
     double other = t2_cpu_load_other(&f->load), steal = t2_cpu_load_steal(&f->load);
@@ -436,7 +506,10 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
     json_object_set_new(j, "kv_bytes_per_token", json_integer((json_int_t)(f->kv_bytes_per_token)));
     set_num(j, "read_bandwidth_gbs", l->read_gbs);
     json_object_set_new(j, "bandwidth_array_bytes", json_integer((json_int_t)l->bw_bytes));
+    json_object_set_new(j, "format", json_string(t2_wtype_name(o->format)));
+    json_object_set_new(j, "kernels", json_string(t2_kernels_get()->name));
     set_num(j, "sgemv_gbs", l->sgemv_gbs);
+    set_num(j, "kernel_gbs", l->kernel_gbs);
     set_num(j, "tg_gbs", d->tg_gbs);
     set_num(j, "tg_limit_tps", d->tg_limit_tps);
     set_num(j, "tg_fraction_of_limit", d->tg_fraction);
@@ -447,6 +520,15 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
     set_num(j, "dispatch_us", l->dispatch_us);
     json_object_set_new(j, "pp_tps_range", json_pack("[f,f]", f->pp_tps_min, f->pp_tps_max));
     json_object_set_new(j, "tg_tps_range", json_pack("[f,f]", f->tg_tps_min, f->tg_tps_max));
+    if (o->expert) {
+        json_object_set_new(j, "expert", json_string(o->expert));
+        set_num(j, "tg_tps_expert", f->tg_tps_expert);
+        set_num(j, "pp_tps_expert", f->pp_tps_expert);
+        set_num(j, "expert_tg_ratio", f->tg_tps_expert / f->tg_tps);
+        set_num(j, "expert_build_ms", f->expert_build_ms);
+        json_object_set_new(j, "tg_tps_expert_range",
+                            json_pack("[f,f]", f->tg_tps_expert_min, f->tg_tps_expert_max));
+    }
     json_object_set_new(j, "logits_finite", json_boolean(f->finite));
     set_num(j, "other_cpu_load", t2_cpu_load_other(&f->load));
     set_num(j, "steal", t2_cpu_load_steal(&f->load));
@@ -465,7 +547,8 @@ static int run(const bench_opts *o)
     figures f = {.load.ok = true};
     int status = 1;
     if (t2_pool_create(&pool, o->threads, &err) != 0 || load_model(o, pool, &m, &err) != 0 ||
-        measure_limits(pool, &l, &f.load, &err) != 0 || measure_model(o, pool, m, &f, &err) != 0) {
+        measure_limits(pool, o->format, &l, &f.load, &err) != 0 ||
+        measure_model(o, pool, m, &f, &err) != 0) {
         fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
     } else {
         derived d = derive(o, &l, &f);

@@ -6,7 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "adapt.h"
 #include "error.h"
+#include "kernels.h"
 #include "model.h"
 #include "pool.h"
 
@@ -27,6 +29,17 @@ double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps
 /* Best of reps GB/s of single-threaded OpenBLAS sgemv per worker over
  * a[n] viewed as a [n/4096][4096] matrix: the decode kernel's ceiling. */
 double t2_bench_sgemv_gbs(t2_pool *pool, const float *a, size_t n, int reps);
+
+/* Best of reps GB/s of the engine's matrix-vector kernel for `type`
+ * (t2_kernels_get()) over the array a of `bytes`, viewed as weights
+ * [rows][4096] in that format (overwritten with valid values), split by
+ * rows over the pool as decode runs it; -1 on failure. */
+double t2_bench_kernel_gbs(t2_pool *pool, void *a, size_t bytes, t2_wtype type, int reps);
+
+/* The materialised weights of expert `name` (dir/name.safetensors) for m,
+ * and the SVF factors they came from (free both). */
+int t2_bench_expert(const t2_model *m, t2_pool *pool, const char *dir, const char *name,
+                    t2_svf **svf_out, t2_adapted **out, t2_err *err);
 
 /* Best of reps GFLOP/s of an n x n x n sgemm split by rows over the pool,
  * each worker running single-threaded OpenBLAS as core/forward.c does;
