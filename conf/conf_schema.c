@@ -93,6 +93,8 @@ const t2_conf_key t2_conf_schema[] = {
      check_nonempty},
     {"svf_set", T2_CONF_STR, OFF(svf_set), 0, 0, NULL, "mlp", "SET",
      "matrices the experts adapt: mlp, attn or mlp,attn", check_svf_set},
+    {"weights", T2_CONF_STR, OFF(weights), 0, 0, "f32|bf16|q8_0", "f32", "FMT",
+     "weight format in memory: f32, bf16 (half the bytes) or q8_0 (about a quarter)", NULL},
     {"host", T2_CONF_STR, OFF(host), 0, 0, NULL, "127.0.0.1", "HOST",
      "address to listen on (0.0.0.0 or :: for every interface)", check_nonempty},
     {"port", T2_CONF_INT, OFF(port), 0, 65535, NULL, "8080", "N",

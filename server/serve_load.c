@@ -50,9 +50,10 @@ static void describe(t2_server *s)
         t2_profile_free(pl[i]);
     free(pl);
     t2_log_msg(&s->log, T2_LOG_INFO,
-               "ready: model %s (%d layers, hidden %d), %zu expert(s)%s%s%s, %zu profile(s), "
+               "ready: model %s (%d layers, hidden %d, %s weights), %zu expert(s)%s%s%s, %zu profile(s), "
                "default strategy %s, %d sequences, queue %d",
-               e->model->name, e->model->cfg.n_layers, e->model->cfg.hidden, n, n ? " [" : "",
+               e->model->name, e->model->cfg.n_layers, e->model->cfg.hidden,
+               t2_wtype_name(e->model->wtype), n, n ? " [" : "",
                names, n ? "]" : "", np, s->limits.default_strategy, s->conf->max_seqs,
                s->conf->queue);
 }
@@ -178,6 +179,10 @@ int t2_serve_start_loading(t2_server *s)
     t2_err err;
     if (t2_svf_parse_set(c->svf_set, &o->svf_set, &err) != 0) {
         t2_log_msg(&s->log, T2_LOG_ERROR, "svf_set: %s", err.msg);
+        return -1;
+    }
+    if (t2_wtype_parse(c->weights, &o->weights, &err) != 0) {
+        t2_log_msg(&s->log, T2_LOG_ERROR, "weights: %s", err.msg);
         return -1;
     }
     t2_log_msg(&s->log, T2_LOG_INFO, "loading model %s (experts: %s, profiles: %s, SVD cache: %s)",

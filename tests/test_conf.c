@@ -84,6 +84,14 @@ static void test_set(void **state)
     assert_int_equal(t2_conf_set(&c, "api_key", "s3cret!", "t", err, sizeof err), 0);
     assert_int_equal(t2_conf_set(&c, "svf_set", "mlp,attn", "t", err, sizeof err), 0);
     assert_int_equal(t2_conf_set(&c, "svf_set", "all", "t", err, sizeof err), -1);
+    assert_string_equal(c.weights, "f32");
+    assert_int_equal(t2_conf_set(&c, "weights", "q8_0", "t", err, sizeof err), 0);
+    assert_string_equal(c.weights, "q8_0");
+    assert_int_equal(t2_conf_set(&c, "weights", "bf16", "t", err, sizeof err), 0);
+    assert_string_equal(c.weights, "bf16");
+    assert_int_equal(t2_conf_set(&c, "weights", "f16", "flag --weights", err, sizeof err), -1);
+    assert_non_null(strstr(err, "weights"));
+    assert_string_equal(c.weights, "bf16");
     assert_int_equal(t2_conf_set(&c, "model", "", "t", err, sizeof err), -1);
     assert_int_equal(t2_conf_set(&c, "nope", "1", "env", err, sizeof err), -1);
     assert_non_null(strstr(err, "unknown key"));
