@@ -31,6 +31,7 @@ typedef struct bench_opts {
     t2_wtype format;     /* weights in memory */
     const char *expert;  /* time decode with this expert too (NULL: no) */
     const char *experts; /* its directory (default <model>/experts) */
+    int batch, sets;     /* --batch N --sets K (batch.c); 0: single-stream figures */
 } bench_opts;
 
 /* What the machine allows, measured with the benchmark's pool. */
@@ -69,6 +70,8 @@ static void usage(FILE *f)
             "      --expert NAME       also time decode with this expert's materialised\n"
             "                          weights (--model only; from --experts DIR, default\n"
             "                          <model>/experts)\n"
+            "      --batch N --sets K  instead: aggregate decode of N sequences together\n"
+            "                          (one expert, and spread over K weight sets) vs one\n"
             "      --pp N              prompt tokens of the prefill (default 512)\n"
             "      --tg N              tokens decoded after it (default 128)\n"
             "  -t, --threads N         worker threads (default: all cores)\n"
@@ -100,6 +103,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         {"threads", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
         {"json", no_argument, 0, 'j'},          {"format", required_argument, 0, 'F'},
         {"expert", required_argument, 0, 'E'},  {"experts", required_argument, 0, 'X'},
+        {"batch", required_argument, 0, 'B'},   {"sets", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int ch;
     optind = 1;
@@ -121,6 +125,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         }
         case 'E': o->expert = optarg; break;
         case 'X': o->experts = optarg; break;
+        case 'B': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--batch", &o->batch); break;
+        case 'S': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--sets", &o->sets); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -547,8 +553,16 @@ static int run(const bench_opts *o)
     figures f = {.load.ok = true};
     int status = 1;
     if (t2_pool_create(&pool, o->threads, &err) != 0 || load_model(o, pool, &m, &err) != 0 ||
-        measure_limits(pool, o->format, &l, &f.load, &err) != 0 ||
-        measure_model(o, pool, m, &f, &err) != 0) {
+        measure_limits(pool, o->format, &l, &f.load, &err) != 0) {
+        fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
+    } else if (o->batch) {
+        t2_batch_opts bo = {o->batch, o->sets ? o->sets : 1, o->pp, o->tg, o->reps};
+        t2_batch_figures bf = {.load.ok = true};
+        if (t2_bench_batch(m, pool, &bo, &bf, &err) != 0)
+            fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
+        else
+            status = t2_bench_batch_print(&bo, m, &bf, l.read_gbs, o->json) != 0;
+    } else if (measure_model(o, pool, m, &f, &err) != 0) {
         fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
     } else {
         derived d = derive(o, &l, &f);

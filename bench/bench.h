@@ -69,6 +69,26 @@ void t2_cpu_load_add(t2_cpu_load *l, const t2_cpu_sample *a, const t2_cpu_sample
 double t2_cpu_load_other(const t2_cpu_load *l);
 double t2_cpu_load_steal(const t2_cpu_load *l);
 
+/* --batch: N sequences decoded together over K weight sets (batch.c). */
+#define T2_BENCH_MAX_STREAMS 16
+typedef struct t2_batch_opts {
+    int streams, sets, pp, tg, reps;
+} t2_batch_opts;
+
+typedef struct t2_batch_figures {
+    double one_tps;     /* one sequence, base weights, t2_forward per token */
+    double same_tps;    /* aggregate: all sequences on one expert's weights */
+    double mixed_tps;   /* aggregate: sequence i on set i mod K, shared U/Vt products */
+    double grouped_tps; /* the same batch without views: each distinct matrix read once */
+    t2_cpu_load load;
+} t2_batch_figures;
+
+int t2_bench_batch(t2_model *m, t2_pool *pool, const t2_batch_opts *o, t2_batch_figures *f,
+                   t2_err *err);
+/* The table or one JSON object on stdout. */
+int t2_bench_batch_print(const t2_batch_opts *o, const t2_model *m, const t2_batch_figures *f,
+                         double read_gbs, bool json);
+
 /* Builds a model of a known shape (see t2_bench_shapes) with random
  * weights, no tokenizer, max_pos at least min_pos. */
 int t2_bench_synthetic(t2_model **out, const char *shape, int min_pos, t2_pool *pool, t2_err *err);

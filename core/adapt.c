@@ -221,6 +221,64 @@ static void build_worker(void *arg, int w, int nw)
     free(f32);
 }
 
+t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t2_err *err)
+{
+    t2_factor *t = calloc((size_t)m->cfg.n_layers * T2_N_FACTOR_KINDS, sizeof *t);
+    if (!t) {
+        t2_err_set(err, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < svf->n; i++) {
+        const t2_svf_matrix *mat = &svf->mats[i];
+        t[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] =
+            (t2_factor){mat->u, mat->vt, s && s[i] ? s[i] : mat->s, mat->m, mat->n, mat->r};
+    }
+    return t;
+}
+
+int t2_adapt_attach_base(t2_model *m, const t2_svf *svf, t2_factor **table, t2_err *err)
+{
+    *table = t2_svf_views(m, svf, NULL, err);
+    if (!*table)
+        return -1;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        m->layers[l].mix = *table + (size_t)l * T2_N_FACTOR_KINDS;
+    return 0;
+}
+
+/* A materialised set also carries its scaled singular values (r floats
+ * per matrix, appended to a->views_s), so its rows can run factored when
+ * they share a batch with other weight sets. */
+static int attach_views(t2_adapted *a, const t2_model *m, const t2_svf *svf, float *const *z,
+                        t2_err *err)
+{
+    size_t floats = 0;
+    for (size_t i = 0; i < svf->n; i++)
+        if (z[i])
+            floats += (size_t)svf->mats[i].r;
+    float **s = calloc(svf->n + 1, sizeof *s);
+    a->views_s = malloc((floats ? floats : 1) * sizeof(float));
+    if (!s || !a->views_s) {
+        free(s);
+        return t2_err_set(err, "out of memory");
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < svf->n; i++) {
+        if (!z[i])
+            continue;
+        s[i] = a->views_s + off;
+        off += (size_t)svf->mats[i].r;
+        t2_svf_scaled_s(&svf->mats[i], z[i], s[i]);
+    }
+    a->factors = t2_svf_views(m, svf, s, err);
+    free(s);
+    if (!a->factors)
+        return -1;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        a->layers[l].mix = a->factors + (size_t)l * T2_N_FACTOR_KINDS;
+    return 0;
+}
+
 int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
                      t2_pool *pool, t2_err *err)
 {
@@ -270,6 +328,10 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
     if (j.failed) {
         t2_adapted_unref(a);
         return t2_err_set(err, "out of memory while materialising adapted weights");
+    }
+    if (attach_views(a, m, svf, z, err) != 0) {
+        t2_adapted_unref(a);
+        return -1;
     }
     a->build_ms = t2_now_ms() - t0;
     *out = a;
@@ -325,6 +387,7 @@ void t2_adapted_unref(t2_adapted *a)
         return;
     free(a->layers);
     free(a->factors);
+    free(a->views_s);
     free(a->storage);
     free(a->key);
     free(a);

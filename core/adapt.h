@@ -52,8 +52,9 @@ typedef struct t2_adapted {
     atomic_int refs;
     bool factored;      /* true: factors, no materialised matrices */
     t2_layer *layers;   /* [n_layers] */
-    t2_factor *factors; /* [n_layers * T2_N_FACTOR_KINDS] when factored */
+    t2_factor *factors; /* [n_layers * T2_N_FACTOR_KINDS]: forced (factored) or views (mix) */
     float *storage;     /* materialised matrices or scaled singular values */
+    float *views_s;     /* materialised: the scaled singular values of its views */
     size_t bytes;       /* memory held by storage */
     char *key;
     double build_ms;
@@ -66,6 +67,14 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
 /* Factored form: only the scaled singular values are computed (cheap). */
 int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
                               float *const *z, t2_err *err);
+/* A table [n_layers * T2_N_FACTOR_KINDS] of factored views of the svf's
+ * matrices: U, Vt and s[i] (NULL: the base S). Kinds outside the set have
+ * s == NULL. malloc'd. */
+t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t2_err *err);
+/* Gives the model's own layers factored views (s = S) from svf, so base
+ * rows can join a mixed batch's shared product. *table receives the
+ * storage: free it after the model stops being used with svf. */
+int t2_adapt_attach_base(t2_model *m, const t2_svf *svf, t2_factor **table, t2_err *err);
 t2_adapted *t2_adapted_ref(t2_adapted *a);
 void t2_adapted_unref(t2_adapted *a);
 

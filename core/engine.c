@@ -76,6 +76,8 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
         rc = t2_svf_build(&e->svf, e->model, o->svf_set ? o->svf_set : T2_SVF_MLP, o->svd_cache_dir,
                           svd_progress, &ps, &e->svf_stats, err);
     if (rc == 0 && e->svf)
+        rc = t2_adapt_attach_base(e->model, e->svf, &e->base_views, err);
+    if (rc == 0 && e->svf)
         log_msg(o, "SVF factors for %zu matrices (%s): %zu decomposed, %zu from cache, %.1f s",
                 e->svf->n, t2_svf_set_name(e->svf->set), e->svf_stats.decomposed,
                 e->svf_stats.from_cache, e->svf_stats.seconds);
@@ -112,6 +114,7 @@ void t2_engine_free(t2_engine *e)
     if (e->experts)
         t2_store_free(e->experts);
     t2_svf_free(e->svf);
+    free(e->base_views);
     t2_pool_free(e->pool);
     t2_model_free(e->model);
     free(e->classify_prompt);

@@ -47,6 +47,7 @@ typedef struct t2_engine {
     t2_model *model;
     t2_pool *pool;
     t2_svf *svf;              /* NULL without experts */
+    t2_factor *base_views;    /* the model's layers' factored views (mix), with svf */
     t2_expert_store *experts; /* NULL without experts */
     t2_profile_store *profiles;
     t2_adapt_cache *cache;

@@ -97,12 +97,56 @@ static t2_wmat f32_mat(const float *w, int rows, int cols)
     return (t2_wmat){T2_W_F32, w, rows, cols, (size_t)cols * sizeof(float)};
 }
 
-/* y[t] for the rows `idx` (all with the same key), x and y dense [n][..] */
+/* The factored form of a row's matrix: forced (factored weights) or its
+ * view (a dense matrix that equals U diag(s) Vt), else NULL. */
+static const t2_factor *view_of(const t2_layer *L, int kind)
+{
+    const t2_factor *f = factor_of(L, kind);
+    return f ? f : L->mix && L->mix[kind].s ? &L->mix[kind] : NULL;
+}
+
+/* Bytes one product reads for the weights behind a group key. */
+static size_t key_bytes(const t2_ctx *c, const t2_layer *L, int kind)
+{
+    const t2_factor *f = factor_of(L, kind);
+    if (f)
+        return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * sizeof(float);
+    t2_wmat w = t2_layer_wmat(L, &c->m->cfg, kind);
+    return (size_t)w.rows * w.stride;
+}
+
+/* Rows with different weights: true when all of them have a view on the
+ * same U and Vt and reading those once costs fewer bytes than reading
+ * every distinct matrix once (e.g. 2+ f32 sets of 768x256 matrices:
+ * U + Vt are 1.33x one matrix). Decode is bound by those bytes. */
+static bool share_factors(const t2_ctx *c, const t2_row *rows, int layer, int kind, int n)
+{
+    const t2_factor *f0 = view_of(&rows[0].layers[layer], kind);
+    if (!f0)
+        return false;
+    size_t dense = 0;
+    for (int t = 0; t < n; t++) {
+        const t2_layer *L = &rows[t].layers[layer];
+        const t2_factor *f = view_of(L, kind);
+        if (!f || f->u != f0->u)
+            return false;
+        const void *key = group_key(c, L, kind);
+        bool seen = false;
+        for (int p = 0; p < t && !seen; p++)
+            seen = group_key(c, &rows[p].layers[layer], kind) == key;
+        if (!seen)
+            dense += key_bytes(c, L, kind);
+    }
+    return dense > ((size_t)f0->m + (size_t)f0->n) * (size_t)f0->r * sizeof(float);
+}
+
+/* y[t] for the rows `idx` (all with the same key, or with views on the
+ * same factors when via_views), x and y dense [n][..] */
 static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kind, float *y,
-                         const float *x, int n)
+                         const float *x, int n, bool via_views)
 {
     const t2_layer *first = &L[0][layer];
-    const t2_factor *f = factor_of(first, kind);
+    const t2_factor *f = via_views ? view_of(first, kind) : factor_of(first, kind);
     if (!f) {
         t2_wmat w = t2_layer_wmat(first, &c->m->cfg, kind);
         matmul(c, y, x, &w, bias_of(first, kind), n);
@@ -112,7 +156,7 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
     t2_wmat vt = f32_mat(f->vt, f->r, f->n), u = f32_mat(f->u, f->m, f->r);
     matmul(c, c->fact_tmp, x, &vt, NULL, n);
     for (int t = 0; t < n; t++) {
-        const float *s = factor_of(&L[t][layer], kind)->s;
+        const float *s = view_of(&L[t][layer], kind)->s;
         float *row = c->fact_tmp + (size_t)t * (size_t)f->r;
         for (int i = 0; i < f->r; i++)
             row[i] *= s[i];
@@ -132,8 +176,8 @@ static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, flo
         L[t] = rows[t].layers;
         same = same && group_key(c, &rows[t].layers[layer], kind) == key0;
     }
-    if (same) {
-        group_matmul(c, L, layer, kind, y, x, n);
+    if (same || share_factors(c, rows, layer, kind, n)) {
+        group_matmul(c, L, layer, kind, y, x, n, !same);
         return;
     }
     bool done[T2_CHUNK] = {false};
@@ -153,7 +197,7 @@ static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, flo
                 g++;
             }
         }
-        group_matmul(c, GL, layer, kind, c->gather_y, c->gather_x, g);
+        group_matmul(c, GL, layer, kind, c->gather_y, c->gather_x, g, false);
         for (int i = 0; i < g; i++)
             memcpy(y + (size_t)idx[i] * (size_t)out_dim, c->gather_y + (size_t)i * (size_t)out_dim,
                    (size_t)out_dim * sizeof(float));

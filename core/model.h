@@ -86,6 +86,11 @@ typedef struct t2_layer {
     /* [T2_N_FACTOR_KINDS] (q, k, v, o, gate, up, down) or NULL: matrices to
      * apply factored instead of dense (adapted weights without a rebuild) */
     const t2_factor *factors;
+    /* [T2_N_FACTOR_KINDS] or NULL: the same dense matrices as factors
+     * (mat = U diag(s) Vt, up to rounding), so a batch whose rows use
+     * different weight sets can share one U and Vt product (see
+     * forward_layers.c); never used for a row alone */
+    const t2_factor *mix;
     t2_wmat mat[T2_N_FACTOR_KINDS]; /* q, k, v, o, gate, up, down */
 } t2_layer;
 
