@@ -203,11 +203,18 @@ def stream_generate(conn, body):
             "tokens": done["usage"]["completion_tokens"], "finish_reason": done["finish_reason"]}
 
 
+FRESH_SEQ = [0]
+
+
 def make_body(question, weight_set, args):
+    if isinstance(weight_set, dict):  # fresh: a mixture never seen before
+        adaptation = weight_set
+    elif weight_set is None:
+        adaptation = {"strategy": "none"}
+    else:
+        adaptation = {"strategy": "expert", "expert": weight_set}
     body = {"messages": [{"role": "user", "content": question}], "max_tokens": args.max_tokens,
-            "temperature": 0, "stream": True,
-            "adaptation": {"strategy": "none"} if weight_set is None
-            else {"strategy": "expert", "expert": weight_set}}
+            "temperature": 0, "stream": True, "adaptation": adaptation}
     if not args.natural:
         body["repetition_penalty"] = REPETITION_PENALTY
     return body
@@ -217,7 +224,16 @@ def run_cell(client, prompts, mode, streams, args):
     n = args.requests
     bodies = []
     for i in range(n):
-        ws = SAME_EXPERT if mode == "same" else WEIGHT_SETS[i % len(WEIGHT_SETS)]
+        if mode == "same":
+            ws = SAME_EXPERT
+        elif mode == "base":
+            ws = None
+        elif mode == "fresh":  # a new mixture key for every request: always a cache miss
+            ws = {"strategy": "mixture",
+                  "mixture": {"math": 0.5 + (FRESH_SEQ[0] + 1) * 1e-4, "code": 0.5}}
+            FRESH_SEQ[0] += 1
+        else:
+            ws = WEIGHT_SETS[i % len(WEIGHT_SETS)]
         bodies.append(make_body(prompts[i % len(prompts)], ws, args))
     results = [None] * n
     errors = []
@@ -318,7 +334,9 @@ def main():
     ap.add_argument("--requests", type=int, default=160, help="requests per cell (default 160)")
     ap.add_argument("--max-tokens", type=int, default=48, help="tokens per request (default 48)")
     ap.add_argument("--streams", default="1,4,8", help="concurrent streams (default 1,4,8)")
-    ap.add_argument("--modes", default="same,mixed", help="same, mixed or both (default)")
+    ap.add_argument("--modes", default="same,mixed",
+                    help="comma-separated: same, mixed (default both), base (strategy none), "
+                         "fresh (a never-seen mixture per request: compare its TTFT with base)")
     ap.add_argument("--natural", action="store_true",
                     help="plain greedy answers (2-4 tokens) instead of max_tokens each")
     ap.add_argument("--threads", type=int, default=0,
@@ -329,7 +347,7 @@ def main():
     args = ap.parse_args()
     streams = [int(s) for s in args.streams.split(",") if s]
     modes = [m for m in args.modes.split(",") if m]
-    if any(m not in ("same", "mixed") for m in modes) or not streams or min(streams) < 1:
+    if any(m not in ("same", "mixed", "base", "fresh") for m in modes) or not streams or min(streams) < 1:
         ap.error("bad --modes or --streams")
     if args.requests < 1 or args.max_tokens < 1:
         ap.error("--requests and --max-tokens must be positive")

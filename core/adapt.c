@@ -433,3 +433,30 @@ int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, con
     *out = a;
     return 0;
 }
+
+int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                         const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool, t2_err *err)
+{
+    *out = NULL;
+    char *key = t2_mixture_key(mx);
+    if (!key)
+        return t2_err_set(err, "out of memory");
+    t2_adapted *a = key[0] ? t2_adapt_cache_peek(cache, key) : NULL;
+    float **z = NULL;
+    if (!key[0] || a) {
+        free(key);
+        *out = a;
+        return 0;
+    }
+    if (t2_mix_z(svf, mx, &z, err) != 0 || t2_adapted_build(&a, m, svf, z, pool, err) != 0) {
+        t2_mix_z_free(svf, z);
+        free(key);
+        return -1;
+    }
+    t2_mix_z_free(svf, z);
+    a->key = key;
+    if (cache)
+        t2_adapt_cache_put(cache, key, a);
+    *out = a;
+    return 0;
+}

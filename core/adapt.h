@@ -86,6 +86,8 @@ int t2_adapt_cache_create(t2_adapt_cache **out, size_t capacity_bytes, t2_err *e
 void t2_adapt_cache_free(t2_adapt_cache *c);
 /* New reference or NULL (counts a hit or a miss). */
 t2_adapted *t2_adapt_cache_get(t2_adapt_cache *c, const char *key);
+/* The same without counting a hit or a miss (NULL cache: NULL). */
+t2_adapted *t2_adapt_cache_peek(t2_adapt_cache *c, const char *key);
 /* Inserts (the cache takes its own reference), evicting least recently
  * used sets until it fits; a set larger than the capacity is not kept. */
 void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a);
@@ -99,6 +101,12 @@ void t2_adapt_cache_stats(t2_adapt_cache *c, uint64_t *hits, uint64_t *misses, s
 typedef struct t2_weights_policy {
     int materialise_min_tokens; /* default 32 */
 } t2_weights_policy;
+
+/* The materialised set of mx, from the cache or built and cached, without
+ * counting a cache hit or miss (a background upgrade of a factored
+ * generation that already counted its miss). Empty mixture: *out = NULL. */
+int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                         const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool, t2_err *err);
 
 int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
                      t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,

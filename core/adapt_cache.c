@@ -43,7 +43,7 @@ void t2_adapt_cache_free(t2_adapt_cache *c)
     free(c);
 }
 
-t2_adapted *t2_adapt_cache_get(t2_adapt_cache *c, const char *key)
+static t2_adapted *lookup(t2_adapt_cache *c, const char *key, bool count)
 {
     t2_adapted *found = NULL;
     pthread_mutex_lock(&c->mu);
@@ -54,12 +54,22 @@ t2_adapted *t2_adapt_cache_get(t2_adapt_cache *c, const char *key)
             break;
         }
     }
-    if (found)
+    if (count && found)
         c->hits++;
-    else
+    else if (count)
         c->misses++;
     pthread_mutex_unlock(&c->mu);
     return found;
+}
+
+t2_adapted *t2_adapt_cache_get(t2_adapt_cache *c, const char *key)
+{
+    return lookup(c, key, true);
+}
+
+t2_adapted *t2_adapt_cache_peek(t2_adapt_cache *c, const char *key)
+{
+    return c ? lookup(c, key, false) : NULL;
 }
 
 static void evict_one(t2_adapt_cache *c)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_STOP_STRINGS 16
 
@@ -33,6 +34,7 @@ typedef struct job {
     /* after pass 1 */
     t2_decision decision;
     t2_adapted *weights;
+    bool upgrade; /* weights are factored while their materialised set is built */
     /* decoding */
     t2_ctx *ctx;
     t2_gen_seq *seq;
@@ -59,6 +61,8 @@ typedef struct live {
     struct live *next;
 } live;
 
+#define MAX_BUILT 16
+
 struct t2_sched {
     t2_engine *e;
     t2_sched_opts o;
@@ -75,6 +79,12 @@ struct t2_sched {
     int n_workers;
     pthread_t decoder;
     bool decoder_started;
+    /* materialised sets built in the background by pass-1 workers, for
+     * the decode thread to swap in (under mu) */
+    t2_adapted *built[MAX_BUILT];
+    int n_built;
+    uint64_t n_readied, n_admitted; /* jobs put on / taken off and prefilled from the ready queue */
+    pthread_cond_t admit_cv;
     /* decode thread only */
     job **active;
     int n_active;
@@ -205,6 +215,54 @@ static bool job_expired(const job *j)
 
 /* ---- pass-1 workers ---- */
 
+static int copy_mixture(t2_mixture *dst, const t2_mixture *src, size_t n_mats)
+{
+    t2_err err;
+    for (size_t i = 0; i < src->n; i++) {
+        const t2_mix_term *t = &src->terms[i];
+        if (t2_mixture_add(dst, t->expert, t->alpha, t->alpha_per_mat, n_mats, &err) != 0) {
+            t2_mixture_clear(dst);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Waits until the decode thread has taken the job with this ticket off
+ * the ready queue and prefilled it (its first token is out), so a
+ * background build does not delay a first token on a machine with few
+ * cores; at most ADMIT_WAIT_S, so a full batch does not hold up this
+ * worker's next pass 1 for long. */
+#define ADMIT_WAIT_S 1
+static void wait_admitted(t2_sched *s, uint64_t ticket)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ADMIT_WAIT_S;
+    pthread_mutex_lock(&s->mu);
+    while (s->n_admitted < ticket && !s->stopping)
+        if (pthread_cond_timedwait(&s->admit_cv, &s->mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Hands a materialised set to the decode thread (the oldest unclaimed one
+ * is dropped when the board is full: its jobs stay factored). */
+static void post_built(t2_sched *s, t2_adapted *a)
+{
+    t2_adapted *drop = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->n_built == MAX_BUILT) {
+        drop = s->built[0];
+        memmove(s->built, s->built + 1, (MAX_BUILT - 1) * sizeof *s->built);
+        s->n_built--;
+    }
+    s->built[s->n_built++] = a;
+    pthread_cond_signal(&s->ready_cv);
+    pthread_mutex_unlock(&s->mu);
+    t2_adapted_unref(drop);
+}
+
 /* Returns true when the job moved on to the decode queue; otherwise it
  * has been finished here. */
 static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
@@ -227,11 +285,22 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
     }
     if (j->ev.on_decision)
         j->ev.on_decision(j->user, &j->decision);
-    if (t2_engine_weights_on(s->e, &j->decision.mixture, j->gen.max_tokens, t2_ctx_pool(ctx),
+    /* A mixture not in the cache starts factored (no rebuild before the
+     * first token); when the generation is long enough to pay for it, the
+     * materialised set is built below, after the job went on, and swapped
+     * in by the decode thread between two steps. */
+    t2_engine *e = s->e;
+    int mt = j->gen.max_tokens;
+    bool later = e->cache && mt >= e->policy.materialise_min_tokens;
+    if (t2_engine_weights_on(e, &j->decision.mixture, later ? 0 : mt, t2_ctx_pool(ctx),
                              &j->weights, &err) != 0) {
         fail_job(s, j, 500, err.msg);
         return false;
     }
+    t2_mixture mx = {0};
+    later = later && j->weights && j->weights->factored &&
+            copy_mixture(&mx, &j->decision.mixture, e->svf ? e->svf->n : 0) == 0;
+    j->upgrade = later;
     pthread_mutex_lock(&s->mu);
     j->next = NULL;
     if (s->ready_tail)
@@ -239,10 +308,22 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
     else
         s->ready_head = j;
     s->ready_tail = j;
+    uint64_t ticket = ++s->n_readied;
     s->n_waiting++;
     s->n_running--;
     pthread_cond_signal(&s->ready_cv);
     pthread_mutex_unlock(&s->mu);
+    if (later) { /* the job may be gone by now: only mx is used */
+        wait_admitted(s, ticket);
+        t2_adapted *a = NULL;
+        if (t2_adapt_materialise(&a, e->model, e->svf, &mx, e->cache, t2_ctx_pool(ctx), &err) ==
+                0 &&
+            a)
+            post_built(s, a);
+        else
+            t2_adapted_unref(a);
+        t2_mixture_clear(&mx);
+    }
     return true;
 }
 
@@ -339,6 +420,28 @@ static const char *seq_finish(const job *j)
     return t2_finish_name(f);
 }
 
+/* Factored weights -> their materialised set (same values to rounding),
+ * between steps. */
+static void upgrade(job *j, t2_adapted *a)
+{
+    t2_ctx_set_layers(j->ctx, a->layers);
+    t2_adapted_unref(j->weights);
+    j->weights = a;
+    j->upgrade = false;
+}
+
+static void apply_built(t2_sched *s, t2_adapted **built, int n)
+{
+    for (int b = 0; b < n; b++) {
+        for (int i = 0; i < s->n_active; i++) {
+            job *j = s->active[i];
+            if (j->upgrade && j->weights->key && strcmp(j->weights->key, built[b]->key) == 0)
+                upgrade(j, t2_adapted_ref(built[b]));
+        }
+        t2_adapted_unref(built[b]);
+    }
+}
+
 /* Prefills a newly admitted job; true when it joined the batch. */
 static bool admit(t2_sched *s, job *j)
 {
@@ -353,6 +456,9 @@ static bool admit(t2_sched *s, job *j)
     }
     t2_ctx_truncate(j->ctx, 0);
     t2_ctx_set_layers(j->ctx, j->weights ? j->weights->layers : NULL);
+    t2_adapted *m = j->upgrade ? t2_adapt_cache_peek(s->e->cache, j->weights->key) : NULL;
+    if (m) /* built while the job waited */
+        upgrade(j, m);
     j->t_pass2 = t2_now_ms();
     const float *logits;
     if (t2_gen_seq_create(&j->seq, s->e->model, j->prompt, j->n_prompt, &j->gen, text_cb, j,
@@ -442,6 +548,10 @@ static void *decoder_main(void *arg)
             admitted[n_new++] = j;
         }
         bool stop = s->stopping && s->n_active == 0 && n_new == 0 && !s->ready_head;
+        t2_adapted *built[MAX_BUILT];
+        int n_built = s->n_built;
+        memcpy(built, s->built, (size_t)n_built * sizeof *built);
+        s->n_built = 0;
         pthread_mutex_unlock(&s->mu);
         if (stop)
             break;
@@ -456,6 +566,13 @@ static void *decoder_main(void *arg)
                 s->active[s->n_active++] = j;
             }
         }
+        if (n_new > 0) {
+            pthread_mutex_lock(&s->mu);
+            s->n_admitted += (uint64_t)n_new;
+            pthread_cond_broadcast(&s->admit_cv);
+            pthread_mutex_unlock(&s->mu);
+        }
+        apply_built(s, built, n_built);
         reap(s);
         if (s->n_active > 0)
             decode_step(s);
@@ -484,6 +601,7 @@ int t2_sched_create(t2_sched **out, t2_engine *e, const t2_sched_opts *o, t2_err
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
+    pthread_cond_init(&s->admit_cv, NULL);
     s->next_id = 1;
     s->active = calloc((size_t)s->o.max_seqs, sizeof *s->active);
     s->free_ctx = calloc((size_t)s->o.max_seqs, sizeof *s->free_ctx);
@@ -534,6 +652,7 @@ void t2_sched_free(t2_sched *s)
         atomic_store(&l->j->cancel, true);
     pthread_cond_broadcast(&s->work_cv);
     pthread_cond_broadcast(&s->ready_cv);
+    pthread_cond_broadcast(&s->admit_cv);
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i], NULL);
@@ -547,6 +666,8 @@ void t2_sched_free(t2_sched *s)
     }
     for (int i = 0; i < s->n_free_ctx; i++)
         t2_ctx_free(s->free_ctx[i]);
+    for (int i = 0; i < s->n_built; i++)
+        t2_adapted_unref(s->built[i]);
     while (s->jobs)
         live_remove(s, s->jobs->j);
     free(s->active);
@@ -555,6 +676,7 @@ void t2_sched_free(t2_sched *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->ready_cv);
+    pthread_cond_destroy(&s->admit_cv);
     free(s);
 }
 
