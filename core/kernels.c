@@ -2,6 +2,7 @@
  * kernels: weight formats, activation quantisation, row ranges. */
 #include "kernels.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -44,11 +45,17 @@ size_t t2_wtype_row_bytes(t2_wtype t, int cols)
 
 /* ---- variant selection ---- */
 
+/* F16C from cpuid directly: clang 14's __builtin_cpu_supports has no "f16c" */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 static int cpu_has_avx2(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 static int cpu_has_avx512(void)
