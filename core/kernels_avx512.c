@@ -143,8 +143,8 @@ INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *x
             const int8_t *qx = xq + (size_t)i * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK;
             const float *dx = xd + (size_t)i * (size_t)nb + b;
             __m512i d = dot_i8(qw, _mm512_loadu_si512((const void *)qx));
-            __m128 s2 =
-                _mm_mul_ps(dw, _mm_castpd_ps(_mm_load_sd((const double *)(const void *)dx)));
+            /* the two blocks' x scales: an unaligned 8-byte load */
+            __m128 s2 = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadu_si64((const void *)dx)));
             __m512 scale = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s2));
             acc[i] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(d), acc[i]);
         }
