@@ -1,7 +1,13 @@
 #!/bin/sh
-# Installs dependencies, builds t2 and runs the whole test suite.
+# Installs dependencies, builds t2 and runs the whole test suite, in stages:
+#   release   release build (build/): unit + integration tests
+#   docker    the container recipe's build step (docker/build.sh) + YAML lint
+#   asan      ASan+UBSan build (build-asan/): the whole suite again
+#   valgrind  memcheck over the unit tests and one server integration run
+#   fuzz      every libFuzzer target for T2_FUZZ_SECONDS (default 15) s
 # Used verbatim by .ci/run. T2_SHARED overrides the test data location
-# (default: ../shared beside the source tree).
+# (default: ../shared beside the source tree); T2_STAGES picks stages
+# (default: all five, in that order). Ends with one plain line of counts.
 set -eu
 cd "$(dirname "$0")/.."
 ./tools/install-deps.sh
@@ -11,23 +17,106 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
         echo "t2: npm ci --prefix tests/openai failed: integration_openai will be skipped" >&2
 fi
 BUILD=${BUILD:-build}
-if [ -d "$BUILD/meson-private" ]; then
-    meson setup --reconfigure "$BUILD" -Dshared_dir="${T2_SHARED:-}"
-else
-    meson setup "$BUILD" -Dshared_dir="${T2_SHARED:-}"
-fi
-ninja -C "$BUILD"
-# the container recipe's build step (docker/build.sh) and its YAML, without Docker
-BUILD=build-release docker/build.sh "$BUILD/dist" >/dev/null
-yamllint -d relaxed docker/compose.yaml docker/k8s/
-echo "docker recipe: build.sh installed into $BUILD/dist, YAML lint clean"
-# (sh has no pipefail: the status travels through a file)
-{ meson test -C "$BUILD" --print-errorlogs --num-processes 2; echo $? >"$BUILD/test-status"; } |
-    tee "$BUILD/test-summary.txt"
-status=$(cat "$BUILD/test-status")
-# one plain closing line with the counts, for readers that do not know meson
-count() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" "$BUILD/test-summary.txt" | tail -1; }
-ok=$(count Ok)
-failed=$(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") ))
-echo "tests: ${ok:-0} passed, ${failed} failed, $(count Skipped) skipped"
+STAGES=${T2_STAGES:-release docker asan valgrind fuzz}
+LOG=$BUILD-stages
+mkdir -p "$LOG"
+: >"$LOG/summary"
+
+# setup DIR [meson options]: configure once, reconfigure after
+setup() {
+    dir=$1
+    shift
+    if [ -d "$dir/meson-private" ]; then
+        meson setup --reconfigure "$dir" -Dshared_dir="${T2_SHARED:-}" "$@" >/dev/null
+    else
+        meson setup "$dir" -Dshared_dir="${T2_SHARED:-}" "$@" >/dev/null
+    fi
+}
+
+# meson_stage NAME DIR [meson test args]: runs meson test, keeps its
+# counts for the closing line (sh has no pipefail: the status goes
+# through a file)
+meson_stage() {
+    name=$1 dir=$2
+    shift 2
+    echo "== $name: meson test -C $dir $*"
+    {
+        st=0
+        meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || st=$?
+        echo $st >"$LOG/$name.status"
+    } |
+        tee "$LOG/$name.txt"
+    count() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" "$LOG/$name.txt" | tail -1; }
+    fails=$(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") ))
+    echo "$name $(cat "$LOG/$name.status") $(count Ok) $fails $(count Skipped)" >>"$LOG/summary"
+}
+
+# plain_stage NAME COMMAND...: one check that passes or fails as a whole
+plain_stage() {
+    name=$1
+    shift
+    echo "== $name: $*"
+    if "$@"; then st=0; else st=$?; fi
+    echo "$name $st $([ $st -eq 0 ] && echo 1 || echo 0) $([ $st -eq 0 ] && echo 0 || echo 1) 0" \
+        >>"$LOG/summary"
+}
+
+docker_recipe() {
+    BUILD=build-release docker/build.sh "$BUILD/dist" >/dev/null &&
+        yamllint -d relaxed docker/compose.yaml docker/k8s/ &&
+        echo "docker recipe: build.sh installed into $BUILD/dist, YAML lint clean"
+}
+
+# One server integration run under valgrind: every request of the
+# concurrency test (continuous batching, four weight sets) and a clean
+# SIGTERM exit, which valgrind turns into 99 on any error or definite leak.
+valgrind_server() {
+    T2_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+        T2_SHARED="${T2_SHARED:-$(pwd)/../shared}" python3 tests/integration/test_concurrency.py "$BUILD/server/t2"
+}
+
+for stage in $STAGES; do
+    case $stage in
+    release)
+        setup "$BUILD"
+        ninja -C "$BUILD"
+        meson_stage release "$BUILD"
+        ;;
+    docker)
+        plain_stage docker docker_recipe
+        ;;
+    asan)
+        setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+        ninja -C build-asan
+        # UBSan stops at its first finding (gcc's default would only print);
+        # the load test runs 15 s (its RSS bound is for the release build:
+        # ASan's quarantine holds freed memory on purpose); test_adapt
+        # evaluates 20 items per set (its accuracy tables run in full above)
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+            T2_TEST_ADAPT_ITEMS=20 T2_LOAD_SECONDS=15 T2_LOAD_RSS_MB=1024 \
+            meson_stage asan build-asan
+        ;;
+    valgrind)
+        [ -f "$BUILD/build.ninja" ] || { setup "$BUILD" && ninja -C "$BUILD"; }
+        meson_stage valgrind "$BUILD" --setup valgrind --suite unit
+        plain_stage valgrind-server valgrind_server
+        ;;
+    fuzz)
+        plain_stage fuzz ./tools/fuzz.sh -j 2 "${T2_FUZZ_SECONDS:-15}"
+        ;;
+    *)
+        echo "tools/test.sh: unknown stage '$stage'" >&2
+        exit 2
+        ;;
+    esac
+done
+
+# closing lines: per stage, then one plain total for readers that do not know meson
+status=0 passed=0 failed=0 skipped=0
+while read -r name st ok fail skip; do
+    echo "stage $name: $([ "$st" -eq 0 ] && echo ok || echo FAILED) (${ok:-0} passed, ${fail:-0} failed, ${skip:-0} skipped)"
+    [ "$st" -eq 0 ] || status=1
+    passed=$((passed + ${ok:-0})) failed=$((failed + ${fail:-0})) skipped=$((skipped + ${skip:-0}))
+done <"$LOG/summary"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status
