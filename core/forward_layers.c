@@ -35,12 +35,10 @@ static void matmul_dequant(const matmul_job *j, int worker, int r0, int r1)
     }
 }
 
-static void matmul_worker(void *arg, int worker, int nw)
+/* Rows [r0, r1) of one product on this worker. */
+static void matmul_range(const matmul_job *j, int worker, int r0, int r1)
 {
-    const matmul_job *j = arg;
     const t2_wmat *w = j->w;
-    int r0, r1;
-    t2_pool_share(w->rows, worker, nw, 16, &r0, &r1);
     if (r0 >= r1)
         return;
     if (j->n <= T2_KERNEL_ROWS)
@@ -57,13 +55,60 @@ static void matmul_worker(void *arg, int worker, int nw)
                 j->y[(size_t)i * (size_t)w->rows + (size_t)r] += j->bias[r];
 }
 
+static void matmul_worker(void *arg, int worker, int nw)
+{
+    const matmul_job *j = arg;
+    int r0, r1;
+    t2_pool_share(j->w->rows, worker, nw, 16, &r0, &r1);
+    matmul_range(j, worker, r0, r1);
+}
+
 static void matmul(t2_ctx *c, float *y, const float *x, const t2_wmat *w, const float *bias, int n)
 {
     /* Q8_0 kernels take X quantised: once here, not per worker */
     if (w->type == T2_W_Q8_0 && n <= T2_KERNEL_ROWS)
-        t2_q8_act_quantize(x, n, w->cols, &c->xq);
+        c->kern->q8_act(x, n, w->cols, &c->xq);
     matmul_job j = {c, y, x, bias, w, n};
     t2_pool_run(c->pool, matmul_worker, &j);
+}
+
+/* Several products of the same X in one dispatch (q, k, v; gate, up):
+ * the workers split the concatenated output rows, so there is one
+ * hand-off and one quantisation of X instead of one per matrix. With
+ * swiglu (gate and up of equal shape) each worker takes the same rows
+ * of both and applies y0 = silu(y0) * y1 on them. */
+typedef struct fused_job {
+    matmul_job part[3];
+    int n_parts, total;
+    bool swiglu;
+} fused_job;
+
+static void fused_worker(void *arg, int worker, int nw)
+{
+    const fused_job *f = arg;
+    int r0, r1;
+    if (f->swiglu) {
+        const matmul_job *g = &f->part[0], *u = &f->part[1];
+        int rows = g->w->rows;
+        t2_pool_share(rows, worker, nw, 16, &r0, &r1);
+        matmul_range(g, worker, r0, r1);
+        matmul_range(u, worker, r0, r1);
+        for (int i = 0; i < g->n; i++) {
+            float *gy = g->y + (size_t)i * (size_t)rows, *uy = u->y + (size_t)i * (size_t)rows;
+            for (int r = r0; r < r1; r++) {
+                float v = gy[r];
+                gy[r] = v / (1.0f + expf(-v)) * uy[r];
+            }
+        }
+        return;
+    }
+    t2_pool_share(f->total, worker, nw, 16, &r0, &r1);
+    for (int p = 0, base = 0; p < f->n_parts; base += f->part[p].w->rows, p++) {
+        int b = r0 > base ? r0 - base : 0;
+        int e = r1 - base < f->part[p].w->rows ? r1 - base : f->part[p].w->rows;
+        if (b < e)
+            matmul_range(&f->part[p], worker, b, e);
+    }
 }
 
 /* ---- one layer matrix for rows that may use different weights ---- */
@@ -204,6 +249,36 @@ static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, flo
     }
 }
 
+/* The products `kinds` of one layer on the same X into ys, fused into one
+ * dispatch when every row uses the same dense matrices (a single stream,
+ * or a batch on one weight set); false (nothing done) otherwise. */
+static bool fused_matmul(t2_ctx *c, const t2_row *rows, int layer, const int *kinds,
+                         float *const *ys, int n_parts, const float *x, int n, bool swiglu)
+{
+    const t2_layer *L = &rows[0].layers[layer];
+    t2_wmat w[3];
+    fused_job f = {.n_parts = n_parts, .swiglu = swiglu};
+    bool q8 = false;
+    for (int p = 0; p < n_parts; p++) {
+        if (factor_of(L, kinds[p]))
+            return false;
+        const void *key = group_key(c, L, kinds[p]);
+        for (int t = 1; t < n; t++)
+            if (group_key(c, &rows[t].layers[layer], kinds[p]) != key)
+                return false;
+        w[p] = t2_layer_wmat(L, &c->m->cfg, kinds[p]);
+        q8 = q8 || w[p].type == T2_W_Q8_0;
+        f.part[p] = (matmul_job){c, ys[p], x, bias_of(L, kinds[p]), &w[p], n};
+        f.total += w[p].rows;
+    }
+    if (swiglu && (n_parts != 2 || w[0].rows != w[1].rows))
+        return false;
+    if (q8 && n <= T2_KERNEL_ROWS)
+        c->kern->q8_act(x, n, w[0].cols, &c->xq);
+    t2_pool_run(c->pool, fused_worker, &f);
+    return true;
+}
+
 /* ---- elementwise pieces ---- */
 
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
@@ -317,9 +392,13 @@ static void attention_block(t2_ctx *c, const t2_row *rows, int layer, int n)
     const float *norm = rows[0].layers[layer].attn_norm;
     for (int t = 0; t < n; t++)
         rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, norm, H, cfg->rms_eps);
-    layer_matmul(c, rows, layer, 0, c->q, c->xn, n, Q, H);
-    layer_matmul(c, rows, layer, 1, c->k, c->xn, n, KV, H);
-    layer_matmul(c, rows, layer, 2, c->v, c->xn, n, KV, H);
+    static const int qkv[3] = {0, 1, 2};
+    float *const ys[3] = {c->q, c->k, c->v};
+    if (!fused_matmul(c, rows, layer, qkv, ys, 3, c->xn, n, false)) {
+        layer_matmul(c, rows, layer, 0, c->q, c->xn, n, Q, H);
+        layer_matmul(c, rows, layer, 1, c->k, c->xn, n, KV, H);
+        layer_matmul(c, rows, layer, 2, c->v, c->xn, n, KV, H);
+    }
     rope_apply(c, c->q, n, cfg->n_heads);
     rope_apply(c, c->k, n, cfg->n_kv_heads);
     store_kv(c, rows, layer, n);
@@ -337,11 +416,15 @@ static void mlp_block(t2_ctx *c, const t2_row *rows, int layer, int n)
     const float *norm = rows[0].layers[layer].ffn_norm;
     for (int t = 0; t < n; t++)
         rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, norm, H, cfg->rms_eps);
-    layer_matmul(c, rows, layer, 4, c->gate, c->xn, n, FF, H);
-    layer_matmul(c, rows, layer, 5, c->up, c->xn, n, FF, H);
-    for (size_t i = 0; i < (size_t)n * (size_t)FF; i++) {
-        float g = c->gate[i];
-        c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];
+    static const int gate_up[2] = {4, 5};
+    float *const ys[2] = {c->gate, c->up};
+    if (!fused_matmul(c, rows, layer, gate_up, ys, 2, c->xn, n, true)) {
+        layer_matmul(c, rows, layer, 4, c->gate, c->xn, n, FF, H);
+        layer_matmul(c, rows, layer, 5, c->up, c->xn, n, FF, H);
+        for (size_t i = 0; i < (size_t)n * (size_t)FF; i++) {
+            float g = c->gate[i];
+            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];
+        }
     }
     layer_matmul(c, rows, layer, 6, c->xn, c->gate, n, H, FF);
     for (size_t i = 0; i < (size_t)n * (size_t)H; i++)

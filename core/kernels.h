@@ -50,6 +50,8 @@ typedef struct t2_kernels {
                  size_t ldy);
     void (*q8_0)(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
                  const float *xd, int n, float *y, size_t ldy);
+    /* quantises X for q8_0: the same result as t2_q8_act_quantize */
+    void (*q8_act)(const float *x, int n, int cols, t2_q8_act *out);
 } t2_kernels;
 
 /* The variant in use: the best the CPU supports, or T2_KERNELS's choice

@@ -146,4 +146,4 @@ TARGET static void q8_0_avx2(const uint8_t *w, size_t ldw, int rows, int cols, c
     }
 }
 
-const t2_kernels t2_kernels_avx2 = {"avx2", f32_avx2, bf16_avx2, q8_0_avx2};
+const t2_kernels t2_kernels_avx2 = {"avx2", f32_avx2, bf16_avx2, q8_0_avx2, t2_q8_act_quantize};

@@ -88,9 +88,72 @@ TARGET static void f32_avx512(const float *w, size_t ldw, int rows, int cols, co
     }
 }
 
+/* One row of X against bf16 weights (cols % 32 == 0, cols <= FAST_COLS):
+ * 32 weights per 512-bit load, split into the even elements (shifted
+ * up) and the odd ones (masked) with no shuffle, against a copy of x
+ * de-interleaved the same way once per call. Two weight rows per pass. */
+#define FAST_COLS 8192
+/* Software prefetch: one core keeps only so many cache misses in flight
+ * from its out-of-order window, and at one vector operation per few bytes
+ * that is below the memory's bandwidth. So while a pair of weight rows is
+ * multiplied, the next pair (the next 2 * ldw bytes) is prefetched, two
+ * lines per step. T2_NO_PREFETCH turns it off (for measurements). */
+#ifdef T2_NO_PREFETCH
+#define PF2(p) ((void)(p))
+#else
+#define PF2(p)                                                                                     \
+    (_mm_prefetch((const char *)(p), _MM_HINT_T0),                                                 \
+     _mm_prefetch((const char *)(p) + 64, _MM_HINT_T0))
+#endif
+TARGET static void bf16_avx512_1(const uint16_t *w, size_t ldw, int rows, int cols, const float *x,
+                                 float *y)
+{
+    __m512 xp[FAST_COLS / 16];
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    int nc = cols / 32;
+    for (int c = 0; c < nc; c++) {
+        __m512 x0 = _mm512_loadu_ps(x + 32 * c), x1 = _mm512_loadu_ps(x + 32 * c + 16);
+        xp[2 * c] = _mm512_permutex2var_ps(x0, ev, x1);
+        xp[2 * c + 1] = _mm512_permutex2var_ps(x0, od, x1);
+    }
+    int r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const char *w0 = (const char *)w + (size_t)r * ldw, *w1 = w0 + ldw;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+        for (int c = 0; c < nc; c++) {
+            PF2(w0 + 2 * ldw + 128 * c);
+            __m512i u = _mm512_loadu_si512((const void *)(w0 + 64 * c));
+            __m512i v = _mm512_loadu_si512((const void *)(w1 + 64 * c));
+            a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(u, 16)), xp[2 * c], a0);
+            a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(u, hi)), xp[2 * c + 1], a1);
+            b0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), xp[2 * c], b0);
+            b1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, hi)), xp[2 * c + 1], b1);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+    }
+    if (r < rows) {
+        const char *w0 = (const char *)w + (size_t)r * ldw;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        for (int c = 0; c < nc; c++) {
+            __m512i u = _mm512_loadu_si512((const void *)(w0 + 64 * c));
+            a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(u, 16)), xp[2 * c], a0);
+            a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(u, hi)), xp[2 * c + 1], a1);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
+}
+
 TARGET static void bf16_avx512(const uint16_t *w, size_t ldw, int rows, int cols, const float *x,
                                int n, float *y, size_t ldy)
 {
+    if (n == 1 && cols % 32 == 0 && cols <= FAST_COLS) {
+        bf16_avx512_1(w, ldw, rows, cols, x, y);
+        return;
+    }
     for (int r = 0; r < rows; r++) {
         const uint16_t *wr = (const uint16_t *)(const void *)((const char *)w + (size_t)r * ldw);
         for (int i = 0; i < n; i += MAX_NX) {
@@ -165,10 +228,71 @@ INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *x
     }
 }
 
+/* One row of X against Q8_0 weights, an even number of blocks (at most
+ * FAST_COLS columns). Per pair of blocks: weights made unsigned by
+ * flipping their top bit (w + 128), multiplied by signed x with VNNI;
+ * the accumulator starts at -128 * (sum of each 4 x values), computed
+ * once per call, so the int32 sums are exact. The two weight scales are
+ * picked out of one 64-byte load with a word permute; the x scales are
+ * broadcast once per call. Two weight rows per pass. */
+TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
+                                 const float *xd, float *y)
+{
+    __m512i corr[FAST_COLS / 64];
+    __m512 dx[FAST_COLS / 64];
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i top = _mm512_set1_epi8((char)0x80);
+    /* words 0 (first block's d) and 17 (second block's d, at byte 34) */
+    const __m512i dsel =
+        _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
+                         17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+    int np = cols / 64;
+    for (int p = 0; p < np; p++) {
+        __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
+        corr[p] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, xv));
+        dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
+                                                  _mm_loadu_si64((const void *)(xd + 2 * p)))));
+    }
+    int r = 0;
+    for (; r < rows; r += 2) {
+        int two = r + 1 < rows;
+        const uint8_t *w0 = w + (size_t)r * ldw, *w1 = two ? w0 + ldw : w0;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        for (int p = 0; p < np; p++) {
+            __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
+            const uint8_t *u0 = w0 + (size_t)p * 2 * T2_Q8_0_BYTES;
+            const uint8_t *u1 = w1 + (size_t)p * 2 * T2_Q8_0_BYTES;
+            PF2(w0 + 2 * ldw + 4 * T2_Q8_0_BYTES * (size_t)p);
+            __m512i q0 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u0 + 2))),
+                _mm256_loadu_si256((const __m256i *)(const void *)(u0 + 36)), 1);
+            __m512i q1 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u1 + 2))),
+                _mm256_loadu_si256((const __m256i *)(const void *)(u1 + 36)), 1);
+            __m512i s0 = _mm512_dpbusd_epi32(corr[p], _mm512_xor_si512(q0, top), xv);
+            __m512i s1 = _mm512_dpbusd_epi32(corr[p], _mm512_xor_si512(q1, top), xv);
+            __m512 d0 = _mm512_cvtph_ps(_mm512_castsi512_si256(
+                _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u0))));
+            __m512 d1 = _mm512_cvtph_ps(_mm512_castsi512_si256(
+                _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u1))));
+            a0 = _mm512_fmadd_ps(_mm512_mul_ps(d0, dx[p]), _mm512_cvtepi32_ps(s0), a0);
+            a1 = _mm512_fmadd_ps(_mm512_mul_ps(d1, dx[p]), _mm512_cvtepi32_ps(s1), a1);
+        }
+        y[r] = _mm512_reduce_add_ps(a0);
+        if (two)
+            y[r + 1] = _mm512_reduce_add_ps(a1);
+    }
+}
+
 TARGET static void q8_0_avx512(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
                                const float *xd, int n, float *y, size_t ldy)
 {
     int nb = cols / T2_Q8_0_BLOCK;
+    if (n == 1 && nb % 2 == 0 && cols <= FAST_COLS) {
+        q8_0_avx512_1(w, ldw, rows, cols, xq, xd, y);
+        return;
+    }
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * ldw;
         for (int i = 0; i < n; i += MAX_NX) {
@@ -186,4 +310,40 @@ TARGET static void q8_0_avx512(const uint8_t *w, size_t ldw, int rows, int cols,
     }
 }
 
-const t2_kernels t2_kernels_avx512 = {"avx512", f32_avx512, bf16_avx512, q8_0_avx512};
+/* t2_q8_act_quantize 16 values at a time, with the same result: the
+ * block maximum of |x|, d and 1/d computed as there (scalar), and
+ * roundf (half away from zero) as truncation plus one where the dropped
+ * fraction is >= 0.5 (exact: x - trunc(x) has no rounding error). */
+TARGET static void q8_act_avx512(const float *x, int n, int cols, t2_q8_act *out)
+{
+    int nb = cols / T2_Q8_0_BLOCK;
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * (size_t)cols;
+        int8_t *q = out->q + (size_t)i * (size_t)cols;
+        float *d = out->d + (size_t)i * (size_t)nb;
+        for (int b = 0; b < nb; b++) {
+            __m512 v0 = _mm512_loadu_ps(xr + 32 * b), v1 = _mm512_loadu_ps(xr + 32 * b + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            float db = amax / 127.0f;
+            float id = db != 0.0f ? 1.0f / db : 0.0f;
+            d[b] = t2_f16_to_f32(t2_f32_to_f16(db));
+            __m512 vid = _mm512_set1_ps(id);
+            __m512 p[2] = {_mm512_mul_ps(v0, vid), _mm512_mul_ps(v1, vid)};
+            for (int h = 0; h < 2; h++) {
+                __m512 t = _mm512_roundscale_ps(p[h], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                __mmask16 up =
+                    _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(p[h], t)), half, _CMP_GE_OQ);
+                __m512 s1 = _mm512_castsi512_ps(_mm512_or_si512(
+                    _mm512_and_si512(_mm512_castps_si512(p[h]), sign), _mm512_castps_si512(one)));
+                t = _mm512_mask_add_ps(t, up, t, s1);
+                _mm_storeu_si128((__m128i *)(void *)(q + 32 * b + 16 * h),
+                                 _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t)));
+            }
+        }
+    }
+}
+
+const t2_kernels t2_kernels_avx512 = {"avx512", f32_avx512, bf16_avx512, q8_0_avx512,
+                                      q8_act_avx512};

@@ -60,4 +60,5 @@ static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const 
     }
 }
 
-const t2_kernels t2_kernels_scalar = {"scalar", f32_scalar, bf16_scalar, q8_0_scalar};
+const t2_kernels t2_kernels_scalar = {"scalar", f32_scalar, bf16_scalar, q8_0_scalar,
+                                      t2_q8_act_quantize};

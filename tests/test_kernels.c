@@ -243,6 +243,35 @@ static void test_act_quantize_matches_ggml(void **state)
     free(x);
 }
 
+/* Every variant's activation quantisation equals the reference, bit for
+ * bit, ties of the rounding included. */
+static void test_act_quantize_variants(void **state)
+{
+    (void)state;
+    enum { N = 4, COLS = 960 };
+    float *x = rand_x(N, COLS);
+    for (int k = 0; k < 31; k++) /* d = 0.5: x / d hits every tie k + 0.5 */
+        x[k] = ((float)k - 16.0f) * 0.25f;
+    x[31] = 63.5f;
+    for (int k = 64; k < 96; k++)
+        x[k] = 0.0f;
+    int8_t q[N * COLS], qr[N * COLS];
+    float d[N * COLS / 32], dr[N * COLS / 32];
+    t2_q8_act a = {q, d}, ar = {qr, dr};
+    t2_q8_act_quantize(x, N, COLS, &ar);
+    static const char *const names[] = {"scalar", "avx2", "avx512"};
+    for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
+        const t2_kernels *k = t2_kernels_variant(names[v]);
+        if (!k)
+            continue;
+        memset(q, 0x55, sizeof q);
+        k->q8_act(x, N, COLS, &a);
+        assert_memory_equal(q, qr, sizeof q);
+        assert_memory_equal(d, dr, sizeof d);
+    }
+    free(x);
+}
+
 static void test_wtype_names(void **state)
 {
     (void)state;
@@ -267,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_env_forces_variant),
         cmocka_unit_test(test_wtype_names),
         cmocka_unit_test(test_act_quantize_matches_ggml),
+        cmocka_unit_test(test_act_quantize_variants),
         cmocka_unit_test(test_scalar),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
