@@ -64,6 +64,7 @@ static int setup(void **state)
     /* one thread: these small matrices gain nothing from a second, and
      * spinning workers only cost time on a loaded machine */
     o.threads = 1;
+    o.svd_cache_dir = test_svd_cache_dir(); /* quick mode: factors shared between tests */
     /* seedling was trained with this short prompt (data/cls_test.jsonl) */
     o.classify_prompt = "Classify the question into one of: {labels}. Answer as \\boxed{category}.";
     t2_err err = {{0}};
@@ -153,10 +154,11 @@ static void test_math_expert_logits(void **state)
     fixture *f = *state;
     t2_adapted *mat = test_expert_weights(f->e, "math", false),
                *fac = test_expert_weights(f->e, "math", true);
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(f->vectors, "vectors"), i, v)
-    {
+    json_t *vecs = json_object_get(f->vectors, "vectors");
+    /* quick mode: the first reference prompt only */
+    size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
+    for (size_t i = 0; i < n_vecs; i++) {
+        json_t *v = json_array_get(vecs, i);
         float *ref = ref_logits(v, "logits_math");
         float *a = last_logits(f, v, mat), *b = last_logits(f, v, fac);
         printf("# %s with math: materialised %.3g, factored %.3g, between %.3g\n",
@@ -179,10 +181,11 @@ static void test_expert_continuations(void **state)
     for (int k = 0; k < 4; k++) {
         for (int factored = 0; factored < 2; factored++) {
             t2_adapted *w = test_expert_weights(f->e, expert_names[k], factored);
-            size_t i;
-            json_t *v;
-            json_array_foreach(json_object_get(f->vectors, "vectors"), i, v)
-            {
+            json_t *vecs = json_object_get(f->vectors, "vectors");
+            /* quick mode: the first reference prompt only */
+            size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
+            for (size_t i = 0; i < n_vecs; i++) {
+                json_t *v = json_array_get(vecs, i);
                 size_t n, n_ref;
                 int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
                 int32_t *ref = json_ids(
@@ -352,11 +355,29 @@ static double expected(fixture *f, const char *row, const char *col)
     return json_number_value(json_object_get(r, col));
 }
 
-#define WITHIN_ONE_POINT(got, want)                                                                \
-    do {                                                                                           \
-        printf("# %-28s t2 %.1f, reference %.1f\n", __func__, (got)*100, (want)*100);              \
-        assert_true(fabs((got) - (want)) <= 0.0101);                                               \
-    } while (0)
+/* Items per test set: all 200 unless T2_TEST_ADAPT_ITEMS says fewer. The
+ * sanitizer and valgrind stages of tools/test.sh use a few items: they
+ * check memory safety on every code path, while the accuracy tables (whose
+ * references are for whole sets) are checked by the normal build's run. */
+static size_t items_limit(void)
+{
+    const char *v = getenv("T2_TEST_ADAPT_ITEMS");
+    long n = v ? strtol(v, NULL, 10) : 0;
+    return n > 0 && n < 200 ? (size_t)n : 0;
+}
+
+/* acc against the reference when the whole set ran; a fraction otherwise */
+static void check_accuracy(const char *what, double acc, double want)
+{
+    if (items_limit()) {
+        printf("# %s: t2 %.1f on the first %zu items (reference %.1f is for 200)\n", what,
+               acc * 100, items_limit(), want * 100);
+        assert_true(acc >= 0.0 && acc <= 1.0);
+        return;
+    }
+    printf("# %s: t2 %.1f, reference %.1f\n", what, acc * 100, want * 100);
+    assert_true(fabs(acc - want) <= 0.0101);
+}
 
 /* every weight set (base and the four experts) on every test set */
 static void test_expert_accuracy(void **state)
@@ -369,14 +390,17 @@ static void test_expert_accuracy(void **state)
     for (int s = 0; s < 5; s++) {
         t2_dataset ds = load_set(files[s]);
         for (int r = 0; r < 5; r++) {
+            if (test_quick() && r != s) /* quick mode: weight set r on test set r only */
+                continue;
             t2_adapted *w =
                 strcmp(rows[r], "base") ? test_expert_weights(f->e, rows[r], false) : NULL;
             double acc;
             t2_err err;
-            assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, 0, w, 16, &acc, &err), 0);
-            printf("# %s on %s: t2 %.1f, reference %.1f\n", rows[r], sets[s], acc * 100,
-                   expected(f, rows[r], sets[s]) * 100);
-            assert_true(fabs(acc - expected(f, rows[r], sets[s])) <= 0.0101);
+            assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, items_limit(), w, 16, &acc, &err),
+                             0);
+            char what[64];
+            snprintf(what, sizeof what, "%s on %s", rows[r], sets[s]);
+            check_accuracy(what, acc, expected(f, rows[r], sets[s]));
             t2_adapted_unref(w);
         }
         t2_dataset_free(&ds);
@@ -394,13 +418,16 @@ static void test_two_pass_generate(void **state)
                             .method = T2_CLS_GENERATE};
         const char *row = k ? "two_pass_classifier" : "two_pass_prompt";
         for (int s = 0; s < 4; s++) {
+            if (test_quick() && s % 2 != k) /* quick mode: each set with one of the two */
+                continue;
             t2_dataset ds = load_set(files[s]);
             double acc;
             t2_err err;
-            assert_int_equal(t2_eval_two_pass(f->e, f->ctx, &ds, 0, &req, 16, &acc, &err), 0);
-            printf("# %s on %s: t2 %.1f, reference %.1f\n", row, sets[s], acc * 100,
-                   expected(f, row, sets[s]) * 100);
-            assert_true(fabs(acc - expected(f, row, sets[s])) <= 0.0101);
+            assert_int_equal(
+                t2_eval_two_pass(f->e, f->ctx, &ds, items_limit(), &req, 16, &acc, &err), 0);
+            char what[64];
+            snprintf(what, sizeof what, "%s on %s", row, sets[s]);
+            check_accuracy(what, acc, expected(f, row, sets[s]));
             t2_dataset_free(&ds);
         }
     }
@@ -425,8 +452,9 @@ static void test_reference_alpha_transfer(void **state)
     assert_int_equal(t2_engine_weights(f->e, &mx, 1000, &w, &err), 0);
     t2_dataset ds = load_set("transfer_test.jsonl");
     double acc;
-    assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, 0, w, 16, &acc, &err), 0);
-    WITHIN_ONE_POINT(acc, json_number_value(json_object_get(f->results, "cem_transfer_test")));
+    assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, items_limit(), w, 16, &acc, &err), 0);
+    check_accuracy("reference CEM alpha on transfer", acc,
+                   json_number_value(json_object_get(f->results, "cem_transfer_test")));
     t2_dataset_free(&ds);
     t2_adapted_unref(w);
     t2_mixture_clear(&mx);
@@ -449,14 +477,20 @@ static void test_own_cem(void **state)
         ex[i] = (t2_example){shots.items[i].question, shots.items[i].answer};
     t2_cem_opts o;
     t2_cem_opts_defaults(&o);
-    o.generations = 4;
+    if (items_limit()) { /* a small search under the sanitizer stages */
+        o.generations = 2;
+        o.population = 8;
+    } else {
+        o.generations = 4;
+    }
     o.seed = 1;
     t2_cem_result r;
     int code;
     assert_int_equal(t2_engine_few_shot(f->e, f->ctx, ex, shots.n, NULL, 0, &o, &r, &code, &err),
                      0);
     assert_int_equal(r.n, 3); /* math, code, reasoning: not the classifier */
-    assert_int_equal(r.evaluations, 1 + 32 + 3 * 31);
+    /* the base, a first population, then each generation keeps its elite */
+    assert_int_equal(r.evaluations, 1 + o.population + (o.generations - 1) * (o.population - 1));
     assert_true(r.accuracy >= r.base_accuracy);
     printf("# CEM: few-shot accuracy %.3f (base %.3f), alpha", r.accuracy, r.base_accuracy);
     t2_mixture mx = {0};
@@ -471,10 +505,11 @@ static void test_own_cem(void **state)
     assert_int_equal(t2_engine_weights(f->e, &mx, 1000, &w, &err), 0);
     t2_dataset ds = load_set("transfer_test.jsonl");
     double acc;
-    assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, 0, w, 16, &acc, &err), 0);
+    assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, items_limit(), w, 16, &acc, &err), 0);
     printf("; transfer test accuracy %.1f (base %.1f)\n", acc * 100,
            expected(f, "base", "transfer") * 100);
-    assert_true(acc >= expected(f, "base", "transfer"));
+    if (!items_limit()) /* the base figure is for the whole set */
+        assert_true(acc >= expected(f, "base", "transfer"));
 
     /* the result persists as a profile and drives a later request */
     t2_profile prof = {.name = "transfer",

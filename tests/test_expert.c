@@ -283,7 +283,8 @@ static int group_setup(void **state)
         fprintf(stderr, "model: %s\n", err.msg);
         return -1;
     }
-    if (t2_svf_build(&f->svf, f->model, T2_SVF_MLP, NULL, NULL, NULL, NULL, &err) != 0) {
+    if (t2_svf_build(&f->svf, f->model, T2_SVF_MLP, test_svd_cache_dir(), NULL, NULL, NULL, &err) !=
+        0) {
         fprintf(stderr, "svf: %s\n", err.msg);
         return -1;
     }

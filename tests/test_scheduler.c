@@ -30,6 +30,7 @@ static int setup(void **state)
     snprintf(ex, sizeof ex, "%s/experts", p);
     o.experts_dir = ex; /* only read: the store writes nothing when nothing is uploaded */
     o.threads = 2;
+    o.svd_cache_dir = test_svd_cache_dir(); /* quick mode: factors shared between tests */
     t2_err err = {{0}};
     if (t2_engine_open(&f.e, &o, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
@@ -69,13 +70,16 @@ static void test_forward_batch_matches_single(void **state)
         t2_ctx_set_layers(single[i], w[i] ? w[i]->layers : NULL);
         size_t n;
         int32_t *ids = json_ids(json_object_get(json_array_get(vecs, (size_t)i % 4), "ids"), &n);
+        if (test_quick()) /* quick mode: prompts cut to 12 tokens */
+            n = n < 12 ? n : 12;
         const float *l;
         assert_int_equal(t2_forward(batch[i], ids, (int)n - i, false, &l, &err),
                          0); /* different lengths */
         assert_int_equal(t2_forward(single[i], ids, (int)n - i, false, &l, &err), 0);
         free(ids);
     }
-    for (int step = 0; step < 5; step++) {
+    int steps = test_quick() ? 2 : 5; /* quick mode: 2 batched decode steps */
+    for (int step = 0; step < steps; step++) {
         int32_t toks[6];
         for (int i = 0; i < 6; i++)
             toks[i] = (int32_t)(100 + 37 * i + step);
@@ -238,12 +242,15 @@ static void submit(fixture *f, t2_sched *s, int i, outcome *o, int max_tokens, u
 static void test_concurrent_equals_alone(void **state)
 {
     fixture *f = *state;
+    /* quick mode: the first 4 jobs (one per weight set: math, code,
+     * reasoning, base) */
+    int n_jobs = test_quick() ? 4 : 8;
     /* alone, with the plain generation loop */
     char alone[8][256];
     t2_ctx *ctx;
     t2_err err;
     assert_int_equal(t2_ctx_create(&ctx, f->e->model, f->e->pool, 0, &err), 0);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < n_jobs; i++) {
         size_t n;
         int32_t *ids = chat_ids(f, questions[i], &n);
         t2_adapted *w = test_expert_weights(f->e, job_experts[i], false);
@@ -260,18 +267,19 @@ static void test_concurrent_equals_alone(void **state)
         free(ids);
     }
     t2_ctx_free(ctx);
-    /* together: 8 jobs with 4 different weight sets through the scheduler */
+    /* together: 8 jobs (4 in quick mode) with 4 different weight sets through
+     * the scheduler */
     t2_sched_opts so;
     t2_sched_opts_defaults(&so);
     so.n_ctx = 256;
     t2_sched *s;
     assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
     outcome o[8];
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < n_jobs; i++) {
         outcome_init(&o[i]);
         submit(f, s, i, &o[i], 16, NULL);
     }
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < n_jobs; i++) {
         wait_done(&o[i]);
         assert_int_equal(o[i].res.error_code, 0);
         assert_true(o[i].decided);

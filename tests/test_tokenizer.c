@@ -416,7 +416,8 @@ static void test_malformed_json(void **state)
     char p[1024];
     size_t len;
     char *json = read_all(shared_path(p, sizeof p, "models/seedling/tokenizer.json"), &len);
-    for (size_t cut = 0; cut < len; cut += 487)
+    size_t stride = test_quick() ? 4870 : 487; /* quick mode: every 4870th cut */
+    for (size_t cut = 0; cut < len; cut += stride)
         expect_load_error(json, cut, NULL);
     free(json);
 }
@@ -432,7 +433,8 @@ static void test_mutated_json(void **state)
     char *json = malloc(len);
     uint32_t rng = 12345;
     int loaded = 0;
-    for (int iter = 0; iter < 200; iter++) {
+    int iters = test_quick() ? 20 : 200; /* quick mode: 20 mutants */
+    for (int iter = 0; iter < iters; iter++) {
         memcpy(json, orig, len);
         /* Swap letters for letters and digits for digits so that most
          * mutants stay JSON and reach the tokenizer's own checks. */
@@ -457,7 +459,7 @@ static void test_mutated_json(void **state)
             t2_tok_free(tok);
         }
     }
-    fprintf(stderr, "mutated tokenizer.json: %d of 200 still loaded\n", loaded);
+    fprintf(stderr, "mutated tokenizer.json: %d of %d still loaded\n", loaded, iters);
     free(json);
     free(orig);
 }
@@ -622,8 +624,8 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* A synthetic 150k-token vocabulary with 150k merges, as big as Qwen2's. */
-static char *big_json(void)
+/* A synthetic n-token vocabulary with n merges; 150k is as big as Qwen2's. */
+static char *big_json(int n)
 {
     size_t cap = 16u << 20, len = 0;
     char *s = malloc(cap);
@@ -631,10 +633,10 @@ static char *big_json(void)
         s + len, cap - len,
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false},"
         " \"model\": {\"type\": \"BPE\", \"vocab\": {");
-    for (int i = 0; i < 150000; i++)
+    for (int i = 0; i < n; i++)
         len += (size_t)snprintf(s + len, cap - len, "%s\"t%d\": %d", i ? ", " : "", i, i);
     len += (size_t)snprintf(s + len, cap - len, "}, \"merges\": [");
-    for (int i = 0; i < 150000; i++)
+    for (int i = 0; i < n; i++)
         len += (size_t)snprintf(s + len, cap - len, "%s\"t%d t%d\"", i ? ", " : "", i, i + 1);
     snprintf(s + len, cap - len, "]}}");
     return s;
@@ -643,14 +645,15 @@ static char *big_json(void)
 static void test_speed(void **state)
 {
     (void)state;
-    char *json = big_json();
+    int n_vocab = test_quick() ? 15000 : 150000; /* quick mode: a 15k-token vocabulary */
+    char *json = big_json(n_vocab);
     t2_tokenizer *tok;
     t2_err err = {{0}};
     double t0 = now();
     assert_int_equal(t2_tok_load_json_buf(&tok, json, strlen(json), &err), 0);
     double t1 = now();
-    assert_int_equal(t2_tok_vocab_size(tok), 150000);
-    fprintf(stderr, "load of a 150k-token tokenizer.json: %.3f s\n", t1 - t0);
+    assert_int_equal(t2_tok_vocab_size(tok), n_vocab);
+    fprintf(stderr, "load of a %d-token tokenizer.json: %.3f s\n", n_vocab, t1 - t0);
     t2_tok_free(tok);
     free(json);
 

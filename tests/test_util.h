@@ -4,11 +4,37 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* T2_TEST_QUICK=1 (the valgrind setup in tests/meson.build): the heavy tests
+ * trim their numeric work (fewer reference prompts, shorter generations,
+ * smaller loops) but keep every code path and every assertion that still
+ * applies; the normal build runs the full numeric checks. */
+static inline bool test_quick(void)
+{
+    const char *v = getenv("T2_TEST_QUICK");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Quick mode: the tests share the seedling's SVF factors through an SVD
+ * cache dir, so that the SVD (minutes under valgrind) runs once, in
+ * whichever test comes first (the cache is locked while written, and checks
+ * the weights' hash and its own checksum on load; test_svf still decomposes
+ * its tiny model). NULL otherwise: each test decomposes. */
+static inline const char *test_svd_cache_dir(void)
+{
+    static char dir[512];
+    if (!test_quick())
+        return NULL;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/t2-test-quick-svd-cache", tmp && *tmp ? tmp : "/tmp");
+    return dir;
+}
 
 /* $T2_SHARED/<rel> into buf */
 static inline const char *shared_path(char *buf, size_t cap, const char *rel)

@@ -268,8 +268,9 @@ static void fuzz_file(const char *base, int iters)
 static void test_fuzz(void **state)
 {
     (void)state;
-    fuzz_file("ggml-vocab-gpt-2.gguf", 20);
-    fuzz_file("ggml-vocab-llama-spm.gguf", 20);
+    int iters = test_quick() ? 4 : 20; /* quick mode: 4 mutants per file */
+    fuzz_file("ggml-vocab-gpt-2.gguf", iters);
+    fuzz_file("ggml-vocab-llama-spm.gguf", iters);
 }
 
 int main(void)
