@@ -684,6 +684,30 @@ static void *build_in_thread(void *arg)
     return NULL;
 }
 
+/* Whether some thread is queued for a flock on path within timeout seconds:
+ * /proc/locks lists waiters as "N: -> FLOCK ... MAJ:MIN:INODE ...". */
+static bool waiting_on_flock(const char *path, double timeout)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    char ino[32];
+    snprintf(ino, sizeof ino, ":%lu ", (unsigned long)st.st_ino);
+    for (double waited = 0; waited < timeout; waited += 0.01) {
+        FILE *f = fopen("/proc/locks", "r");
+        char line[256];
+        bool found = false;
+        while (f && !found && fgets(line, sizeof line, f))
+            found = strstr(line, "->") && strstr(line, "FLOCK") && strstr(line, ino);
+        if (f)
+            fclose(f);
+        if (found)
+            return true;
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
 /* Replicas sharing a cache: while one holds the set's lock (decomposing),
  * another waits, then loads the file the first wrote instead of
  * decomposing again. */
@@ -702,6 +726,11 @@ static void test_cache_lock_shared(void **state)
     waiter w = {.t = &t, .dir = dir};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, build_in_thread, &w), 0);
+    /* wait until the builder is queued on the lock (slow under valgrind),
+     * then keep it waiting a while longer */
+    char lock_path[1100];
+    snprintf(lock_path, sizeof lock_path, "%s.lock", path);
+    assert_true(waiting_on_flock(lock_path, 120.0));
     usleep(300 * 1000);
     assert_int_equal(w.done, 0); /* blocked on the lock, not decomposing */
     t2_err err = {{0}};
