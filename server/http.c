@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,6 +56,34 @@ void t2_http_kick(t2_http *h)
         uv_timer_start(&h->timer, on_timer, 0, 0);
 }
 
+/* Request smuggling guard: two Content-Length headers that disagree, or
+ * one next to Transfer-Encoding, make the body's end ambiguous to anything
+ * between the client and us (RFC 9112 6.3); libmicrohttpd would silently
+ * use one of them. */
+typedef struct framing_scan {
+    const char *length; /* the first Content-Length value */
+    bool conflicting;   /* a second, different Content-Length */
+    bool chunked;       /* a Transfer-Encoding header */
+} framing_scan;
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    framing_scan *s = cls;
+    if (!value)
+        value = "";
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (!s->length)
+            s->length = value;
+        else if (strcmp(s->length, value) != 0)
+            s->conflicting = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        s->chunked = true;
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *con, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_size, void **con_cls)
@@ -70,6 +99,15 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *con, con
         *con_cls = r;
         r->in_handler = true;
         h->hooks.admit(h->hooks.user, r);
+        framing_scan fs = {0};
+        MHD_get_connection_values(con, MHD_HEADER_KIND, scan_framing, &fs);
+        if (!r->resp && (fs.conflicting || (fs.length && fs.chunked))) {
+            t2_api_err e;
+            t2_api_fail(&e, 400, "invalid_framing", NULL, "%s",
+                        fs.conflicting ? "conflicting Content-Length headers"
+                                       : "both Content-Length and Transfer-Encoding");
+            t2_req_respond_error(r, &e);
+        }
         if (!r->resp) {
             const char *cl =
                 MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

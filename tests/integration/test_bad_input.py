@@ -311,6 +311,20 @@ for what, data, want in [
     got = raw_exchange(data)
     R.check("%s -> %d" % (what, want), status_of(got) == want, got[:200])
 
+# request smuggling: an ambiguous body end is refused by t2 itself (JSON error)
+for what, data in [
+        ("two different Content-Length headers", b"POST /v1/generate HTTP/1.1\r\nHost: t\r\n"
+         b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}"),
+        ("Content-Length and Transfer-Encoding", b"POST /v1/generate HTTP/1.1\r\nHost: t\r\n"
+         b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")]:
+    got = raw_exchange(data)
+    R.check("%s -> 400 invalid_framing" % what,
+            status_of(got) == 400 and b'"invalid_framing"' in got, got[:300])
+got = raw_exchange(b"POST /v1/generate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}")
+R.check("two equal Content-Length headers are accepted (422: no prompt)", status_of(got) == 422,
+        got[:300])
+
 # ---------------- still serving ----------------
 st, body, _ = S.json("POST", "/v1/generate", VALID["/v1/generate"])
 R.check("generate still works after all of that", st == 200 and isinstance(body.get("text"), str),
