@@ -67,7 +67,7 @@ typedef struct framing_scan {
 } framing_scan;
 
 static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value)
+                                    const char *value)
 {
     (void)kind;
     framing_scan *s = cls;
