@@ -13,7 +13,6 @@ setup ships, with the addresses rewritten to loopback), all started here:
 
 usage: test_balancer.py PATH/TO/t2   (skipped, exit 77, without nginx)
 """
-import http.client
 import json
 import os
 import re
@@ -28,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from t2test import MODEL, Results, Server, t2_path, _die_with_parent  # noqa: E402
+from t2test import MODEL, Results, Server, expert_names, http_request, t2_path, _die_with_parent  # noqa: E402
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 if not NGINX:
@@ -96,16 +95,9 @@ class Nginx:
             return ""
 
     def request(self, method, path, body=None, headers=None, timeout=60):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            if isinstance(body, dict):
-                body = json.dumps(body).encode()
-                headers = dict({"Content-Type": "application/json"}, **(headers or {}))
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, r.read()
-        finally:
-            c.close()
+        """-> (status, body bytes)"""
+        st, _, data = http_request("127.0.0.1", self.port, method, path, body, headers, timeout)
+        return st, data
 
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
@@ -114,11 +106,6 @@ class Nginx:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def names(server):
-    st, body, _ = server.json("GET", "/v1/experts")
-    return sorted(e["name"] for e in body.get("data", body.get("experts", []))) if st == 200 else None
 
 
 def svd_line(server):
@@ -153,7 +140,7 @@ lb = Nginx([A.port, B.port])
 st, _ = lb.request("PUT", "/v1/experts/lbmath", body=math_bytes, headers=OCTET)
 R.eq("upload through nginx", st, 201)
 end = time.time() + 10
-while time.time() < end and not all("lbmath" in (names(s) or []) for s in (A, B)):
+while time.time() < end and not all("lbmath" in (expert_names(s) or []) for s in (A, B)):
     time.sleep(0.2)
 for label, s in (("A", A), ("B", B)):
     st, body, _ = s.json("POST", "/v1/generate", dict(Q, adaptation={"strategy": "expert", "expert": "lbmath"}))
@@ -162,10 +149,10 @@ for label, s in (("A", A), ("B", B)):
 st, _ = lb.request("DELETE", "/v1/experts/lbmath")
 R.eq("delete through nginx", st, 200)
 end = time.time() + 10
-while time.time() < end and any("lbmath" in (names(s) or ["lbmath"]) for s in (A, B)):
+while time.time() < end and any("lbmath" in (expert_names(s) or ["lbmath"]) for s in (A, B)):
     time.sleep(0.2)
 for label, s in (("A", A), ("B", B)):
-    R.check("replica %s no longer lists it" % label, "lbmath" not in (names(s) or ["lbmath"]), names(s))
+    R.check("replica %s no longer lists it" % label, "lbmath" not in (expert_names(s) or ["lbmath"]), expert_names(s))
     st, _, _ = s.json("POST", "/v1/generate", dict(Q, adaptation={"strategy": "expert", "expert": "lbmath"}))
     R.eq("replica %s: generating with it -> 404" % label, st, 404)
 

@@ -11,18 +11,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from t2test import MODEL, Results, Server, t2_path  # noqa: E402
+from t2test import MODEL, Results, Server, expert_names, t2_path  # noqa: E402
 
 R = Results("replicas")
 T2 = t2_path()
 math_bytes = open(os.path.join(MODEL, "experts", "math.safetensors"), "rb").read()
 OCTET = {"Content-Type": "application/octet-stream"}
 Q = {"messages": [{"role": "user", "content": "What is 461 + 129?"}], "max_tokens": 8}
-
-
-def names(server):
-    st, body, _ = server.json("GET", "/v1/experts")
-    return sorted(e["name"] for e in body.get("data", body.get("experts", []))) if st == 200 else None
 
 
 def wait_for(pred, timeout=10.0):
@@ -36,12 +31,12 @@ def wait_for(pred, timeout=10.0):
 
 A = Server(T2, "--experts-rescan", "0.5", "--default-strategy", "none")
 B = Server(T2, "--experts-rescan", "0.5", "--default-strategy", "none", keep_tmp=A.tmp)
-R.check("both replicas start with the same experts", names(A) == names(B) and names(A), (names(A), names(B)))
+R.check("both replicas start with the same experts", expert_names(A) == expert_names(B) and expert_names(A), (expert_names(A), expert_names(B)))
 
 st, _, _ = A.request("PUT", "/v1/experts/shared1", body=math_bytes, headers=OCTET)
 R.eq("upload through replica A", st, 201)
 R.check("replica B sees the upload within the rescan period",
-        wait_for(lambda: "shared1" in (names(B) or [])), names(B))
+        wait_for(lambda: "shared1" in (expert_names(B) or [])), expert_names(B))
 st, body, _ = B.json("POST", "/v1/generate",
                   dict(Q, adaptation={"strategy": "expert", "expert": "shared1"}))
 R.check("replica B generates with it (math expert: 680)", st == 200 and body.get("text") == "680",
@@ -50,7 +45,7 @@ R.check("replica B generates with it (math expert: 680)", st == 200 and body.get
 st, _, _ = A.request("DELETE", "/v1/experts/shared1")
 R.eq("delete through replica A", st, 200)
 R.check("replica B drops it within the rescan period",
-        wait_for(lambda: "shared1" not in (names(B) or ["shared1"])), names(B))
+        wait_for(lambda: "shared1" not in (expert_names(B) or ["shared1"])), expert_names(B))
 st, body, _ = B.json("POST", "/v1/generate", dict(Q, adaptation={"strategy": "expert", "expert": "shared1"}))
 R.eq("generating with the deleted expert on B -> 404", st, 404)
 
