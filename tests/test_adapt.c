@@ -111,10 +111,7 @@ static float *last_logits(fixture *f, json_t *vec, const t2_adapted *w)
 
 static float *ref_logits(json_t *vec, const char *field)
 {
-    char rel[512], p[1024];
-    snprintf(rel, sizeof rel, "models/seedling/reference/%s",
-             json_string_value(json_object_get(vec, field)));
-    float *r = read_f32_file(shared_path(p, sizeof p, rel), 1024);
+    float *r = reference_logits(vec, field);
     assert_non_null(r);
     return r;
 }

@@ -77,10 +77,7 @@ static void test_reference_logits(void **state)
         json_t *v = json_array_get(vecs, i);
         size_t n;
         int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-        char rel[512], p[1024];
-        snprintf(rel, sizeof rel, "models/seedling/reference/%s",
-                 json_string_value(json_object_get(v, "logits_base")));
-        float *ref = read_f32_file(shared_path(p, sizeof p, rel), 1024);
+        float *ref = reference_logits(v, "logits_base");
         assert_non_null(ref);
         t2_ctx *ctx;
         t2_err err;
@@ -301,10 +298,7 @@ static double format_error(fixture *f, t2_model *m)
         json_t *v = json_array_get(vecs, i);
         size_t n;
         int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-        char rel[512], p[1024];
-        snprintf(rel, sizeof rel, "models/seedling/reference/%s",
-                 json_string_value(json_object_get(v, "logits_base")));
-        float *ref = read_f32_file(shared_path(p, sizeof p, rel), 1024);
+        float *ref = reference_logits(v, "logits_base");
         assert_non_null(ref);
         t2_ctx *ctx;
         t2_err err;

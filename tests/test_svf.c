@@ -403,10 +403,7 @@ static void test_math_expert_reference(void **state)
         size_t n, n_ref;
         int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
         int32_t *greedy = json_ids(json_object_get(json_object_get(v, "greedy"), "math"), &n_ref);
-        char rel[512], p[1024];
-        snprintf(rel, sizeof rel, "models/seedling/reference/%s",
-                 json_string_value(json_object_get(v, "logits_math")));
-        float *ref = read_f32_file(shared_path(p, sizeof p, rel), 1024);
+        float *ref = reference_logits(v, "logits_math");
         assert_non_null(ref);
         t2_ctx *ctx;
         t2_err err = {{0}};

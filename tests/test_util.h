@@ -25,12 +25,16 @@ static inline bool test_quick(void)
  * cache dir, so that the SVD (minutes under valgrind) runs once, in
  * whichever test comes first (the cache is locked while written, and checks
  * the weights' hash and its own checksum on load; test_svf still decomposes
- * its tiny model). NULL otherwise: each test decomposes. */
+ * its tiny model); T2_TEST_SVD_CACHE names the directory (default
+ * $TMPDIR/t2-test-quick-svd-cache). NULL otherwise: each test decomposes. */
 static inline const char *test_svd_cache_dir(void)
 {
     static char dir[512];
     if (!test_quick())
         return NULL;
+    const char *given = getenv("T2_TEST_SVD_CACHE"); /* tools/test.sh fills one */
+    if (given && *given)
+        return given;
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/t2-test-quick-svd-cache", tmp && *tmp ? tmp : "/tmp");
     return dir;
@@ -81,6 +85,16 @@ static inline int32_t *json_ids(json_t *arr, size_t *n)
     for (size_t i = 0; i < *n; i++)
         ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
     return ids;
+}
+
+/* The seedling reference logits (1024 floats) that a vectors.json entry
+ * names in `field` (e.g. "logits_base"); NULL if unreadable. */
+static inline float *reference_logits(json_t *vec, const char *field)
+{
+    char rel[512], p[1024];
+    snprintf(rel, sizeof rel, "models/seedling/reference/%s",
+             json_string_value(json_object_get(vec, field)));
+    return read_f32_file(shared_path(p, sizeof p, rel), 1024);
 }
 
 static inline json_t *load_vectors(void)
