@@ -17,6 +17,7 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
         echo "t2: npm ci --prefix tests/openai failed: integration_openai will be skipped" >&2
 fi
 BUILD=${BUILD:-build}
+SHARED=${T2_SHARED:-$(pwd)/../shared}
 STAGES=${T2_STAGES:-release asan valgrind fuzz docker}
 LOG=$BUILD-stages
 mkdir -p "$LOG"
@@ -70,21 +71,24 @@ docker_recipe() {
         echo "docker recipe: build.sh installed into $BUILD/dist, YAML lint clean"
 }
 
-# One server integration run under valgrind: the auth test (two servers,
-# every endpoint kind with and without keys, uploads, generation) whose
-# clean SIGTERM exit valgrind turns into 99 on any error or definite leak.
-# The SVD factors come from a cache filled natively first: decomposing under
-# valgrind would take minutes.
-valgrind_server() {
-    shared=${T2_SHARED:-$(pwd)/../shared}
+# The seedling's SVD takes minutes under valgrind: the valgrind stage's unit
+# tests (quick mode, tests/test_util.h) and its server run share one SVD
+# cache, filled natively here; prints its absolute path.
+fill_svd_cache() {
     cache=$BUILD/valgrind-svd
     case $cache in /*) ;; *) cache=$(pwd)/$cache ;; esac
     rm -rf "$cache"
-    "$BUILD/server/t2" generate --model "$shared/models/seedling" --experts "$shared/models/seedling/experts" \
-        --expert math --svd-cache "$cache" --max-tokens 1 --prompt hi >/dev/null &&
-        T2_TEST_ARGS="--svd-cache $cache" \
-            T2_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
-            T2_SHARED="$shared" python3 tests/integration/test_auth.py "$BUILD/server/t2"
+    "$BUILD/server/t2" generate --model "$SHARED/models/seedling" --experts "$SHARED/models/seedling/experts" \
+        --expert math --svd-cache "$cache" --max-tokens 1 --prompt hi >/dev/null && echo "$cache"
+}
+
+# One server integration run under valgrind: the auth test (two servers,
+# every endpoint kind with and without keys, uploads, generation) whose
+# clean SIGTERM exit valgrind turns into 99 on any error or definite leak.
+valgrind_server() {
+    T2_TEST_ARGS="--svd-cache $1" \
+        T2_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+        T2_SHARED="$SHARED" python3 tests/integration/test_auth.py "$BUILD/server/t2"
 }
 
 for stage in $STAGES; do
@@ -110,11 +114,9 @@ for stage in $STAGES; do
         ;;
     valgrind)
         [ -f "$BUILD/build.ninja" ] || { setup "$BUILD" && ninja -C "$BUILD"; }
-        # the seedling's SVD takes minutes under valgrind: the quick-mode
-        # tests share one cache (tests/test_util.h), filled natively here
-        T2_TEST_QUICK=1 T2_SHARED="${T2_SHARED:-$(pwd)/../shared}" "$BUILD/tests/test_expert" >/dev/null
-        meson_stage valgrind "$BUILD" --setup valgrind --suite unit --no-suite slow
-        plain_stage valgrind-server valgrind_server
+        svd_cache=$(fill_svd_cache)
+        T2_TEST_SVD_CACHE=$svd_cache meson_stage valgrind "$BUILD" --setup valgrind --suite unit --no-suite slow
+        plain_stage valgrind-server valgrind_server "$svd_cache"
         ;;
     fuzz)
         plain_stage fuzz ./tools/fuzz.sh -j 2 "${T2_FUZZ_SECONDS:-15}"
