@@ -28,6 +28,7 @@ int t2_api_decision_copy(t2_api_decision *dst, const t2_decision *src)
     dst->label[sizeof dst->label - 1] = '\0';
     dst->pass1_ms = src->pass1_ms;
     dst->pass1_tokens = src->pass1_tokens;
+    dst->pass1_cached_tokens = src->pass1_cached_tokens;
     size_t nl = src->labels && src->probs ? src->n_labels : 0, nt = src->mixture.n;
     dst->labels = calloc(nl + 1, sizeof *dst->labels);
     dst->probs = calloc(nl + 1, sizeof *dst->probs);
@@ -90,6 +91,7 @@ json_t *t2_api_decision_json(const t2_api_decision *d, double pass2_ms)
     json_object_set_new(root, "pass1_ms", json_real(d->pass1_ms));
     json_object_set_new(root, "pass2_ms", pass2_ms >= 0 ? json_real(pass2_ms) : json_null());
     json_object_set_new(root, "pass1_tokens", json_integer(d->pass1_tokens));
+    json_object_set_new(root, "pass1_cached_tokens", json_integer(d->pass1_cached_tokens));
     if (d->raw_answer)
         json_object_set_new(root, "raw_answer", t2_api_text(d->raw_answer, strlen(d->raw_answer)));
     return root;

@@ -23,12 +23,13 @@ typedef struct t2_api_decision {
     char *raw_answer;
     double pass1_ms;
     int pass1_tokens;
+    int pass1_cached_tokens;
 } t2_api_decision;
 
 int t2_api_decision_copy(t2_api_decision *dst, const t2_decision *src);
 void t2_api_decision_free(t2_api_decision *d);
 /* {"strategy", "label", "probabilities", "alpha", "pass1_ms", "pass2_ms",
- * "pass1_tokens"}; pass2_ms < 0 renders null (not known yet). */
+ * "pass1_tokens", "pass1_cached_tokens"}; pass2_ms < 0 renders null (not known yet). */
 json_t *t2_api_decision_json(const t2_api_decision *d, double pass2_ms);
 
 /* A JSON string of text that should be UTF-8; invalid bytes become '?'

@@ -58,10 +58,11 @@ json_t *t2_api_classify_json(const t2_api_decision *d, enum t2_cls_method method
         return NULL;
     for (size_t i = 0; i < d->n_labels; i++)
         json_object_set_new(probs, d->labels[i], json_real(d->probs[i]));
-    json_t *o = json_pack(
-        "{s:o, s:o, s:s, s:s, s:f, s:i}", "label", t2_api_text(d->label, strlen(d->label)),
-        "probabilities", probs, "strategy", t2_strategy_name(d->strategy), "method",
-        t2_cls_method_name(method), "pass1_ms", d->pass1_ms, "pass1_tokens", d->pass1_tokens);
+    json_t *o = json_pack("{s:o, s:o, s:s, s:s, s:f, s:i, s:i}", "label",
+                          t2_api_text(d->label, strlen(d->label)), "probabilities", probs,
+                          "strategy", t2_strategy_name(d->strategy), "method",
+                          t2_cls_method_name(method), "pass1_ms", d->pass1_ms, "pass1_tokens",
+                          d->pass1_tokens, "pass1_cached_tokens", d->pass1_cached_tokens);
     if (o && d->raw_answer)
         json_object_set_new(o, "raw_answer", t2_api_text(d->raw_answer, strlen(d->raw_answer)));
     return o;

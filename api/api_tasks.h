@@ -16,7 +16,8 @@
  * fills r->question and r->adapt (strict fields). */
 int t2_api_parse_classify(const char *body, size_t len, const t2_api_limits *lim, t2_api_gen_req *r,
                           t2_api_err *e);
-/* {"label", "probabilities", "strategy", "method", "pass1_ms", "pass1_tokens"} */
+/* {"label", "probabilities", "strategy", "method", "pass1_ms", "pass1_tokens",
+ * "pass1_cached_tokens"} */
 json_t *t2_api_classify_json(const t2_api_decision *d, enum t2_cls_method method);
 
 typedef struct t2_api_adapt_req {

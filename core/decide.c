@@ -8,6 +8,8 @@
 #include "clock.h"
 
 #define CLS_MAX_TOKENS 16
+/* the labels' answers are scored in one pass of at most this many rows */
+#define MAX_BRANCH_TOKENS 128
 
 static int fail(int *err_code, int code)
 {
@@ -133,16 +135,30 @@ static const char *parse_boxed(const char *text, char **labels, size_t n)
     return NULL;
 }
 
-static int classify_generate(t2_engine *e, t2_ctx *ctx, const int32_t *ids, size_t n_ids,
-                             t2_decision *d, t2_err *err)
+/* Positions ctx after the longest prefix of ids whose KV it still holds
+ * from an earlier pass 1 under the same weights (the classification
+ * prompt's fixed system part, typically) and returns its length. */
+static int reuse_prefix(t2_ctx *ctx, const t2_adapted *w, const int32_t *ids, size_t n,
+                        t2_decision *d)
+{
+    const char *key = w ? w->key : "";
+    int keep = key ? t2_ctx_reuse_prefix(ctx, key, ids, (int)n) : 0;
+    d->pass1_cached_tokens += keep;
+    return keep;
+}
+
+static int classify_generate(t2_engine *e, t2_ctx *ctx, const t2_adapted *w, const int32_t *ids,
+                             size_t n_ids, t2_decision *d, t2_err *err)
 {
     t2_gen_params gp;
     t2_gen_params_defaults(&gp);
     gp.max_tokens = CLS_MAX_TOKENS;
     t2_gen_result res;
-    if (t2_generate(ctx, e->model, ids, n_ids, &gp, NULL, NULL, &res, err) != 0)
+    int keep = reuse_prefix(ctx, w, ids, n_ids, d);
+    if (t2_generate(ctx, e->model, ids + keep, n_ids - (size_t)keep, &gp, NULL, NULL, &res, err) !=
+        0)
         return -1;
-    d->pass1_tokens = (int)n_ids + res.n_tokens;
+    d->pass1_tokens = (int)n_ids - keep + res.n_tokens;
     const char *label = parse_boxed(res.text, d->labels, d->n_labels);
     if (!label)
         label = "other";
@@ -152,23 +168,6 @@ static int classify_generate(t2_engine *e, t2_ctx *ctx, const int32_t *ids, size
     d->raw_answer = res.text;
     res.text = NULL;
     t2_gen_result_free(&res);
-    return 0;
-}
-
-/* log P(cont | prompt already in ctx with last logits `last`) */
-static int continuation_logprob(t2_engine *e, t2_ctx *ctx, const float *last, const int32_t *cont,
-                                size_t n, double *out, t2_err *err)
-{
-    int V = e->model->cfg.vocab;
-    double lp = t2_log_softmax_at(last, V, cont[0]);
-    if (n > 1) {
-        const float *all;
-        if (t2_forward(ctx, cont, (int)n - 1, true, &all, err) != 0)
-            return -1;
-        for (size_t i = 1; i < n; i++)
-            lp += t2_log_softmax_at(all + (i - 1) * (size_t)V, V, cont[i]);
-    }
-    *out = lp;
     return 0;
 }
 
@@ -195,48 +194,108 @@ static int label_answer_ids(t2_engine *e, const char *label, int32_t **ids, size
     return 0;
 }
 
-static int classify_likelihood(t2_engine *e, t2_ctx *ctx, const int32_t *ids, size_t n_ids,
-                               t2_decision *d, t2_err *err)
+/* The labels' answers as token ids, and how many leading ids all share
+ * (at most one less than the shortest, so each keeps a token of its own). */
+static int label_answers(t2_engine *e, const t2_decision *d, int32_t **ans, size_t *na,
+                         size_t *common, t2_err *err)
+{
+    for (size_t i = 0; i < d->n_labels; i++) {
+        if (label_answer_ids(e, d->labels[i], &ans[i], &na[i], err) != 0)
+            return -1;
+        if (na[i] == 0)
+            return t2_err_set(err, "label '%s' encodes to nothing", d->labels[i]);
+    }
+    size_t c = na[0] - 1;
+    for (size_t i = 1; i < d->n_labels; i++) {
+        size_t k = 0;
+        while (k < c && k + 1 < na[i] && ans[i][k] == ans[0][k])
+            k++;
+        c = k;
+    }
+    *common = c;
+    return 0;
+}
+
+/* Scores every label's answer as a continuation of the prompt. The
+ * answers' shared beginning ("\boxed{") adds the same log-probability to
+ * every label, so it is evaluated once with the prompt and not scored;
+ * the rest of all answers runs as independent branches in one pass. */
+static int classify_likelihood(t2_engine *e, t2_ctx *ctx, const t2_adapted *w, const int32_t *ids,
+                               size_t n_ids, t2_decision *d, t2_err *err)
 {
     int V = e->model->cfg.vocab;
-    const float *out;
+    size_t nl = d->n_labels, common = 0, n_seq = 0, n_br = 0;
+    int32_t **ans = calloc(nl, sizeof *ans);
+    size_t *na = calloc(nl, sizeof *na);
+    int *lens = calloc(nl, sizeof *lens);
+    double *lp = calloc(nl, sizeof *lp);
+    int32_t *seq = NULL, *br = NULL;
     float *last = malloc((size_t)V * sizeof *last);
-    double *lp = calloc(d->n_labels, sizeof *lp);
-    int rc = !last || !lp ? t2_err_set(err, "out of memory") : 0;
+    int rc = !ans || !na || !lens || !lp || !last ? t2_err_set(err, "out of memory") : 0;
     if (rc == 0)
-        rc = t2_forward(ctx, ids, (int)n_ids, false, &out, err);
-    if (rc == 0)
+        rc = label_answers(e, d, ans, na, &common, err);
+    for (size_t i = 0; rc == 0 && i < nl; i++)
+        n_br += na[i] - common - 1;
+    if (rc == 0 && n_ids + common + n_br + 1 >= (size_t)t2_ctx_n_ctx(ctx))
+        rc = t2_err_set(err, "prompt of %zu tokens is too long to classify (context %d)", n_ids,
+                        t2_ctx_n_ctx(ctx));
+    if (rc == 0 && n_br > MAX_BRANCH_TOKENS)
+        rc = t2_err_set(err, "the labels' answers are too long to score (%zu tokens)", n_br);
+    if (rc == 0) {
+        n_seq = n_ids + common;
+        seq = malloc(n_seq * sizeof *seq);
+        br = malloc((n_br + 1) * sizeof *br);
+        rc = !seq || !br ? t2_err_set(err, "out of memory") : 0;
+    }
+    const float *out = NULL;
+    if (rc == 0) { /* the prompt and the shared beginning of the answers */
+        memcpy(seq, ids, n_ids * sizeof *seq);
+        memcpy(seq + n_ids, ans[0], common * sizeof *seq);
+        int keep = reuse_prefix(ctx, w, seq, n_seq, d);
+        d->pass1_tokens = (int)n_seq - keep;
+        rc = t2_forward(ctx, seq + keep, (int)n_seq - keep, false, &out, err);
+    }
+    if (rc == 0) {
         memcpy(last, out, (size_t)V * sizeof *last);
-    d->pass1_tokens = (int)n_ids;
-    for (size_t i = 0; i < d->n_labels && rc == 0; i++) {
-        int32_t *cont = NULL;
-        size_t nc = 0;
-        rc = label_answer_ids(e, d->labels[i], &cont, &nc, err);
-        if (rc == 0 && nc == 0)
-            rc = t2_err_set(err, "label '%s' encodes to nothing", d->labels[i]);
-        if (rc == 0) {
-            t2_ctx_truncate(ctx, (int)n_ids); /* every label continues the same prompt */
-            rc = continuation_logprob(e, ctx, last, cont, nc, &lp[i], err);
-            d->pass1_tokens += (int)nc - 1;
+        size_t k = 0; /* branch i: its answer's own ids but the last */
+        for (size_t i = 0; i < nl; i++) {
+            lens[i] = (int)(na[i] - common - 1);
+            memcpy(br + k, ans[i] + common, (size_t)lens[i] * sizeof *br);
+            k += (size_t)lens[i];
         }
-        free(cont);
+        d->pass1_tokens += (int)n_br;
+        if (n_br > 0)
+            rc = t2_forward_branches(ctx, br, lens, (int)nl, &out, err);
+    }
+    for (size_t i = 0, row = 0; rc == 0 && i < nl; i++) {
+        const int32_t *a = ans[i] + common;
+        lp[i] = t2_log_softmax_at(last, V, a[0]);
+        for (int t = 0; t < lens[i]; t++, row++)
+            lp[i] += t2_log_softmax_at(out + row * (size_t)V, V, a[t + 1]);
     }
     if (rc == 0) {
         size_t best = 0;
         double mx = lp[0], sum = 0.0;
-        for (size_t i = 1; i < d->n_labels; i++)
+        for (size_t i = 1; i < nl; i++)
             if (lp[i] > mx) {
                 mx = lp[i];
                 best = i;
             }
-        for (size_t i = 0; i < d->n_labels; i++)
+        for (size_t i = 0; i < nl; i++)
             sum += exp(lp[i] - mx);
-        for (size_t i = 0; i < d->n_labels; i++)
+        for (size_t i = 0; i < nl; i++)
             d->probs[i] = (float)(exp(lp[i] - mx) / sum);
         snprintf(d->label, sizeof d->label, "%s", d->labels[best]);
     }
-    free(last);
+    for (size_t i = 0; ans && i < nl; i++)
+        free(ans[i]);
+    free(ans);
+    free(na);
+    free(lens);
     free(lp);
+    free(seq);
+    free(br);
+    free(last);
     return rc;
 }
 
@@ -315,10 +374,9 @@ static int decide_classify(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, c
         free(ids);
         return -1;
     }
-    t2_ctx_truncate(ctx, 0);
     t2_ctx_set_layers(ctx, w ? w->layers : NULL);
-    rc = req->method == T2_CLS_GENERATE ? classify_generate(e, ctx, ids, n_ids, d, err)
-                                        : classify_likelihood(e, ctx, ids, n_ids, d, err);
+    rc = req->method == T2_CLS_GENERATE ? classify_generate(e, ctx, w, ids, n_ids, d, err)
+                                        : classify_likelihood(e, ctx, w, ids, n_ids, d, err);
     t2_ctx_set_layers(ctx, NULL);
     t2_ctx_truncate(ctx, 0);
     t2_adapted_unref(w);

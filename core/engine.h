@@ -100,7 +100,8 @@ typedef struct t2_decision {
     char *raw_answer;   /* generate method: the model's answer text */
     t2_mixture mixture; /* what pass 2 uses (empty = base weights) */
     double pass1_ms;
-    int pass1_tokens; /* tokens evaluated by pass 1 */
+    int pass1_tokens;        /* tokens evaluated by pass 1 */
+    int pass1_cached_tokens; /* prompt tokens whose KV an earlier pass 1 left */
 } t2_decision;
 
 void t2_decision_clear(t2_decision *d);

@@ -82,6 +82,7 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     size_t max_dim = max_r > KV ? max_r : KV;
     c->gather_x = alloc_floats(T2_CHUNK * max_dim);
     c->gather_y = alloc_floats(T2_CHUNK * max_dim);
+    c->hist = malloc((size_t)n_ctx * sizeof *c->hist);
     c->kern = t2_kernels_get();
     c->xq.q = (int8_t *)alloc_floats(T2_KERNEL_ROWS * max_dim / 4 + 1);
     c->xq.d = alloc_floats(T2_KERNEL_ROWS * (max_dim / T2_Q8_0_BLOCK + 1));
@@ -92,7 +93,7 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att ||
         !c->gate || !c->up || !c->rope_cos || !c->rope_sin || !c->inv_freq || !c->scores ||
         !c->logits || !c->fact_tmp || !c->gather_x || !c->gather_y || !c->xq.q || !c->xq.d ||
-        (m->wtype != T2_W_F32 && !c->deq)) {
+        !c->hist || (m->wtype != T2_W_F32 && !c->deq)) {
         t2_ctx_free(c);
         return t2_err_set(err, "out of memory for a context of %d tokens", n_ctx);
     }
@@ -130,6 +131,8 @@ void t2_ctx_free(t2_ctx *c)
     free(c->xq.d);
     free(c->deq);
     free(c->logits_all);
+    free(c->hist);
+    free(c->hist_key);
     free(c);
 }
 
@@ -174,6 +177,40 @@ static int check_tokens(const t2_config *cfg, const int32_t *tokens, int n, t2_e
     return 0;
 }
 
+/* Keeps the record of which tokens the KV cache holds up to date; KV
+ * computed with other weights than the recorded ones ends the record. */
+static void record_tokens(t2_ctx *c, const int32_t *tokens, int n)
+{
+    if (!c->tracking)
+        return;
+    if (c->layers != c->hist_layers) {
+        c->tracking = false;
+        return;
+    }
+    memcpy(c->hist + c->n_past, tokens, (size_t)n * sizeof *tokens);
+    c->n_hist = c->n_past + n;
+}
+
+int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, int n)
+{
+    int keep = 0;
+    if (c->tracking && c->layers == c->hist_layers && c->hist_key &&
+        strcmp(c->hist_key, weights_key) == 0) {
+        int lim = n - 1 < c->n_hist ? n - 1 : c->n_hist;
+        while (keep < lim && c->hist[keep] == ids[keep])
+            keep++;
+    } else {
+        char *key = strdup(weights_key);
+        c->tracking = key != NULL;
+        free(c->hist_key);
+        c->hist_key = key;
+        c->hist_layers = c->layers;
+        c->n_hist = 0;
+    }
+    c->n_past = keep;
+    return keep;
+}
+
 int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const float **logits,
                t2_err *err)
 {
@@ -188,6 +225,7 @@ int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const f
     size_t V = (size_t)cfg->vocab;
     if (all_logits && ensure_logits_all(c, (size_t)n * V, err) != 0)
         return -1;
+    record_tokens(c, tokens, n);
     t2_row rows[T2_CHUNK];
     for (int done = 0; done < n; done += T2_CHUNK) {
         int m = n - done < T2_CHUNK ? n - done : T2_CHUNK;
@@ -195,11 +233,49 @@ int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const f
         float *out =
             all_logits ? c->logits_all + (size_t)done * V : (last_chunk ? c->logits : NULL);
         for (int t = 0; t < m; t++)
-            rows[t] = (t2_row){c, c->n_past + t, c->layers};
+            rows[t] = (t2_row){.seq = c, .pos = c->n_past + t, .layers = c->layers};
         t2_run_rows(c, rows, tokens + done, m, out, all_logits ? 0 : m - 1);
         c->n_past += m;
     }
     *logits = all_logits ? c->logits_all : c->logits;
+    return 0;
+}
+
+int t2_forward_branches(t2_ctx *c, const int32_t *tokens, const int *lens, int n_branches,
+                        const float **logits, t2_err *err)
+{
+    int total = 0;
+    for (int b = 0; b < n_branches; b++) {
+        if (lens[b] < 0)
+            return t2_err_set(err, "branch %d has a negative length", b);
+        total += lens[b];
+    }
+    if (total <= 0 || total > T2_CHUNK)
+        return t2_err_set(err, "branches of %d tokens in all (1..%d)", total, T2_CHUNK);
+    if (total > c->n_ctx - c->n_past)
+        return t2_err_set(err, "context full: %d cached + %d branch tokens > %d", c->n_past, total,
+                          c->n_ctx);
+    if (check_tokens(&c->m->cfg, tokens, total, err) != 0)
+        return -1;
+    size_t V = (size_t)c->m->cfg.vocab;
+    if (ensure_logits_all(c, (size_t)total * V, err) != 0)
+        return -1;
+    /* branch b's tokens sit in the slots after the earlier branches' and
+     * skip them when attending */
+    t2_row rows[T2_CHUNK];
+    int r = 0;
+    for (int b = 0; b < n_branches; b++)
+        for (int t = 0; t < lens[b]; t++, r++)
+            rows[r] = (t2_row){.seq = c,
+                               .pos = c->n_past + t,
+                               .layers = c->layers,
+                               .kv_shift = r - t,
+                               .gap_from = c->n_past,
+                               .gap_to = c->n_past + r - t};
+    t2_run_rows(c, rows, tokens, total, c->logits_all, 0);
+    if (c->n_hist > c->n_past) /* the slots past n_past now hold branch KV */
+        c->n_hist = c->n_past;
+    *logits = c->logits_all;
     return 0;
 }
 
@@ -221,7 +297,8 @@ int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const fl
         for (int j = 0; j < i; j++)
             if (seqs[j] == c)
                 return t2_err_set(err, "sequence %d appears twice in the batch", i);
-        rows[i] = (t2_row){c, c->n_past, c->layers};
+        rows[i] = (t2_row){.seq = c, .pos = c->n_past, .layers = c->layers};
+        c->tracking = false; /* the scheduler's sequences do not reuse prefixes */
     }
     t2_run_rows(ws, rows, tokens, n, ws->logits, 0);
     for (int i = 0; i < n; i++)

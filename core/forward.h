@@ -34,6 +34,25 @@ void t2_ctx_set_layers(t2_ctx *c, const t2_layer *layers);
 int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const float **logits,
                t2_err *err);
 
+/* Prompt-prefix reuse. A context remembers which tokens its KV cache
+ * holds and under which weights, named by the caller (weights_key: ""
+ * for the model's own, an adapted set's key otherwise; it must name the
+ * layers set on the context). Keeps the longest cached prefix of ids
+ * computed under the same key (at most n - 1 tokens, so the caller still
+ * gets the logits of the last), sets n_past to it and returns it; the
+ * caller then evaluates ids[returned..n). Evaluating with other layers,
+ * or in t2_forward_batch, ends the record until the next call. */
+int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, int n);
+
+/* Evaluates n_branches independent continuations of the cached n_past
+ * tokens in one pass: branch b (lens[b] tokens, the branches one after
+ * another in tokens) sees the cache and its own earlier tokens, never
+ * another branch's. *logits points to [total][vocab], the logits after
+ * each branch token, valid until the context's next use. n_past does not
+ * change: the branches' KV is scratch. At most 128 tokens in all. */
+int t2_forward_branches(t2_ctx *c, const int32_t *tokens, const int *lens, int n_branches,
+                        const float **logits, t2_err *err);
+
 /* One decode step for several sequences at once: seqs[i] appends
  * tokens[i]. Each keeps its own KV cache and weights; a matrix that
  * several sequences share (the base weights, one expert's materialised

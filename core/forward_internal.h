@@ -35,13 +35,25 @@ struct t2_ctx {
     size_t deq_floats;
     float *logits_all; /* grows for all_logits requests */
     size_t logits_all_cap;
+    /* prompt-prefix reuse (t2_ctx_reuse_prefix): while tracking, hist[i]
+     * is the token whose KV sits in slot i, for i < n_hist, computed with
+     * hist_layers (named hist_key by the caller) */
+    bool tracking;
+    int32_t *hist;
+    int n_hist;
+    const t2_layer *hist_layers;
+    char *hist_key;
 };
 
 /* One row of a pass: a token of some sequence. */
 typedef struct t2_row {
     t2_ctx *seq;            /* whose KV cache it reads and extends */
-    int pos;                /* its position in that sequence */
+    int pos;                /* its position in that sequence (RoPE) */
     const t2_layer *layers; /* the weights it runs with */
+    /* branches (t2_forward_branches): the row's KV goes to slot
+     * pos + kv_shift and it reads keys 0..that slot except the slots
+     * [gap_from, gap_to) of other branches; 0, 0, 0 for a plain row */
+    int kv_shift, gap_from, gap_to;
 } t2_row;
 
 /* Runs rows through every layer using ws's scratch (n <= T2_CHUNK) and

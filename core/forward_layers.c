@@ -338,11 +338,13 @@ static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q,
         s->k_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
     const float *vc =
         s->v_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
-    int n = row->pos + 1; /* causal: keys 0..pos */
+    int n = row->pos + row->kv_shift + 1; /* causal: keys 0..own slot */
     /* scores = K q and out = Vᵀ p as strided matrix-vector products: the
      * keys of one head are rows kv_dim apart in the cache */
     cblas_sgemv(CblasRowMajor, CblasNoTrans, n, d, 1.0f / sqrtf((float)d), kc, (int)kv_dim, q, 1,
                 0.0f, scores, 1);
+    for (int p = row->gap_from; p < row->gap_to; p++)
+        scores[p] = -INFINITY; /* another branch's tokens */
     float mx = -INFINITY;
     for (int p = 0; p < n; p++)
         mx = scores[p] > mx ? scores[p] : mx;
@@ -379,7 +381,8 @@ static void store_kv(t2_ctx *ws, const t2_row *rows, int layer, int n)
     size_t kv_dim = (size_t)ws->m->cfg.n_kv_heads * (size_t)ws->m->cfg.head_dim;
     for (int t = 0; t < n; t++) {
         t2_ctx *s = rows[t].seq;
-        size_t off = ((size_t)layer * (size_t)s->n_ctx + (size_t)rows[t].pos) * kv_dim;
+        size_t slot = (size_t)(rows[t].pos + rows[t].kv_shift);
+        size_t off = ((size_t)layer * (size_t)s->n_ctx + slot) * kv_dim;
         memcpy(s->k_cache + off, ws->k + (size_t)t * kv_dim, kv_dim * sizeof(float));
         memcpy(s->v_cache + off, ws->v + (size_t)t * kv_dim, kv_dim * sizeof(float));
     }

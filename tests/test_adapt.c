@@ -326,7 +326,10 @@ static void test_labels_and_decisions(void **state)
         assert_string_equal(d.label, "math");
         assert_int_equal(d.mixture.n, 1);
         assert_string_equal(d.mixture.terms[0].expert->name, "math");
-        assert_true(d.pass1_tokens > 20);
+        assert_true(d.pass1_tokens + d.pass1_cached_tokens > 20);
+        /* the second call finds the first one's prompt in the context's KV cache */
+        if (method == 1)
+            assert_true(d.pass1_cached_tokens > 20);
         float sum = 0;
         for (size_t i = 0; i < d.n_labels; i++)
             sum += d.probs[i];

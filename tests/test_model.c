@@ -122,6 +122,101 @@ static void test_all_logits_match_last(void **state)
     free(ids);
 }
 
+/* Branches run in one pass give each branch the logits it gets alone
+ * after the same prompt, and leave the prompt's cache as it was. */
+static void test_branches_match_sequential(void **state)
+{
+    fixture *f = *state;
+    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
+    size_t n;
+    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    if (test_quick())
+        n = n < 6 ? n : 6;
+    t2_ctx *ctx;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+    const float *out;
+    assert_int_equal(t2_forward(ctx, ids, (int)n, false, &out, &err), 0);
+    const int32_t br[] = {10, 11, 12, 20, 30, 31};
+    const int lens[] = {3, 0, 1, 2};
+    float *got = malloc(6 * 1024 * sizeof *got);
+    assert_int_equal(t2_forward_branches(ctx, br, lens, 4, &out, &err), 0);
+    memcpy(got, out, 6 * 1024 * sizeof *got);
+    assert_int_equal(t2_ctx_n_past(ctx), (int)n);
+    for (int b = 0, row = 0; b < 4; row += lens[b], b++) {
+        if (lens[b] == 0)
+            continue;
+        t2_ctx_truncate(ctx, (int)n);
+        assert_int_equal(t2_forward(ctx, br + row, lens[b], true, &out, &err), 0);
+        for (int t = 0; t < lens[b]; t++)
+            assert_true(rel_l2(got + (size_t)(row + t) * 1024, out + (size_t)t * 1024, 1024) <
+                        1e-5);
+    }
+    /* a branch longer than the context allows, or none at all */
+    const int none[] = {0, 0};
+    assert_int_equal(t2_forward_branches(ctx, br, none, 2, &out, &err), -1);
+    t2_ctx_free(ctx);
+    free(got);
+    free(ids);
+}
+
+/* A context keeps the KV of the tokens it evaluated under one weights
+ * key: a later prompt with the same beginning evaluates only the rest and
+ * gets the logits a fresh context computes. */
+static void test_reuse_prefix(void **state)
+{
+    fixture *f = *state;
+    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
+    size_t n;
+    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    if (test_quick())
+        n = n < 8 ? n : 8;
+    assert_true(n >= 4);
+    t2_ctx *ctx, *fresh;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+    assert_int_equal(t2_ctx_create(&fresh, f->m, f->pool, 0, &err), 0);
+    const float *out;
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", ids, (int)n), 0); /* nothing cached yet */
+    assert_int_equal(t2_forward(ctx, ids, (int)n, false, &out, &err), 0);
+    t2_ctx_truncate(ctx, 0);
+    /* the same prompt: all but the last token are kept */
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", ids, (int)n), (int)n - 1);
+    assert_int_equal(t2_ctx_n_past(ctx), (int)n - 1);
+    /* a prompt that differs from token n/2 on */
+    size_t half = n / 2;
+    int32_t *other = malloc((n + 2) * sizeof *other);
+    memcpy(other, ids, n * sizeof *other);
+    other[half] = (other[half] + 1) % 1024;
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", other, (int)n), (int)half);
+    assert_int_equal(t2_forward(ctx, other + half, (int)(n - half), false, &out, &err), 0);
+    float *got = malloc(1024 * sizeof *got);
+    memcpy(got, out, 1024 * sizeof *got);
+    assert_int_equal(t2_forward(fresh, other, (int)n, false, &out, &err), 0);
+    assert_true(rel_l2(got, out, 1024) < 1e-6);
+    /* branch KV past the prompt is not taken for a cached continuation */
+    const int32_t br[] = {40, 41};
+    const int lens[] = {2};
+    assert_int_equal(t2_forward_branches(ctx, br, lens, 1, &out, &err), 0);
+    other[n] = 40;
+    other[n + 1] = 41;
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", other, (int)n + 2), (int)n);
+    /* other weights (a different key) start over */
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "math@1:1", other, (int)n), 0);
+    assert_int_equal(t2_forward(ctx, other, (int)n, false, &out, &err), 0);
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", other, (int)n), 0);
+    assert_int_equal(t2_forward(ctx, other, (int)n, false, &out, &err), 0);
+    /* a batched decode step ends the record */
+    t2_ctx *seqs[1] = {ctx};
+    assert_int_equal(t2_forward_batch(seqs, &ids[0], 1, &out, &err), 0);
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", other, (int)n), 0);
+    free(got);
+    free(other);
+    free(ids);
+    t2_ctx_free(ctx);
+    t2_ctx_free(fresh);
+}
+
 static void test_greedy_base(void **state)
 {
     fixture *f = *state;
@@ -408,6 +503,8 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_reference_logits),
         cmocka_unit_test(test_all_logits_match_last),
+        cmocka_unit_test(test_branches_match_sequential),
+        cmocka_unit_test(test_reuse_prefix),
         cmocka_unit_test(test_greedy_base),
         cmocka_unit_test(test_context_limits),
         cmocka_unit_test(test_generation_text),

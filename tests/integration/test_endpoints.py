@@ -242,6 +242,13 @@ err_ok("completion prompt wrong type", st, body, 422, "prompt")
 st, body, _ = S.json("POST", "/v1/classify", {"prompt": Q})
 R.check("classify prompt", st == 200 and body["label"] == "math"
         and set(body["probabilities"]) == {"math", "code", "reasoning", "other"}, (st, body))
+first_cached = body.get("pass1_cached_tokens") if st == 200 else None
+# the one pass-1 worker (the default) kept the KV of the classification
+# prompt: a second question evaluates only what follows its system part
+st, body, _ = S.json("POST", "/v1/classify", {"prompt": "What is 7 times 8?"})
+R.check("classify reuses the cached system prompt",
+        st == 200 and isinstance(first_cached, int) and body["pass1_cached_tokens"] > 10
+        and body["pass1_tokens"] > 0, (st, first_cached, body))
 st, body, _ = S.json("POST", "/v1/classify", {"messages": msgs, "strategy": "classifier",
                                               "method": "generate"})
 R.check("classify classifier/generate", st == 200 and "label" in body, (st, body))
