@@ -251,6 +251,8 @@ def run_cell(client, prompts, mode, streams, args):
                     next_i[0] += 1
                 if i >= n or errors:
                     return
+                if args.pause and i >= streams:
+                    time.sleep(args.pause)
                 try:
                     results[i] = stream_generate(conn, bodies[i])
                 except (OSError, RuntimeError, http.client.HTTPException, ValueError) as e:
@@ -310,7 +312,7 @@ def table(cells):
                      "%.2f" % c["wall_s"], "%.1f" % c["tokens_per_s"],
                      "%.2f" % c["ratio_to_1_stream"] if c.get("ratio_to_1_stream") else "-"]
                     + ["%.0f" % c["latency_ms"][p] for p in (50, 90, 99)]
-                    + ["%.0f" % c["ttft_ms"][p] for p in (50, 90, 99)]
+                    + ["%.1f" % c["ttft_ms"][p] for p in (50, 90, 99)]
                     + ["%.1f" % c["stream_decode_tokens_per_s_p50"]
                        if c["stream_decode_tokens_per_s_p50"] else "-"])
     w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
@@ -343,6 +345,10 @@ def main():
                     help="--threads for the started server (default: its default, one per core)")
     ap.add_argument("--server-arg", action="append", default=[],
                     help="extra flag for the started server (repeatable)")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds a stream waits before its next request (default 0: closed "
+                         "loop); with --streams 1, isolates each request's TTFT from the previous "
+                         "one's background work")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args()
     streams = [int(s) for s in args.streams.split(",") if s]

@@ -112,6 +112,52 @@ static double pass1_ms(t2_engine *e, t2_ctx *ctx, enum t2_strategy s, enum t2_cl
     return median(v, reps);
 }
 
+/* Time to first token of a chat prompt: the weights decision (a mixture
+ * never seen before: factored, as the server starts it; or base) and the
+ * prefill up to the first token's logits. */
+static double ttft_ms(t2_engine *e, t2_ctx *ctx, bool fresh, int reps, t2_err *err)
+{
+    double v[16];
+    t2_chat_msg msg = {"user", "What is 461 + 129? Explain the steps."};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (t2_engine_chat_ids(e, &msg, 1, &ids, &n, err) != 0)
+        return 0;
+    for (int r = 0; r <= reps; r++) {
+        t2_mixture mx = {0};
+        t2_expert *a = t2_store_get(e->experts, "math"), *b = t2_store_get(e->experts, "code");
+        t2_adapted *w = NULL;
+        const float *l;
+        double t0 = t2_now_ms();
+        int rc = !a || !b ? t2_err_set(err, "needs experts math and code") : 0;
+        if (rc == 0 && fresh)
+            rc = t2_mixture_add(&mx, a, 0.5f + 1e-4f * (float)(r + 1), NULL, 0, err);
+        if (rc == 0 && fresh)
+            rc = t2_mixture_add(&mx, b, 0.5f, NULL, 0, err);
+        if (rc == 0)
+            rc = t2_engine_weights(e, &mx, 0, &w, err);
+        if (rc == 0) {
+            t2_ctx_truncate(ctx, 0);
+            t2_ctx_set_layers(ctx, w ? w->layers : NULL);
+            rc = t2_forward(ctx, ids, (int)n, false, &l, err);
+        }
+        double ms = t2_now_ms() - t0;
+        t2_ctx_set_layers(ctx, NULL);
+        t2_adapted_unref(w);
+        t2_mixture_clear(&mx);
+        t2_expert_unref(a);
+        t2_expert_unref(b);
+        if (rc != 0) {
+            free(ids);
+            return 0;
+        }
+        if (r > 0)
+            v[r - 1] = ms;
+    }
+    free(ids);
+    return median(v, reps);
+}
+
 static void log_line(void *user, const char *msg)
 {
     (void)user;
@@ -197,6 +243,11 @@ int main(int argc, char **argv)
     printf("| decode, base | %.1f tok/s | 1.00 |\n", base);
     printf("| decode, expert materialised | %.1f tok/s | %.2f |\n", dm, dm / base);
     printf("| decode, expert factored | %.1f tok/s | %.2f |\n", df, df / base);
+    t2_err terr;
+    double tb = ttft_ms(e, ctx, false, o.reps, &terr), tf = ttft_ms(e, ctx, true, o.reps, &terr);
+    printf("| time to first token, base | %.2f ms | 1.00 |\n", tb);
+    printf("| time to first token, never-seen mixture (factored) | %.2f ms | %.2f |\n", tf,
+           tb > 0 ? tf / tb : 0.0);
     /* share of a request answering tg tokens: pass 1 / (pass 1 + tg decode tokens) */
     double answer_ms = o.tg * (1e3 / base);
     for (int i = 0; i < N_CASES; i++)
