@@ -32,6 +32,7 @@ typedef struct bench_opts {
     const char *expert;  /* time decode with this expert too (NULL: no) */
     const char *experts; /* its directory (default <model>/experts) */
     int batch, sets;     /* --batch N --sets K (batch.c); 0: single-stream figures */
+    bool fresh;          /* time a never-seen mixture's factored weights too (fresh.c) */
 } bench_opts;
 
 /* What the machine allows, measured with the benchmark's pool. */
@@ -70,6 +71,9 @@ static void usage(FILE *f)
             "      --expert NAME       also time decode with this expert's materialised\n"
             "                          weights (--model only; from --experts DIR, default\n"
             "                          <model>/experts)\n"
+            "      --fresh             also time prefill (= time to first token) and decode\n"
+            "                          with a never-seen mixture's factored weights\n"
+            "                          (random factors of the MLP shapes)\n"
             "      --batch N --sets K  instead: aggregate decode of N sequences together\n"
             "                          (one expert, and spread over K weight sets) vs one\n"
             "      --pp N              prompt tokens of the prefill (default 512)\n"
@@ -97,14 +101,21 @@ static int parse_int(const char *s, long lo, long hi, const char *what, int *out
 
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},   {"synthetic", required_argument, 0, 's'},
-        {"pp", required_argument, 0, 'P'},      {"tg", required_argument, 0, 'G'},
-        {"threads", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
-        {"json", no_argument, 0, 'j'},          {"format", required_argument, 0, 'F'},
-        {"expert", required_argument, 0, 'E'},  {"experts", required_argument, 0, 'X'},
-        {"batch", required_argument, 0, 'B'},   {"sets", required_argument, 0, 'S'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"synthetic", required_argument, 0, 's'},
+                                             {"pp", required_argument, 0, 'P'},
+                                             {"tg", required_argument, 0, 'G'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"reps", required_argument, 0, 'r'},
+                                             {"json", no_argument, 0, 'j'},
+                                             {"format", required_argument, 0, 'F'},
+                                             {"expert", required_argument, 0, 'E'},
+                                             {"experts", required_argument, 0, 'X'},
+                                             {"batch", required_argument, 0, 'B'},
+                                             {"sets", required_argument, 0, 'S'},
+                                             {"fresh", no_argument, 0, 'N'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:s:t:r:h", longopts, NULL)) != -1) {
@@ -127,6 +138,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'X': o->experts = optarg; break;
         case 'B': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--batch", &o->batch); break;
         case 'S': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--sets", &o->sets); break;
+        case 'N': o->fresh = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -139,6 +151,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     }
     if (o->expert && !o->model) {
         fprintf(stderr, "t2 bench: --expert needs --model (a synthetic model has no experts)\n");
+        return -1;
+    }
+    if (o->fresh && (o->expert || o->batch)) {
+        fprintf(stderr, "t2 bench: --fresh goes alone (not with --expert or --batch)\n");
         return -1;
     }
     if (!o->model == !o->synthetic) {
@@ -352,7 +368,8 @@ static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, const
             v[(size_t)(2 * e) * nr + (size_t)r] = o->pp / pp_s;
             v[(size_t)(2 * e + 1) * nr + (size_t)r] = o->tg / tg_s;
             fprintf(stderr, "t2 bench: run %d/%d%s: prefill %.1f tok/s, decode %.2f tok/s\n", r + 1,
-                    o->reps, e ? " (expert)" : "", o->pp / pp_s, o->tg / tg_s);
+                    o->reps, e ? (o->fresh ? " (never-seen mixture)" : " (expert)") : "",
+                    o->pp / pp_s, o->tg / tg_s);
         }
     }
     t2_ctx_set_layers(ctx, NULL);
@@ -390,6 +407,8 @@ static int measure_model(const bench_opts *o, t2_pool *pool, const t2_model *m, 
         if (t2_bench_expert(m, pool, o->experts ? o->experts : dir, o->expert, &svf, &a, err) != 0)
             return -1;
         f->expert_build_ms = a->build_ms;
+    } else if (o->fresh && t2_bench_fresh(m, &svf, &a, err) != 0) {
+        return -1;
     }
     t2_ctx *ctx = NULL;
     int rc = t2_ctx_create(&ctx, m, pool, o->pp + o->tg, err);
@@ -455,6 +474,14 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
         printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode with the expert", f->tg_tps_expert,
                f->tg_tps, f->tg_tps_expert / f->tg_tps);
         printf("%-30s %12.1f ms %22s %7s\n", "expert weights build", f->expert_build_ms, "", "");
+    }
+    if (o->fresh) { /* the never-seen mixture against the base: time ratios */
+        printf("%-30s %9.1f tok/s %16.1f tok/s %7.2f\n", "prefill, never-seen mixture",
+               f->pp_tps_expert, f->pp_tps, f->pp_tps_expert / f->pp_tps);
+        printf("%-30s %14s %22s %7.2f\n", "time to first token / base", "", "",
+               f->pp_tps / f->pp_tps_expert);
+        printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode, never-seen mixture",
+               f->tg_tps_expert, f->tg_tps, f->tg_tps_expert / f->tg_tps);
     }
     printf("\nspread over %d runs: prefill %.1f..%.1f tok/s, decode %.2f..%.2f tok/s\n", o->reps,
            f->pp_tps_min, f->pp_tps_max, f->tg_tps_min, f->tg_tps_max);
@@ -534,6 +561,12 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
         set_num(j, "expert_build_ms", f->expert_build_ms);
         json_object_set_new(j, "tg_tps_expert_range",
                             json_pack("[f,f]", f->tg_tps_expert_min, f->tg_tps_expert_max));
+    }
+    if (o->fresh) {
+        set_num(j, "pp_tps_fresh", f->pp_tps_expert);
+        set_num(j, "tg_tps_fresh", f->tg_tps_expert);
+        set_num(j, "fresh_ttft_ratio", f->pp_tps / f->pp_tps_expert);
+        set_num(j, "fresh_tg_ratio", f->tg_tps_expert / f->tg_tps);
     }
     json_object_set_new(j, "logits_finite", json_boolean(f->finite));
     set_num(j, "other_cpu_load", t2_cpu_load_other(&f->load));

@@ -41,6 +41,10 @@ double t2_bench_kernel_gbs(t2_pool *pool, void *a, size_t bytes, t2_wtype type, 
 int t2_bench_expert(const t2_model *m, t2_pool *pool, const char *dir, const char *name,
                     t2_svf **svf_out, t2_adapted **out, t2_err *err);
 
+/* --fresh: the factored weights a never-seen mixture starts with (random
+ * U, s, Vt of every MLP matrix, fresh.c) and the factors (free both). */
+int t2_bench_fresh(const t2_model *m, t2_svf **svf_out, t2_adapted **out, t2_err *err);
+
 /* Best of reps GFLOP/s of an n x n x n sgemm split by rows over the pool,
  * each worker running single-threaded OpenBLAS as core/forward.c does;
  * -1 on failure. */

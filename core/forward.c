@@ -78,7 +78,8 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     size_t max_r = H > FF ? H : FF; /* r = min(m, n) <= max dimension */
     if (Q > max_r)
         max_r = Q;
-    c->fact_tmp = alloc_floats(T2_CHUNK * max_r);
+    c->fact_half = T2_CHUNK * max_r;
+    c->fact_tmp = alloc_floats(2 * c->fact_half); /* gate and up side by side */
     size_t max_dim = max_r > KV ? max_r : KV;
     c->gather_x = alloc_floats(T2_CHUNK * max_dim);
     c->gather_y = alloc_floats(T2_CHUNK * max_dim);

@@ -27,7 +27,8 @@ struct t2_ctx {
     float *inv_freq;            /* [head_dim/2] */
     float *scores;              /* [n_threads][n_ctx] */
     float *logits;              /* [T2_CHUNK][vocab] */
-    float *fact_tmp;            /* [T2_CHUNK][max dim] for factored products */
+    float *fact_tmp;            /* 2 x [T2_CHUNK][max dim] for factored products */
+    size_t fact_half;           /* floats in one half of fact_tmp */
     float *gather_x, *gather_y; /* [T2_CHUNK][max dim] for mixed-weight batches */
     const t2_kernels *kern;     /* the kernel variant in use */
     t2_q8_act xq;               /* X quantised for Q8_0 products: [T2_KERNEL_ROWS][max dim] */

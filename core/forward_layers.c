@@ -111,6 +111,39 @@ static void fused_worker(void *arg, int worker, int nw)
     }
 }
 
+/* The first stage of factored products, T = X · Vtᵀ, with every row t of
+ * T then scaled by that row's singular values s[t] (rows of a mixed batch
+ * may scale the same Vt differently); the workers split the output
+ * columns of all parts and scale their own. */
+typedef struct scaled_job {
+    matmul_job part[2];
+    const float *const *s[2]; /* [part][row of X] */
+    int n_parts;
+} scaled_job;
+
+static void scaled_worker(void *arg, int worker, int nw)
+{
+    const scaled_job *j = arg;
+    int total = 0, r0, r1;
+    for (int p = 0; p < j->n_parts; p++)
+        total += j->part[p].w->rows;
+    t2_pool_share(total, worker, nw, 16, &r0, &r1);
+    for (int p = 0, base = 0; p < j->n_parts; base += j->part[p].w->rows, p++) {
+        const matmul_job *m = &j->part[p];
+        int b = r0 > base ? r0 - base : 0;
+        int e = r1 - base < m->w->rows ? r1 - base : m->w->rows;
+        if (b >= e)
+            continue;
+        matmul_range(m, worker, b, e);
+        for (int t = 0; t < m->n; t++) {
+            float *y = m->y + (size_t)t * (size_t)m->w->rows;
+            const float *s = j->s[p][t];
+            for (int i = b; i < e; i++)
+                y[i] *= s[i];
+        }
+    }
+}
+
 /* ---- one layer matrix for rows that may use different weights ---- */
 
 static const float *bias_of(const t2_layer *L, int kind)
@@ -199,13 +232,11 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
     }
     /* the factored form stays float32 whatever the model's format */
     t2_wmat vt = f32_mat(f->vt, f->r, f->n), u = f32_mat(f->u, f->m, f->r);
-    matmul(c, c->fact_tmp, x, &vt, NULL, n);
-    for (int t = 0; t < n; t++) {
-        const float *s = view_of(&L[t][layer], kind)->s;
-        float *row = c->fact_tmp + (size_t)t * (size_t)f->r;
-        for (int i = 0; i < f->r; i++)
-            row[i] *= s[i];
-    }
+    const float *s[T2_CHUNK];
+    for (int t = 0; t < n; t++)
+        s[t] = view_of(&L[t][layer], kind)->s;
+    scaled_job sj = {.part = {{c, c->fact_tmp, x, NULL, &vt, n}}, .s = {s}, .n_parts = 1};
+    t2_pool_run(c->pool, scaled_worker, &sj);
     matmul(c, y, c->fact_tmp, &u, bias_of(first, kind), n);
 }
 
@@ -275,6 +306,38 @@ static bool fused_matmul(t2_ctx *c, const t2_row *rows, int layer, const int *ki
         return false;
     if (q8 && n <= T2_KERNEL_ROWS)
         c->kern->q8_act(x, n, w[0].cols, &c->xq);
+    t2_pool_run(c->pool, fused_worker, &f);
+    return true;
+}
+
+/* gate and up of one factored weight set (a single stream, or a batch on
+ * one set) in two dispatches instead of four: both Vt products with their
+ * scaling, then both U products with silu(gate) * up. False (nothing
+ * done) when the rows do not share one factored set. */
+static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int n)
+{
+    const t2_layer *L = &rows[0].layers[layer];
+    const t2_factor *g = factor_of(L, T2_WGATE), *u = factor_of(L, T2_WUP);
+    if (!g || !u || g->m != u->m || g->r != u->r)
+        return false;
+    for (int t = 1; t < n; t++)
+        if (rows[t].layers != rows[0].layers)
+            return false;
+    float *tg = c->fact_tmp, *tu = c->fact_tmp + c->fact_half;
+    t2_wmat gvt = f32_mat(g->vt, g->r, g->n), uvt = f32_mat(u->vt, u->r, u->n);
+    const float *sg[T2_CHUNK], *su[T2_CHUNK];
+    for (int t = 0; t < n; t++) {
+        sg[t] = g->s;
+        su[t] = u->s;
+    }
+    scaled_job sj = {.part = {{c, tg, c->xn, NULL, &gvt, n}, {c, tu, c->xn, NULL, &uvt, n}},
+                     .s = {sg, su},
+                     .n_parts = 2};
+    t2_pool_run(c->pool, scaled_worker, &sj);
+    t2_wmat gu = f32_mat(g->u, g->m, g->r), uu = f32_mat(u->u, u->m, u->r);
+    fused_job f = {.n_parts = 2, .total = 2 * g->m, .swiglu = true};
+    f.part[0] = (matmul_job){c, c->gate, tg, NULL, &gu, n};
+    f.part[1] = (matmul_job){c, c->up, tu, NULL, &uu, n};
     t2_pool_run(c->pool, fused_worker, &f);
     return true;
 }
@@ -421,7 +484,8 @@ static void mlp_block(t2_ctx *c, const t2_row *rows, int layer, int n)
         rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, norm, H, cfg->rms_eps);
     static const int gate_up[2] = {4, 5};
     float *const ys[2] = {c->gate, c->up};
-    if (!fused_matmul(c, rows, layer, gate_up, ys, 2, c->xn, n, true)) {
+    if (!fused_matmul(c, rows, layer, gate_up, ys, 2, c->xn, n, true) &&
+        !fused_factored_swiglu(c, rows, layer, n)) {
         layer_matmul(c, rows, layer, 4, c->gate, c->xn, n, FF, H);
         layer_matmul(c, rows, layer, 5, c->up, c->xn, n, FF, H);
         for (size_t i = 0; i < (size_t)n * (size_t)FF; i++) {

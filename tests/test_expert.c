@@ -277,15 +277,20 @@ static int svf_index(const t2_svf *svf, const char *name)
 static int group_setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
     char p[1024];
     t2_err err;
     if (t2_model_load(&f->model, shared_path(p, sizeof p, "models/seedling"), &err) != 0) {
         fprintf(stderr, "model: %s\n", err.msg);
+        free(f);
         return -1;
     }
     if (t2_svf_build(&f->svf, f->model, T2_SVF_MLP, test_svd_cache_dir(), NULL, NULL, NULL, &err) !=
         0) {
         fprintf(stderr, "svf: %s\n", err.msg);
+        t2_model_free(f->model);
+        free(f);
         return -1;
     }
     *state = f;
@@ -295,6 +300,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     fixture *f = *state;
+    if (!f) /* setup failed: nothing to free */
+        return 0;
     t2_svf_free(f->svf);
     t2_model_free(f->model);
     free(f);

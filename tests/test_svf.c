@@ -107,6 +107,8 @@ static void remove_dir(const char *dir)
 static int teardown(void **state)
 {
     fixture *f = *state;
+    if (!f) /* setup failed: nothing to free */
+        return 0;
     remove_dir(f->root);
     t2_svf_free(f->mlp);
     t2_model_free(f->m);
