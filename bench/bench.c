@@ -19,6 +19,7 @@
 
 #define SGEMM_N 1024
 #define LIMIT_REPS 5
+#define MAX_REPS 100 /* --reps at most */
 #define DISPATCH_ITERS 20000
 #define WARMUP_TG 8    /* decode steps of the warm-up: every weight is read once per step */
 #define BUSY_WARN 0.10 /* other processes' share of the CPUs that makes figures suspect */
@@ -38,12 +39,13 @@ typedef struct bench_opts {
 /* What the machine allows, measured with the benchmark's pool. */
 typedef struct limits {
     size_t bw_bytes; /* size of the bandwidth array */
-    double read_gbs; /* summing the array, all workers: the best of both probes */
-    double read_gbs_before, read_gbs_after; /* probed before and after the model's runs */
-    double sgemv_gbs;                       /* OpenBLAS sgemv per worker over the same array */
-    double kernel_gbs;                      /* the engine's kernel for the format, same array */
-    double sgemm_gflops;                    /* SGEMM_N^3, split as core/forward.c splits it */
-    double dispatch_us;                     /* one t2_pool_run of an empty job */
+    double read_gbs; /* summing the array, all workers */
+    float *bw_array; /* kept to probe again next to every decode run */
+    size_t bw_n;
+    double sgemv_gbs;    /* OpenBLAS sgemv per worker over the same array */
+    double kernel_gbs;   /* the engine's kernel for the format, same array */
+    double sgemm_gflops; /* SGEMM_N^3, split as core/forward.c splits it */
+    double dispatch_us;  /* one t2_pool_run of an empty job */
 } limits;
 
 /* The model's sizes and speeds. */
@@ -56,6 +58,10 @@ typedef struct figures {
     double pp_tps_min, pp_tps_max, tg_tps_min, tg_tps_max;
     double tg_tps_expert, tg_tps_expert_min, tg_tps_expert_max; /* --expert */
     double pp_tps_expert, expert_build_ms;
+    /* decode runs of the base weights paired with a bandwidth probe just
+     * before each: per run, achieved weight traffic / that probe */
+    double paired_bw[MAX_REPS], paired_ratio[MAX_REPS];
+    double bw_paired, tg_fraction_paired; /* medians */
     bool finite;      /* the last logits were finite (sanity of synthetic weights) */
     t2_cpu_load load; /* other processes, during the limits and the timed runs */
 } figures;
@@ -127,7 +133,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'P': bad = parse_int(optarg, 1, 1 << 20, "--pp", &o->pp); break;
         case 'G': bad = parse_int(optarg, 1, 1 << 20, "--tg", &o->tg); break;
         case 't': bad = parse_int(optarg, 1, 1024, "--threads", &o->threads); break;
-        case 'r': bad = parse_int(optarg, 1, 1000, "--reps", &o->reps); break;
+        case 'r': bad = parse_int(optarg, 1, MAX_REPS, "--reps", &o->reps); break;
         case 'j': o->json = true; break;
         case 'F': {
             t2_err err;
@@ -192,10 +198,15 @@ static int measure_limits(t2_pool *pool, t2_wtype format, limits *lim, t2_cpu_lo
     float *a = t2_bench_touched_array(pool, n, err);
     if (!a)
         return -1;
-    lim->read_gbs = lim->read_gbs_before = t2_bench_read_bandwidth(pool, a, n, LIMIT_REPS);
+    lim->read_gbs = t2_bench_read_bandwidth(pool, a, n, LIMIT_REPS);
     lim->sgemv_gbs = t2_bench_sgemv_gbs(pool, a, n, LIMIT_REPS);
     lim->kernel_gbs = t2_bench_kernel_gbs(pool, a, n * sizeof(float), format, LIMIT_REPS);
+    /* the kernel probe overwrote it in its format: refill for the sums */
     free(a);
+    lim->bw_array = t2_bench_touched_array(pool, n, err);
+    lim->bw_n = n;
+    if (!lim->bw_array)
+        return -1;
     if (lim->read_gbs <= 0 || lim->sgemv_gbs <= 0 || lim->kernel_gbs <= 0)
         return t2_err_set(err, "out of memory measuring bandwidth");
     fprintf(stderr, "t2 bench: sgemm %dx%dx%d...\n", SGEMM_N, SGEMM_N, SGEMM_N);
@@ -206,24 +217,6 @@ static int measure_limits(t2_pool *pool, t2_wtype format, limits *lim, t2_cpu_lo
     t2_cpu_sample_take(&s1);
     t2_cpu_load_add(load, &s0, &s1);
     return 0;
-}
-
-/* The bandwidth a shared machine gives moves by tens of percent from one
- * minute to the next (other guests on the host), so it is probed again
- * after the model's runs and the limit is the better of the two: the
- * ratios stay ratios to what the machine was seen to give. */
-static void reprobe_bandwidth(t2_pool *pool, limits *lim)
-{
-    size_t n = lim->bw_bytes / sizeof(float);
-    t2_err err;
-    float *a = t2_bench_touched_array(pool, n, &err);
-    if (!a)
-        return; /* the first probe stands */
-    fprintf(stderr, "t2 bench: memory read bandwidth again...\n");
-    lim->read_gbs_after = t2_bench_read_bandwidth(pool, a, n, LIMIT_REPS);
-    free(a);
-    if (lim->read_gbs_after > lim->read_gbs)
-        lim->read_gbs = lim->read_gbs_after;
 }
 
 /* ---- the model ---- */
@@ -356,7 +349,7 @@ static void stats(double *v, int n, double *med, double *lo, double *hi)
  * weights alternate (base, expert, base, ...) so that both see the same
  * state of a shared machine. */
 static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, const t2_layer *expert,
-                      figures *f, t2_err *err)
+                      const limits *l, figures *f, t2_err *err)
 {
     int32_t *tok = malloc((size_t)(o->pp + o->tg) * sizeof *tok);
     size_t nr = (size_t)o->reps;
@@ -380,10 +373,16 @@ static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, const
     t2_cpu_sample s0, s1;
     t2_cpu_sample_take(&s0);
     for (int r = 0; r < o->reps; r++) {
+        /* The bandwidth a shared machine gives moves by tens of percent
+         * from one minute to the next (other guests on the host), so each
+         * run's decode is compared with a probe taken just before it. */
+        f->paired_bw[r] = t2_bench_read_bandwidth(t2_ctx_pool(ctx), l->bw_array, l->bw_n, 1);
         for (int e = 0; e < (expert ? 2 : 1); e++) {
             t2_ctx_set_layers(ctx, e ? expert : NULL);
             if (timed_run(ctx, tok, o->pp, o->tg, &pp_s, &tg_s, &logits, err) != 0)
                 goto out;
+            if (e == 0)
+                f->paired_ratio[r] = f->bytes_per_token * (o->tg / tg_s) / 1e9 / f->paired_bw[r];
             v[(size_t)(2 * e) * nr + (size_t)r] = o->pp / pp_s;
             v[(size_t)(2 * e + 1) * nr + (size_t)r] = o->tg / tg_s;
             fprintf(stderr, "t2 bench: run %d/%d%s: prefill %.1f tok/s, decode %.2f tok/s\n", r + 1,
@@ -396,8 +395,12 @@ static int time_model(const bench_opts *o, t2_ctx *ctx, const t2_model *m, const
     t2_cpu_load_add(&f->load, &s0, &s1);
     stats(v, o->reps, &f->pp_tps, &f->pp_tps_min, &f->pp_tps_max);
     stats(v + nr, o->reps, &f->tg_tps, &f->tg_tps_min, &f->tg_tps_max);
+    double lo, hi, tmp[MAX_REPS];
+    memcpy(tmp, f->paired_bw, sizeof tmp);
+    stats(tmp, o->reps, &f->bw_paired, &lo, &hi);
+    memcpy(tmp, f->paired_ratio, sizeof tmp);
+    stats(tmp, o->reps, &f->tg_fraction_paired, &lo, &hi);
     if (expert) {
-        double lo, hi;
         stats(v + 2 * nr, o->reps, &f->pp_tps_expert, &lo, &hi);
         stats(v + 3 * nr, o->reps, &f->tg_tps_expert, &f->tg_tps_expert_min, &f->tg_tps_expert_max);
     }
@@ -411,8 +414,8 @@ out:
     return rc;
 }
 
-static int measure_model(const bench_opts *o, t2_pool *pool, const t2_model *m, figures *f,
-                         t2_err *err)
+static int measure_model(const bench_opts *o, t2_pool *pool, const t2_model *m, const limits *l,
+                         figures *f, t2_err *err)
 {
     f->params = count_params(m);
     f->bytes_per_token = weight_bytes_per_token(m);
@@ -432,7 +435,7 @@ static int measure_model(const bench_opts *o, t2_pool *pool, const t2_model *m, 
     t2_ctx *ctx = NULL;
     int rc = t2_ctx_create(&ctx, m, pool, o->pp + o->tg, err);
     if (rc == 0)
-        rc = time_model(o, ctx, m, a ? a->layers : NULL, f, err);
+        rc = time_model(o, ctx, m, a ? a->layers : NULL, l, f, err);
     t2_ctx_free(ctx);
     t2_adapted_unref(a);
     t2_svf_free(svf);
@@ -449,8 +452,8 @@ static derived derive(const bench_opts *o, const limits *l, const figures *f)
 {
     derived d;
     d.tg_gbs = f->bytes_per_token * f->tg_tps / 1e9;
-    d.tg_fraction = d.tg_gbs / l->read_gbs;
-    d.tg_limit_tps = l->read_gbs * 1e9 / f->bytes_per_token;
+    d.tg_fraction = f->tg_fraction_paired;
+    d.tg_limit_tps = f->bw_paired * 1e9 / f->bytes_per_token;
     d.pp_gflops = f->pp_flops * f->pp_tps / o->pp / 1e9; /* flops / seconds of one prefill */
     d.pp_fraction = d.pp_gflops / l->sgemm_gflops;
     return d;
@@ -468,9 +471,7 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
            model_label(o, m), f->params / 1e9, threads, o->pp, o->tg, o->reps);
     printf("%-30s %14s %22s %7s\n", "figure", "measured", "limit (same run)", "ratio");
     printf("%-30s %10.2f GB/s %22s %7s\n", "memory read bandwidth", l->read_gbs, "", "");
-    if (l->read_gbs_after > 0)
-        printf("%-30s %5.1f then %5.1f GB/s %15s %7s\n", "  probed before, after",
-               l->read_gbs_before, l->read_gbs_after, "", "");
+    printf("%-30s %10.2f GB/s %22s %7s\n", "  next to each decode run", f->bw_paired, "", "");
     printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "sgemv (decode kernel)", l->sgemv_gbs,
            l->read_gbs, l->sgemv_gbs / l->read_gbs);
     char kname[64];
@@ -490,8 +491,8 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
            l->sgemm_gflops, d->pp_fraction);
     printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode", f->tg_tps, d->tg_limit_tps,
            d->tg_fraction);
-    printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "decode weight traffic", d->tg_gbs, l->read_gbs,
-           d->tg_fraction);
+    printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "decode weight traffic", d->tg_gbs,
+           f->bw_paired, d->tg_fraction);
     if (o->expert) {
         printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode with the expert", f->tg_tps_expert,
                f->tg_tps, f->tg_tps_expert / f->tg_tps);
@@ -559,9 +560,13 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
     set_num(j, "tg_tps", f->tg_tps);
     json_object_set_new(j, "bytes_per_token", json_integer((json_int_t)(f->bytes_per_token)));
     json_object_set_new(j, "kv_bytes_per_token", json_integer((json_int_t)(f->kv_bytes_per_token)));
-    set_num(j, "read_bandwidth_gbs", l->read_gbs);
-    set_num(j, "read_bandwidth_gbs_before", l->read_gbs_before);
-    set_num(j, "read_bandwidth_gbs_after", l->read_gbs_after);
+    set_num(j, "read_bandwidth_gbs", f->bw_paired);
+    set_num(j, "read_bandwidth_gbs_start", l->read_gbs);
+    json_t *runs = json_array();
+    for (int r = 0; r < o->reps; r++)
+        json_array_append_new(runs, json_pack("{s:f,s:f}", "read_bandwidth_gbs", f->paired_bw[r],
+                                              "tg_fraction_of_limit", f->paired_ratio[r]));
+    json_object_set_new(j, "paired_runs", runs);
     json_object_set_new(j, "bandwidth_array_bytes", json_integer((json_int_t)l->bw_bytes));
     json_object_set_new(j, "format", json_string(t2_wtype_name(o->format)));
     json_object_set_new(j, "kernels", json_string(t2_kernels_get()->name));
@@ -619,10 +624,9 @@ static int run(const bench_opts *o)
             fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
         else
             status = t2_bench_batch_print(&bo, m, &bf, l.read_gbs, o->json) != 0;
-    } else if (measure_model(o, pool, m, &f, &err) != 0) {
+    } else if (measure_model(o, pool, m, &l, &f, &err) != 0) {
         fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
     } else {
-        reprobe_bandwidth(pool, &l);
         derived d = derive(o, &l, &f);
         if (o->json) {
             status = print_json(o, t2_pool_size(pool), m, &l, &f, &d) != 0;
@@ -631,6 +635,7 @@ static int run(const bench_opts *o)
             status = 0;
         }
     }
+    free(l.bw_array);
     t2_model_free(m);
     t2_pool_free(pool);
     return status;

@@ -69,9 +69,60 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
 DEFINE_ROW(row_f32, float, load_f32, load_f32_tail)
 DEFINE_ROW(row_bf16, uint16_t, load_bf16, load_bf16_tail)
 
+/* Software prefetch: one core keeps only so many cache misses in flight
+ * from its out-of-order window, and at one vector operation per few bytes
+ * that is below the memory's bandwidth. So while a pair of weight rows is
+ * multiplied, the next pair (the next 2 * ldw bytes) is prefetched, two
+ * lines per step. T2_NO_PREFETCH turns it off (for measurements). */
+#ifdef T2_NO_PREFETCH
+#define PF2(p) ((void)(p))
+#define PF1(p) ((void)(p))
+#else
+#define PF1(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define PF2(p)                                                                                     \
+    (_mm_prefetch((const char *)(p), _MM_HINT_T0),                                                 \
+     _mm_prefetch((const char *)(p) + 64, _MM_HINT_T0))
+#endif
+
+/* One row of X against f32 weights (cols % 32 == 0), as bf16_avx512_1:
+ * two weight rows per pass, and the next pair prefetched while these are
+ * multiplied (the hardware prefetcher alone keeps too few lines in
+ * flight for one core to stream at the memory's rate). */
+TARGET static void f32_avx512_1(const float *w, size_t ldw, int rows, int cols, const float *x,
+                                float *y)
+{
+    int nc = cols / 32;
+    int r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const char *w0 = (const char *)w + (size_t)r * ldw, *w1 = w0 + ldw;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+        for (int c = 0; c < nc; c++) {
+            PF2(w0 + 2 * ldw + 256 * c);
+            PF2(w0 + 2 * ldw + 256 * c + 128);
+            const float *u = (const float *)(const void *)(w0 + 128 * c);
+            const float *v = (const float *)(const void *)(w1 + 128 * c);
+            __m512 x0 = _mm512_loadu_ps(x + 32 * c), x1 = _mm512_loadu_ps(x + 32 * c + 16);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(u), x0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(u + 16), x1, a1);
+            b0 = _mm512_fmadd_ps(_mm512_loadu_ps(v), x0, b0);
+            b1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + 16), x1, b1);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+    }
+    if (r < rows)
+        row_f32((const float *)(const void *)((const char *)w + (size_t)r * ldw), cols, x, 1, y + r,
+                1);
+}
+
 TARGET static void f32_avx512(const float *w, size_t ldw, int rows, int cols, const float *x, int n,
                               float *y, size_t ldy)
 {
+    if (n == 1 && cols % 32 == 0) {
+        f32_avx512_1(w, ldw, rows, cols, x, y);
+        return;
+    }
     for (int r = 0; r < rows; r++) {
         const float *wr = (const float *)(const void *)((const char *)w + (size_t)r * ldw);
         for (int i = 0; i < n; i += MAX_NX) {
@@ -93,18 +144,6 @@ TARGET static void f32_avx512(const float *w, size_t ldw, int rows, int cols, co
  * up) and the odd ones (masked) with no shuffle, against a copy of x
  * de-interleaved the same way once per call. Two weight rows per pass. */
 #define FAST_COLS 8192
-/* Software prefetch: one core keeps only so many cache misses in flight
- * from its out-of-order window, and at one vector operation per few bytes
- * that is below the memory's bandwidth. So while a pair of weight rows is
- * multiplied, the next pair (the next 2 * ldw bytes) is prefetched, two
- * lines per step. T2_NO_PREFETCH turns it off (for measurements). */
-#ifdef T2_NO_PREFETCH
-#define PF2(p) ((void)(p))
-#else
-#define PF2(p)                                                                                     \
-    (_mm_prefetch((const char *)(p), _MM_HINT_T0),                                                 \
-     _mm_prefetch((const char *)(p) + 64, _MM_HINT_T0))
-#endif
 TARGET static void bf16_avx512_1(const uint16_t *w, size_t ldw, int rows, int cols, const float *x,
                                  float *y)
 {
@@ -263,7 +302,10 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
             __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
             const uint8_t *u0 = w0 + (size_t)p * 2 * T2_Q8_0_BYTES;
             const uint8_t *u1 = w1 + (size_t)p * 2 * T2_Q8_0_BYTES;
+            /* the pair takes 136 bytes per step: three lines, or every
+             * 17th line would be missed */
             PF2(w0 + 2 * ldw + 4 * T2_Q8_0_BYTES * (size_t)p);
+            PF1(w0 + 2 * ldw + 4 * T2_Q8_0_BYTES * (size_t)p + 128);
             __m512i q0 = _mm512_inserti64x4(
                 _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u0 + 2))),
                 _mm256_loadu_si256((const __m256i *)(const void *)(u0 + 36)), 1);
