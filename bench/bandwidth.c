@@ -184,7 +184,7 @@ float *t2_bench_touched_array(t2_pool *pool, size_t n, t2_err *err)
     return j.a;
 }
 
-double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps)
+double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps, int *reader)
 {
     int nw = t2_pool_size(pool);
     partial *out = aligned_alloc(64, (size_t)nw * sizeof(partial));
@@ -203,7 +203,9 @@ double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps
         readers[n_readers++] = sum_range_avx512_pf4k;
     }
     double best = 0.0, sink = 0.0;
-    for (int k = 0; k < n_readers; k++) {
+    int first = *reader >= 0 && *reader < n_readers ? *reader : 0;
+    int last = *reader >= 0 && *reader < n_readers ? *reader + 1 : n_readers;
+    for (int k = first; k < last; k++) {
         sum_job j = {a, n, out, readers[k]};
         t2_pool_run(pool, sum_worker, &j); /* warm-up: TLB, page tables, clocks */
         for (int r = 0; r < reps; r++) {
@@ -213,7 +215,10 @@ double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps
             for (int w = 0; w < nw; w++)
                 sink += out[w].v;
             double gbs = (double)(n * sizeof(float)) / dt / 1e9;
-            best = gbs > best ? gbs : best;
+            if (gbs > best) {
+                best = gbs;
+                *reader = k;
+            }
         }
     }
     free(out);

@@ -21,11 +21,11 @@
 enum { V_ONE, V_SAME, V_MIXED, V_GROUPED, N_VARIANTS };
 
 typedef struct weight_set {
-    t2_layer *layers;  /* with views (mix) */
-    t2_layer *plain;   /* the same without views */
-    t2_factor *views;  /* [n_layers * T2_N_FACTOR_KINDS] */
-    float *s;          /* scaled singular values of every view */
-    void **copies;     /* [svf->n] matrix copies */
+    t2_layer *layers; /* with views (mix) */
+    t2_layer *plain;  /* the same without views */
+    t2_factor *views; /* [n_layers * T2_N_FACTOR_KINDS] */
+    float *s;         /* scaled singular values of every view */
+    void **copies;    /* [svf->n] matrix copies */
 } weight_set;
 
 static uint64_t rng_next(uint64_t *s)
@@ -267,15 +267,19 @@ int t2_bench_batch_print(const t2_batch_opts *o, const t2_model *m, const t2_bat
     double other = t2_cpu_load_other(&f->load);
     if (json) {
         json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i}", "model", m->name, "format",
-                              t2_wtype_name(m->wtype), "batch", o->streams, "sets", o->sets,
-                              "pp", o->pp, "tg", o->tg);
-        double v[] = {read_gbs,     f->one_tps,
-                      f->same_tps,  f->mixed_tps,
-                      f->grouped_tps, f->same_tps / f->one_tps,
-                      f->mixed_tps / f->one_tps, f->grouped_tps / f->one_tps,
+                              t2_wtype_name(m->wtype), "batch", o->streams, "sets", o->sets, "pp",
+                              o->pp, "tg", o->tg);
+        double v[] = {read_gbs,
+                      f->one_tps,
+                      f->same_tps,
+                      f->mixed_tps,
+                      f->grouped_tps,
+                      f->same_tps / f->one_tps,
+                      f->mixed_tps / f->one_tps,
+                      f->grouped_tps / f->one_tps,
                       other};
-        const char *k[] = {"read_bandwidth_gbs", "one_stream_tps",  "same_tps",
-                           "mixed_tps",          "mixed_grouped_tps", "same_x_one",
+        const char *k[] = {"read_bandwidth_gbs", "one_stream_tps",      "same_tps",
+                           "mixed_tps",          "mixed_grouped_tps",   "same_x_one",
                            "mixed_x_one",        "mixed_grouped_x_one", "other_cpu_load"};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
             json_object_set_new(j, k[i], isfinite(v[i]) ? json_real(v[i]) : json_null());
@@ -284,8 +288,8 @@ int t2_bench_batch_print(const t2_batch_opts *o, const t2_model *m, const t2_bat
         printf("\n");
         return rc;
     }
-    printf("model %s (%s), %d sequences over %d weight sets, pp %d, tg %d, median of %d\n",
-           m->name, t2_wtype_name(m->wtype), o->streams, o->sets, o->pp, o->tg, o->reps);
+    printf("model %s (%s), %d sequences over %d weight sets, pp %d, tg %d, median of %d\n", m->name,
+           t2_wtype_name(m->wtype), o->streams, o->sets, o->pp, o->tg, o->reps);
     printf("read bandwidth %.1f GB/s, other processes %.0f %% of the CPUs\n", read_gbs,
            other * 100);
     printf("%-34s %10s %10s\n", "decode", "tok/s", "x 1 stream");

@@ -23,8 +23,11 @@ size_t t2_bench_llc_bytes(void);
 float *t2_bench_touched_array(t2_pool *pool, size_t n, t2_err *err);
 
 /* Best of reps read bandwidth in GB/s (1e9 bytes/s) summing a[n] with
- * every worker of the pool; -1 on failure. */
-double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps);
+ * every worker of the pool; -1 on failure. With *reader < 0 every way of
+ * reading the CPU runs is tried (plain SSE sums, AVX2 and AVX-512 with
+ * and without software prefetch) and *reader is set to the fastest;
+ * otherwise only that one runs. */
+double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps, int *reader);
 
 /* Best of reps GB/s of single-threaded OpenBLAS sgemv per worker over
  * a[n] viewed as a [n/4096][4096] matrix: the decode kernel's ceiling. */

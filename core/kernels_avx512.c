@@ -293,6 +293,11 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
         dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
                                                   _mm_loadu_si64((const void *)(xd + 2 * p)))));
     }
+    /* prefetch a pair of rows at least 4 KiB ahead: short rows (1 KiB for
+     * 960 columns) two rows ahead arrive too late */
+    size_t ahead = 2 * ldw;
+    while (ahead < 4096)
+        ahead += 2 * ldw;
     int r = 0;
     for (; r < rows; r += 2) {
         int two = r + 1 < rows;
@@ -304,8 +309,8 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
             const uint8_t *u1 = w1 + (size_t)p * 2 * T2_Q8_0_BYTES;
             /* the pair takes 136 bytes per step: three lines, or every
              * 17th line would be missed */
-            PF2(w0 + 2 * ldw + 4 * T2_Q8_0_BYTES * (size_t)p);
-            PF1(w0 + 2 * ldw + 4 * T2_Q8_0_BYTES * (size_t)p + 128);
+            PF2(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p);
+            PF1(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p + 128);
             __m512i q0 = _mm512_inserti64x4(
                 _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u0 + 2))),
                 _mm256_loadu_si256((const __m256i *)(const void *)(u0 + 36)), 1);
