@@ -84,6 +84,23 @@ DEFINE_ROW(row_bf16, uint16_t, load_bf16, load_bf16_tail)
      _mm_prefetch((const char *)(p) + 64, _MM_HINT_T0))
 #endif
 
+/* How far ahead the one-row kernels prefetch: the next pair of rows, or
+ * further for short rows, so that at least T2_PREFETCH_AHEAD bytes are in
+ * flight (two rows of 960 q8_0 columns are only 2 KiB, which arrives too
+ * late). 8 KiB: of 4, 8 and 16 KiB on the device Xeon (smollm2-360m, 2 and
+ * 8 threads, docs/PERFORMANCE.md) 4 KiB was behind at 8 threads and 8 and
+ * 16 KiB were within the noise of each other. */
+#ifndef T2_PREFETCH_AHEAD
+#define T2_PREFETCH_AHEAD 8192
+#endif
+static inline size_t prefetch_ahead(size_t ldw)
+{
+    size_t ahead = 2 * ldw;
+    while (ahead < T2_PREFETCH_AHEAD)
+        ahead += 2 * ldw;
+    return ahead;
+}
+
 /* One row of X against f32 weights (cols % 32 == 0), as bf16_avx512_1:
  * two weight rows per pass, and the next pair prefetched while these are
  * multiplied (the hardware prefetcher alone keeps too few lines in
@@ -92,14 +109,15 @@ TARGET static void f32_avx512_1(const float *w, size_t ldw, int rows, int cols, 
                                 float *y)
 {
     int nc = cols / 32;
+    size_t ahead = prefetch_ahead(ldw);
     int r = 0;
     for (; r + 2 <= rows; r += 2) {
         const char *w0 = (const char *)w + (size_t)r * ldw, *w1 = w0 + ldw;
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
         for (int c = 0; c < nc; c++) {
-            PF2(w0 + 2 * ldw + 256 * c);
-            PF2(w0 + 2 * ldw + 256 * c + 128);
+            PF2(w0 + ahead + 256 * c);
+            PF2(w0 + ahead + 256 * c + 128);
             const float *u = (const float *)(const void *)(w0 + 128 * c);
             const float *v = (const float *)(const void *)(w1 + 128 * c);
             __m512 x0 = _mm512_loadu_ps(x + 32 * c), x1 = _mm512_loadu_ps(x + 32 * c + 16);
@@ -157,13 +175,14 @@ TARGET static void bf16_avx512_1(const uint16_t *w, size_t ldw, int rows, int co
         xp[2 * c] = _mm512_permutex2var_ps(x0, ev, x1);
         xp[2 * c + 1] = _mm512_permutex2var_ps(x0, od, x1);
     }
+    size_t ahead = prefetch_ahead(ldw);
     int r = 0;
     for (; r + 2 <= rows; r += 2) {
         const char *w0 = (const char *)w + (size_t)r * ldw, *w1 = w0 + ldw;
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
         for (int c = 0; c < nc; c++) {
-            PF2(w0 + 2 * ldw + 128 * c);
+            PF2(w0 + ahead + 128 * c);
             __m512i u = _mm512_loadu_si512((const void *)(w0 + 64 * c));
             __m512i v = _mm512_loadu_si512((const void *)(w1 + 64 * c));
             a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(u, 16)), xp[2 * c], a0);
@@ -293,11 +312,7 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
         dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
                                                   _mm_loadu_si64((const void *)(xd + 2 * p)))));
     }
-    /* prefetch a pair of rows at least 4 KiB ahead: short rows (1 KiB for
-     * 960 columns) two rows ahead arrive too late */
-    size_t ahead = 2 * ldw;
-    while (ahead < 4096)
-        ahead += 2 * ldw;
+    size_t ahead = prefetch_ahead(ldw);
     int r = 0;
     for (; r < rows; r += 2) {
         int two = r + 1 < rows;
