@@ -52,14 +52,16 @@ int t2_api_parse_generate(const char *body, size_t len, const t2_api_limits *lim
     return 0;
 }
 
-json_t *t2_api_usage_json(int prompt_tokens, int completion_tokens)
+json_t *t2_api_usage_json(const t2_api_usage *u)
 {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", prompt_tokens, "completion_tokens",
-                     completion_tokens, "total_tokens", prompt_tokens + completion_tokens);
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", u->prompt_tokens,
+                     "completion_tokens", u->completion_tokens, "total_tokens",
+                     u->prompt_tokens + u->completion_tokens, "prompt_tokens_details",
+                     "cached_tokens", u->cached_tokens);
 }
 
-json_t *t2_api_generate_json(const char *text, size_t len, const char *finish, int prompt_tokens,
-                             int completion_tokens, json_t *adaptation)
+json_t *t2_api_generate_json(const char *text, size_t len, const char *finish,
+                             const t2_api_usage *u, json_t *adaptation)
 {
     json_t *root = json_object();
     json_t *t = t2_api_text(text, len);
@@ -71,7 +73,7 @@ json_t *t2_api_generate_json(const char *text, size_t len, const char *finish, i
     }
     json_object_set_new(root, "text", t);
     json_object_set_new(root, "finish_reason", json_string(finish));
-    json_object_set_new(root, "usage", t2_api_usage_json(prompt_tokens, completion_tokens));
+    json_object_set_new(root, "usage", t2_api_usage_json(u));
     json_object_set_new(root, "adaptation", adaptation ? adaptation : json_null());
     return root;
 }

@@ -145,7 +145,7 @@ static json_t *finish_json(const char *finish)
 }
 
 json_t *t2_oai_response(const t2_oai_ids *ids, const char *text, size_t len, const char *finish,
-                        int prompt_tokens, int completion_tokens)
+                        const t2_api_usage *u)
 {
     json_t *root = envelope(ids, ids->chat ? "chat.completion" : "text_completion");
     json_t *choice = json_object(), *choices = json_array();
@@ -166,7 +166,7 @@ json_t *t2_oai_response(const t2_oai_ids *ids, const char *text, size_t len, con
     json_object_set_new(choice, "finish_reason", finish_json(finish));
     json_array_append_new(choices, choice);
     json_object_set_new(root, "choices", choices);
-    json_object_set_new(root, "usage", t2_api_usage_json(prompt_tokens, completion_tokens));
+    json_object_set_new(root, "usage", t2_api_usage_json(u));
     return root;
 }
 
@@ -201,12 +201,12 @@ json_t *t2_oai_chunk(const t2_oai_ids *ids, bool first, const char *text, size_t
     return root;
 }
 
-json_t *t2_oai_usage_chunk(const t2_oai_ids *ids, int prompt_tokens, int completion_tokens)
+json_t *t2_oai_usage_chunk(const t2_oai_ids *ids, const t2_api_usage *u)
 {
     json_t *root = envelope(ids, ids->chat ? "chat.completion.chunk" : "text_completion");
     if (!root)
         return NULL;
     json_object_set_new(root, "choices", json_array());
-    json_object_set_new(root, "usage", t2_api_usage_json(prompt_tokens, completion_tokens));
+    json_object_set_new(root, "usage", t2_api_usage_json(u));
     return root;
 }

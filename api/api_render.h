@@ -36,10 +36,18 @@ json_t *t2_api_decision_json(const t2_api_decision *d, double pass2_ms);
  * rather than failing the response. */
 json_t *t2_api_text(const char *s, size_t len);
 
-json_t *t2_api_usage_json(int prompt_tokens, int completion_tokens);
+/* Token counts of a generation; cached: prompt tokens whose KV an earlier
+ * request left (prefix reuse), not evaluated again. */
+typedef struct t2_api_usage {
+    int prompt_tokens, completion_tokens, cached_tokens;
+} t2_api_usage;
+
+/* {"prompt_tokens", "completion_tokens", "total_tokens",
+ * "prompt_tokens_details": {"cached_tokens"}} as OpenAI renders it */
+json_t *t2_api_usage_json(const t2_api_usage *u);
 /* POST /v1/generate's response; takes the adaptation reference. */
-json_t *t2_api_generate_json(const char *text, size_t len, const char *finish, int prompt_tokens,
-                             int completion_tokens, json_t *adaptation);
+json_t *t2_api_generate_json(const char *text, size_t len, const char *finish,
+                             const t2_api_usage *u, json_t *adaptation);
 
 /* One SSE event: "event: NAME\n" when name is not NULL, then
  * "data: <compact JSON>\n\n". malloc'd; NULL when out of memory. */
@@ -58,14 +66,14 @@ typedef struct t2_oai_ids {
 void t2_oai_ids_init(t2_oai_ids *ids, bool chat, const char *model, long long created,
                      unsigned long long nonce);
 json_t *t2_oai_response(const t2_oai_ids *ids, const char *text, size_t len, const char *finish,
-                        int prompt_tokens, int completion_tokens);
+                        const t2_api_usage *u);
 /* A stream chunk: choices[0] with delta {role?, content?} (chat) or text
  * (completions) and finish_reason (NULL renders null); with
  * usage_field, "usage": null is included (stream_options.include_usage). */
 json_t *t2_oai_chunk(const t2_oai_ids *ids, bool first, const char *text, size_t len,
                      const char *finish, bool usage_field);
 /* The final usage chunk: "choices": [] and "usage". */
-json_t *t2_oai_usage_chunk(const t2_oai_ids *ids, int prompt_tokens, int completion_tokens);
+json_t *t2_oai_usage_chunk(const t2_oai_ids *ids, const t2_api_usage *u);
 /* The terminating line of an OpenAI stream. */
 #define T2_OAI_DONE "data: [DONE]\n\n"
 

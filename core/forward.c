@@ -197,9 +197,7 @@ int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, 
     int keep = 0;
     if (c->tracking && c->layers == c->hist_layers && c->hist_key &&
         strcmp(c->hist_key, weights_key) == 0) {
-        int lim = n - 1 < c->n_hist ? n - 1 : c->n_hist;
-        while (keep < lim && c->hist[keep] == ids[keep])
-            keep++;
+        keep = t2_ctx_cached_prefix(c, weights_key, ids, n);
     } else {
         char *key = strdup(weights_key);
         c->tracking = key != NULL;
@@ -209,6 +207,16 @@ int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, 
         c->n_hist = 0;
     }
     c->n_past = keep;
+    return keep;
+}
+
+int t2_ctx_cached_prefix(const t2_ctx *c, const char *weights_key, const int32_t *ids, int n)
+{
+    if (!c->tracking || !c->hist_key || strcmp(c->hist_key, weights_key) != 0)
+        return 0;
+    int keep = 0, lim = n - 1 < c->n_hist ? n - 1 : c->n_hist;
+    while (keep < lim && c->hist[keep] == ids[keep])
+        keep++;
     return keep;
 }
 
@@ -299,11 +307,12 @@ int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const fl
             if (seqs[j] == c)
                 return t2_err_set(err, "sequence %d appears twice in the batch", i);
         rows[i] = (t2_row){.seq = c, .pos = c->n_past, .layers = c->layers};
-        c->tracking = false; /* the scheduler's sequences do not reuse prefixes */
     }
     t2_run_rows(ws, rows, tokens, n, ws->logits, 0);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        record_tokens(seqs[i], tokens + i, 1);
         seqs[i]->n_past++;
+    }
     *logits = ws->logits;
     return 0;
 }

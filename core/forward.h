@@ -40,9 +40,13 @@ int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const f
  * layers set on the context). Keeps the longest cached prefix of ids
  * computed under the same key (at most n - 1 tokens, so the caller still
  * gets the logits of the last), sets n_past to it and returns it; the
- * caller then evaluates ids[returned..n). Evaluating with other layers,
- * or in t2_forward_batch, ends the record until the next call. */
+ * caller then evaluates ids[returned..n). t2_forward and t2_forward_batch
+ * extend the record; evaluating with other layers than those of the call
+ * ends it until the next call. */
 int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, int n);
+/* How many leading ids (at most n - 1) the context's record holds under
+ * weights_key; changes nothing (to pick the best of several contexts). */
+int t2_ctx_cached_prefix(const t2_ctx *c, const char *weights_key, const int32_t *ids, int n);
 
 /* Evaluates n_branches independent continuations of the cached n_past
  * tokens in one pass: branch b (lens[b] tokens, the branches one after

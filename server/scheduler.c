@@ -292,8 +292,8 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
     t2_engine *e = s->e;
     int mt = j->gen.max_tokens;
     bool later = e->cache && mt >= e->policy.materialise_min_tokens;
-    if (t2_engine_weights_on(e, &j->decision.mixture, later ? 0 : mt, t2_ctx_pool(ctx),
-                             &j->weights, &err) != 0) {
+    if (t2_engine_weights_on(e, &j->decision.mixture, later ? 0 : mt, t2_ctx_pool(ctx), &j->weights,
+                             &err) != 0) {
         fail_job(s, j, 500, err.msg);
         return false;
     }
@@ -391,10 +391,28 @@ static bool text_cb(void *user, const char *text, size_t len, int32_t token)
     return !atomic_load(&j->cancel);
 }
 
-static t2_ctx *take_ctx(t2_sched *s, t2_err *err)
+/* A free context, preferring the one whose KV cache already holds the
+ * longest beginning of the prompt under the same weights (a shared system
+ * prompt, or the earlier turns of a conversation). */
+static t2_ctx *take_ctx(t2_sched *s, const char *key, const int32_t *prompt, size_t n, t2_err *err)
 {
-    if (s->n_free_ctx > 0)
-        return s->free_ctx[--s->n_free_ctx];
+    if (s->n_free_ctx > 0) {
+        int best = s->n_free_ctx - 1, best_len = -1;
+        for (int i = 0; i < s->n_free_ctx; i++) {
+            int len = t2_ctx_cached_prefix(s->free_ctx[i], key, prompt, (int)n);
+            if (len > best_len) {
+                best = i;
+                best_len = len;
+            }
+        }
+        /* kept in release order, so with no match the least recently
+         * used goes (index 0) and fresher prefixes stay */
+        t2_ctx *c = s->free_ctx[best];
+        memmove(&s->free_ctx[best], &s->free_ctx[best + 1],
+                (size_t)(s->n_free_ctx - best - 1) * sizeof *s->free_ctx);
+        s->n_free_ctx--;
+        return c;
+    }
     t2_ctx *c = NULL;
     t2_ctx_create(&c, s->e->model, s->e->pool, s->o.n_ctx, err);
     return c;
@@ -446,7 +464,9 @@ static void apply_built(t2_sched *s, t2_adapted **built, int n)
 static bool admit(t2_sched *s, job *j)
 {
     t2_err err = {{0}};
-    j->ctx = take_ctx(s, &err);
+    /* NULL key: weights without one are never matched */
+    const char *key = j->weights ? j->weights->key : "";
+    j->ctx = key ? take_ctx(s, key, j->prompt, j->n_prompt, &err) : take_ctx(s, "", NULL, 0, &err);
     if (!j->ctx) {
         pthread_mutex_lock(&s->mu);
         s->n_running--;
@@ -460,10 +480,15 @@ static bool admit(t2_sched *s, job *j)
     if (m) /* built while the job waited */
         upgrade(j, m);
     j->t_pass2 = t2_now_ms();
+    /* the prompt's beginning may still be in the context from a finished
+     * job (the key again: upgrade() may have replaced the weights) */
+    key = j->weights ? j->weights->key : "";
+    int keep = key ? t2_ctx_reuse_prefix(j->ctx, key, j->prompt, (int)j->n_prompt) : 0;
+    j->result.cached_tokens = keep;
     const float *logits;
     if (t2_gen_seq_create(&j->seq, s->e->model, j->prompt, j->n_prompt, &j->gen, text_cb, j,
                           &err) != 0 ||
-        t2_forward(j->ctx, j->prompt, (int)j->n_prompt, false, &logits, &err) != 0) {
+        t2_forward(j->ctx, j->prompt + keep, (int)j->n_prompt - keep, false, &logits, &err) != 0) {
         j->result.error_code = 422;
         snprintf(j->result.error, sizeof j->result.error, "%s", err.msg);
         release(s, j, "error");

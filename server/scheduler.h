@@ -40,6 +40,7 @@ typedef struct t2_job_result {
     char error[512];
     const char *finish; /* "stop", "length", "cancelled", "timeout" */
     int prompt_tokens, completion_tokens;
+    int cached_tokens; /* prompt tokens whose KV a finished job left in its context */
     double pass1_ms, pass2_ms, queue_ms;
 } t2_job_result;
 

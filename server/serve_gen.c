@@ -94,14 +94,14 @@ static void respond_full(gen_ctx *g, t2_job *j)
         return;
     }
     const char *text = j->text ? j->text : "";
+    t2_api_usage u = {res->prompt_tokens, res->completion_tokens, res->cached_tokens};
     json_t *body;
     if (g->q.kind == T2_API_GENERATE)
-        body = t2_api_generate_json(
-            text, j->len, res->finish, res->prompt_tokens, res->completion_tokens,
-            j->has_decision ? t2_api_decision_json(&j->dec, res->pass2_ms) : NULL);
+        body = t2_api_generate_json(text, j->len, res->finish, &u,
+                                    j->has_decision ? t2_api_decision_json(&j->dec, res->pass2_ms)
+                                                    : NULL);
     else
-        body = t2_oai_response(&g->ids, text, j->len, res->finish, res->prompt_tokens,
-                               res->completion_tokens);
+        body = t2_oai_response(&g->ids, text, j->len, res->finish, &u);
     t2_req_respond_json(g->r, 200, body);
 }
 
@@ -148,6 +148,7 @@ static void out_text(gen_ctx *g, const char *text, size_t len)
 
 static void out_end(gen_ctx *g, const t2_job_result *res)
 {
+    t2_api_usage u = {res->prompt_tokens, res->completion_tokens, res->cached_tokens};
     g->end_rendered = true;
     if (res->error_code) {
         t2_api_err e;
@@ -155,17 +156,16 @@ static void out_end(gen_ctx *g, const t2_job_result *res)
                     res->error[0] ? res->error : "generation failed");
         out_event(g, g->q.kind == T2_API_GENERATE ? "error" : NULL, t2_api_error_json(&e));
     } else if (g->q.kind == T2_API_GENERATE) {
-        json_t *d = json_pack("{s:s, s:o, s:f, s:f}", "finish_reason", res->finish, "usage",
-                              t2_api_usage_json(res->prompt_tokens, res->completion_tokens),
-                              "pass1_ms", res->pass1_ms, "pass2_ms", res->pass2_ms);
+        json_t *d =
+            json_pack("{s:s, s:o, s:f, s:f}", "finish_reason", res->finish, "usage",
+                      t2_api_usage_json(&u), "pass1_ms", res->pass1_ms, "pass2_ms", res->pass2_ms);
         out_event(g, "done", d);
     } else {
         if (!g->first_chunk_sent)
             out_text(g, "", 0);
         out_event(g, NULL, t2_oai_chunk(&g->ids, false, NULL, 0, res->finish, g->q.include_usage));
         if (g->q.include_usage)
-            out_event(g, NULL,
-                      t2_oai_usage_chunk(&g->ids, res->prompt_tokens, res->completion_tokens));
+            out_event(g, NULL, t2_oai_usage_chunk(&g->ids, &u));
     }
     if (g->q.kind != T2_API_GENERATE) {
         char *done = strdup(T2_OAI_DONE);

@@ -618,17 +618,21 @@ static void test_render(void **state)
     assert_true(json_is_null(json_object_get(j, "pass2_ms")));
     json_decref(j);
 
-    j = dump_parse(t2_api_generate_json("42", 2, "stop", 5, 2, t2_api_decision_json(&c, 1)));
+    t2_api_usage u = {5, 2, 3};
+    j = dump_parse(t2_api_generate_json("42", 2, "stop", &u, t2_api_decision_json(&c, 1)));
     assert_string_equal(json_string_value(json_object_get(j, "text")), "42");
     assert_string_equal(json_string_value(json_object_get(j, "finish_reason")), "stop");
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")), 7);
+    json_t *details = json_object_get(json_object_get(j, "usage"), "prompt_tokens_details");
+    assert_int_equal(json_integer_value(json_object_get(details, "cached_tokens")), 3);
     assert_true(json_is_object(json_object_get(j, "adaptation")));
     json_decref(j);
     t2_api_decision_free(&c);
 
     /* text with invalid bytes still renders */
-    j = dump_parse(t2_api_generate_json("a\xff", 2, "length", 1, 1, NULL));
+    u = (t2_api_usage){1, 1, 0};
+    j = dump_parse(t2_api_generate_json("a\xff", 2, "length", &u, NULL));
     assert_string_equal(json_string_value(json_object_get(j, "text")), "a?");
     json_decref(j);
 
@@ -651,7 +655,10 @@ static void test_openai_render(void **state)
     t2_oai_ids ids;
     t2_oai_ids_init(&ids, true, "seedling:math", 1700000000, 0xabcULL);
     assert_string_equal(ids.id, "chatcmpl-0000000000000abc");
-    json_t *j = dump_parse(t2_oai_response(&ids, "hi", 2, "stop", 3, 1));
+    t2_api_usage u = {3, 1, 2};
+    json_t *j = dump_parse(t2_oai_response(&ids, "hi", 2, "stop", &u));
+    json_t *details = json_object_get(json_object_get(j, "usage"), "prompt_tokens_details");
+    assert_int_equal(json_integer_value(json_object_get(details, "cached_tokens")), 2);
     assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
     assert_string_equal(json_string_value(json_object_get(j, "model")), "seedling:math");
     assert_int_equal(json_integer_value(json_object_get(j, "created")), 1700000000);
@@ -678,7 +685,8 @@ static void test_openai_render(void **state)
     assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "length");
     assert_null(json_object_get(j, "usage"));
     json_decref(j);
-    j = dump_parse(t2_oai_usage_chunk(&ids, 3, 4));
+    u = (t2_api_usage){3, 4, 0};
+    j = dump_parse(t2_oai_usage_chunk(&ids, &u));
     assert_int_equal(json_array_size(json_object_get(j, "choices")), 0);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")), 4);

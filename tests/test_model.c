@@ -206,10 +206,22 @@ static void test_reuse_prefix(void **state)
     assert_int_equal(t2_forward(ctx, other, (int)n, false, &out, &err), 0);
     assert_int_equal(t2_ctx_reuse_prefix(ctx, "", other, (int)n), 0);
     assert_int_equal(t2_forward(ctx, other, (int)n, false, &out, &err), 0);
-    /* a batched decode step ends the record */
+    /* a batched decode step extends the record */
     t2_ctx *seqs[1] = {ctx};
     assert_int_equal(t2_forward_batch(seqs, &ids[0], 1, &out, &err), 0);
-    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", other, (int)n), 0);
+    other[n] = ids[0];
+    other[n + 1] = 7;
+    assert_int_equal(t2_ctx_cached_prefix(ctx, "", other, (int)n + 2), (int)n + 1);
+    assert_int_equal(t2_ctx_cached_prefix(ctx, "math@1:1", other, (int)n + 2), 0);
+    /* evaluating with other layers than the record's ends it */
+    size_t nl = (size_t)f->m->cfg.n_layers;
+    t2_layer *copy = malloc(nl * sizeof *copy);
+    memcpy(copy, f->m->layers, nl * sizeof *copy);
+    t2_ctx_set_layers(ctx, copy);
+    assert_int_equal(t2_forward_batch(seqs, &ids[1], 1, &out, &err), 0);
+    assert_int_equal(t2_ctx_cached_prefix(ctx, "", other, (int)n + 2), 0);
+    t2_ctx_set_layers(ctx, NULL);
+    free(copy);
     free(got);
     free(other);
     free(ids);

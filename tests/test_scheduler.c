@@ -290,6 +290,16 @@ static void test_concurrent_equals_alone(void **state)
         assert_string_equal(o[i].res.finish, "stop");
         assert_true(o[i].res.completion_tokens > 0);
     }
+    /* the base job again: a finished job's context still holds its prompt
+     * (and answer), so all of the prompt but its last token is reused, and
+     * the answer is the same */
+    outcome again;
+    outcome_init(&again);
+    submit(f, s, 3, &again, 16, NULL);
+    wait_done(&again);
+    assert_int_equal(again.res.error_code, 0);
+    assert_int_equal(again.res.cached_tokens, again.res.prompt_tokens - 1);
+    assert_string_equal(again.text, alone[3]);
     t2_sched_free(s);
 }
 

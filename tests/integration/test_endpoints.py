@@ -70,6 +70,14 @@ R.check("generate prompt", st == 200 and isinstance(body.get("text"), str)
         and body["finish_reason"] in ("stop", "length")
         and body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"]
         + body["usage"]["completion_tokens"], (st, body))
+first_text = body.get("text") if st == 200 else None
+# the same prompt again: the finished job's context still holds it
+st, body, _ = gen({"prompt": Q, "max_tokens": 16, "adaptation": {"strategy": "none"}})
+cached = body.get("usage", {}).get("prompt_tokens_details", {}).get("cached_tokens") \
+    if st == 200 else None
+R.check("a repeated prompt reuses the KV of the last one, same answer",
+        st == 200 and cached == body["usage"]["prompt_tokens"] - 1 and body["text"] == first_text,
+        (st, body, first_text))
 msgs = [{"role": "user", "content": Q}]
 st, body, _ = gen({"messages": msgs, "max_tokens": 16, "adaptation": {"expert": "math"}})
 ad = body.get("adaptation", {}) if st == 200 else {}
@@ -207,6 +215,7 @@ ok = st == 200 and body["object"] == "chat.completion" and body["id"].startswith
 ok = ok and body["model"] == "seedling:math" and isinstance(body["created"], int)
 ok = ok and body["choices"][0]["message"]["role"] == "assistant"
 ok = ok and body["choices"][0]["finish_reason"] in ("stop", "length") and "usage" in body
+ok = ok and isinstance(body["usage"].get("prompt_tokens_details", {}).get("cached_tokens"), int)
 R.check("chat completion object", ok, (st, body))
 R.check("chat with model seedling:math == generate with expert math",
         ok and body["choices"][0]["message"]["content"] == math_text, (body, math_text))
