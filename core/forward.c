@@ -182,9 +182,14 @@ static int check_tokens(const t2_config *cfg, const int32_t *tokens, int n, t2_e
  * computed with other weights than the recorded ones ends the record. */
 static void record_tokens(t2_ctx *c, const int32_t *tokens, int n)
 {
+    bool armed = c->armed;
+    c->armed = false;
     if (!c->tracking)
         return;
-    if (c->layers != c->hist_layers) {
+    /* A sequence started over without t2_ctx_reuse_prefix may run weights
+     * that merely sit at the recorded layers' address (a freed set's
+     * successor): nothing says what it computes, so the record ends. */
+    if (c->layers != c->hist_layers || (c->n_past == 0 && !armed)) {
         c->tracking = false;
         return;
     }
@@ -207,6 +212,7 @@ int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, 
         c->n_hist = 0;
     }
     c->n_past = keep;
+    c->armed = true;
     return keep;
 }
 

@@ -41,8 +41,9 @@ int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const f
  * computed under the same key (at most n - 1 tokens, so the caller still
  * gets the logits of the last), sets n_past to it and returns it; the
  * caller then evaluates ids[returned..n). t2_forward and t2_forward_batch
- * extend the record; evaluating with other layers than those of the call
- * ends it until the next call. */
+ * extend the record; evaluating with other layers than those of the call,
+ * or from an empty cache without this call first, ends it until the next
+ * call. */
 int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, int n);
 /* How many leading ids (at most n - 1) the context's record holds under
  * weights_key; changes nothing (to pick the best of several contexts). */

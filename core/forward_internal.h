@@ -40,6 +40,7 @@ struct t2_ctx {
      * is the token whose KV sits in slot i, for i < n_hist, computed with
      * hist_layers (named hist_key by the caller) */
     bool tracking;
+    bool armed; /* a reuse call precedes the next evaluation */
     int32_t *hist;
     int n_hist;
     const t2_layer *hist_layers;

@@ -222,6 +222,14 @@ static void test_reuse_prefix(void **state)
     assert_int_equal(t2_ctx_cached_prefix(ctx, "", other, (int)n + 2), 0);
     t2_ctx_set_layers(ctx, NULL);
     free(copy);
+    /* starting over without a reuse call ends the record too (the weights
+     * at the recorded address could be another set's) */
+    assert_int_equal(t2_ctx_reuse_prefix(ctx, "", other, (int)n), 0);
+    assert_int_equal(t2_forward(ctx, other, (int)n, false, &out, &err), 0);
+    assert_int_equal(t2_ctx_cached_prefix(ctx, "", other, (int)n), (int)n - 1);
+    t2_ctx_truncate(ctx, 0);
+    assert_int_equal(t2_forward(ctx, ids, (int)n, false, &out, &err), 0);
+    assert_int_equal(t2_ctx_cached_prefix(ctx, "", other, (int)n), 0);
     free(got);
     free(other);
     free(ids);
