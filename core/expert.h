@@ -16,6 +16,12 @@
 #include "error.h"
 #include "svf.h"
 
+/* Which file an expert came from, as stat(2) saw it (all 0: unknown):
+ * a rescan skips a file whose identity did not change. */
+typedef struct t2_file_id {
+    uint64_t dev, ino, size, mtime_ns, ctime_ns;
+} t2_file_id;
+
 typedef struct t2_expert {
     atomic_int refs;
     char *name; /* unique key in the store: [A-Za-z0-9._-]{1,64} */
@@ -28,6 +34,7 @@ typedef struct t2_expert {
     float **z;             /* [n_mats]; z[i] == NULL: matrix i not adapted (z = 1) */
     uint64_t version;      /* changes whenever a name is replaced (cache keys) */
     size_t file_bytes;
+    t2_file_id file_id; /* set and read by the store under its lock */
 } t2_expert;
 
 /* Validates and decodes an expert file held in memory against the model's
@@ -80,6 +87,9 @@ int t2_store_remove(t2_expert_store *st, const char *name, int *err_code, t2_err
  * valid version. *changes counts what changed. Readers see each change
  * atomically; requests keep the version they hold. */
 int t2_store_rescan(t2_expert_store *st, size_t *changes, t2_err *err);
+/* Expert files read and parsed by rescans so far (an unchanged file is
+ * not read again: same inode, size, mtime and ctime). */
+size_t t2_store_rescan_reads(t2_expert_store *st);
 /* New reference to the named expert, or NULL. */
 t2_expert *t2_store_get(t2_expert_store *st, const char *name);
 /* Snapshot: new references to all experts sorted by name; caller unrefs

@@ -39,6 +39,7 @@ struct t2_expert_store {
     char *base_model;  /* NULL: accept any base model */
     t2_expert **items; /* sorted by name */
     size_t n, cap;
+    size_t rescan_reads; /* guarded by write_mu */
 };
 
 /* ---------- small helpers ---------- */
@@ -632,7 +633,33 @@ static t2_expert *load_file(t2_expert_store *st, const char *f, const char *name
     return e;
 }
 
-/* Loads a new or changed file; returns 1 when the store changed. */
+static bool file_id_at(int dirfd, const char *f, t2_file_id *id)
+{
+    struct stat sb;
+    if (fstatat(dirfd, f, &sb, 0) != 0)
+        return false;
+    *id = (t2_file_id){(uint64_t)sb.st_dev, (uint64_t)sb.st_ino, (uint64_t)sb.st_size,
+                       (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec,
+                       (uint64_t)sb.st_ctim.tv_sec * 1000000000u + (uint64_t)sb.st_ctim.tv_nsec};
+    return true;
+}
+
+/* Same file, unchanged. A file changed in the last 2 s is never taken as
+ * unchanged: on a filesystem with coarse timestamps a rewrite in place
+ * within the same tick keeps them (git's "racily clean" rule). */
+static bool file_id_same(const t2_file_id *a, const t2_file_id *b)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    return a->ino != 0 && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+           b->mtime_ns + 2000000000u < now_ns;
+}
+
+/* Loads a new or changed file; returns 1 when the store changed. A file
+ * whose identity (inode, size, mtime, ctime) is the one last read is not
+ * read again: idle rescans of many large experts cost a stat each. */
 static int rescan_entry(t2_expert_store *st, const char *f, char (*seen)[FNAME_CAP], size_t *n_seen,
                         size_t cap_seen)
 {
@@ -641,12 +668,27 @@ static int rescan_entry(t2_expert_store *st, const char *f, char (*seen)[FNAME_C
         return 0;
     if (*n_seen < cap_seen)
         memcpy(seen[(*n_seen)++], name, sizeof name);
+    t2_file_id id;
+    bool have_id = file_id_at(st->dirfd, f, &id);
+    size_t pos;
+    pthread_mutex_lock(&st->mu);
+    bool unchanged =
+        have_id && find_index(st, name, &pos) && file_id_same(&st->items[pos]->file_id, &id);
+    pthread_mutex_unlock(&st->mu);
+    if (unchanged)
+        return 0;
+    st->rescan_reads++;
+    /* stat before read: a file replaced in between is read new with the
+     * old identity, so the next rescan reads it once more (never stale) */
     t2_expert *e = load_file(st, f, name);
     if (!e) /* invalid or vanished: keep what we have (it was valid) */
         return 0;
+    if (have_id)
+        e->file_id = id;
     pthread_mutex_lock(&st->mu);
-    size_t pos;
     bool same = find_index(st, name, &pos) && st->items[pos]->version == e->version;
+    if (same && have_id)
+        st->items[pos]->file_id = id;
     t2_expert *old = NULL;
     int changed = 0;
     if (!same && reserve_one(st) == 0) {
@@ -686,6 +728,14 @@ static size_t drop_missing(t2_expert_store *st, char (*seen)[FNAME_CAP], size_t 
     }
     pthread_mutex_unlock(&st->mu);
     return dropped;
+}
+
+size_t t2_store_rescan_reads(t2_expert_store *st)
+{
+    pthread_mutex_lock(&st->write_mu);
+    size_t n = st->rescan_reads;
+    pthread_mutex_unlock(&st->write_mu);
+    return n;
 }
 
 int t2_store_rescan(t2_expert_store *st, size_t *changes, t2_err *err)

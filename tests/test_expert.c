@@ -12,7 +12,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dtype.h"
@@ -800,10 +802,26 @@ static void test_store_rescan(void **state)
     assert_non_null(held);
     assert_true(held->z[0][0] == 1.0f);
     assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
-    assert_int_equal(changes, 0);   /* nothing changed: nothing reloaded */
+    assert_int_equal(changes, 0); /* nothing changed: nothing reloaded */
+    /* a file written in the last 2 s is always read again (coarse
+     * timestamps); one older than that, once its identity is known, not */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/e.safetensors", dir);
+    struct timespec old_times[2] = {{time(NULL) - 10, 0}, {time(NULL) - 10, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, old_times, 0), 0);
+    size_t reads = t2_store_rescan_reads(b);
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(changes, 0);
+    assert_int_equal(t2_store_rescan_reads(b), reads + 1); /* new identity: read once */
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
+    assert_int_equal(changes, 0);
+    assert_int_equal(t2_store_rescan_reads(b), reads + 1); /* then not again */
+    reads = t2_store_rescan_reads(b);
     put_ok(a, "e", v2, len2, true); /* replaced through A */
     assert_int_equal(t2_store_rescan(b, &changes, &err), 0);
     assert_int_equal(changes, 1);
+    assert_int_equal(t2_store_rescan_reads(b), reads + 1);
     t2_expert *cur = t2_store_get(b, "e");
     assert_true(cur->z[0][0] == 2.0f);
     assert_true(held->z[0][0] == 1.0f); /* the old version stays alive for its holder */
