@@ -77,6 +77,9 @@ int t2_api_parse_stop(json_t *root, t2_api_gen_req *r, t2_api_err *e);
  * (OpenAI: content parts of type text are joined, other fields ignored,
  * "developer" is a system message). */
 int t2_api_parse_messages(json_t *root, bool lenient, t2_api_gen_req *r, t2_api_err *e);
+/* "prompt" (non-empty) or "messages", exactly one (t2's own endpoints);
+ * sets r->question to the prompt when given. */
+int t2_api_parse_prompt_or_messages(json_t *root, t2_api_gen_req *r, t2_api_err *e);
 /* Sampling fields present in root: temperature, top_p, top_k, min_p,
  * repetition_penalty, seed, and max_tokens under the given name. */
 int t2_api_parse_sampling(json_t *root, const t2_api_limits *lim, const char *max_tokens_key,

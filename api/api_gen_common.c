@@ -274,6 +274,28 @@ static const char *parse_role(json_t *m, const char *f, bool lenient, t2_api_err
     return NULL;
 }
 
+int t2_api_parse_prompt_or_messages(json_t *root, t2_api_gen_req *r, t2_api_err *e)
+{
+    int has_prompt =
+        t2_api_get_str(root, "prompt", NULL, T2_API_MAX_STRING, &r->prompt, &r->prompt_len, e);
+    if (has_prompt < 0)
+        return -1;
+    json_t *msgs = json_object_get(root, "messages");
+    bool has_msgs = msgs && !json_is_null(msgs);
+    if (has_prompt && has_msgs)
+        return t2_api_fail(e, 422, "invalid_value", "messages",
+                           "give either 'prompt' or 'messages', not both");
+    if (!has_prompt && !has_msgs)
+        return t2_api_fail(e, 422, "missing_field", "prompt", "'prompt' or 'messages' is required");
+    if (has_prompt && r->prompt_len == 0)
+        return t2_api_fail(e, 422, "invalid_value", "prompt", "'prompt' must not be empty");
+    if (has_msgs && t2_api_parse_messages(root, false, r, e) != 0)
+        return -1;
+    if (has_prompt)
+        r->question = r->prompt;
+    return 0;
+}
+
 int t2_api_parse_messages(json_t *root, bool lenient, t2_api_gen_req *r, t2_api_err *e)
 {
     json_t *msgs = json_object_get(root, "messages");

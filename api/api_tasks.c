@@ -16,22 +16,8 @@ int t2_api_parse_classify(const char *body, size_t len, const t2_api_limits *lim
     static const char *const allowed[] = {"prompt", "messages", "strategy", "method", NULL};
     if (t2_api_only_fields(root, allowed, NULL, e) != 0)
         return -1;
-    int has_prompt =
-        t2_api_get_str(root, "prompt", NULL, T2_API_MAX_STRING, &r->prompt, &r->prompt_len, e);
-    if (has_prompt < 0)
+    if (t2_api_parse_prompt_or_messages(root, r, e) != 0)
         return -1;
-    json_t *msgs = json_object_get(root, "messages");
-    bool has_msgs = msgs && !json_is_null(msgs);
-    if (has_prompt == has_msgs)
-        return t2_api_fail(e, 422, has_msgs ? "invalid_value" : "missing_field", "prompt",
-                           has_msgs ? "give either 'prompt' or 'messages', not both"
-                                    : "'prompt' or 'messages' is required");
-    if (has_prompt && r->prompt_len == 0)
-        return t2_api_fail(e, 422, "invalid_value", "prompt", "'prompt' must not be empty");
-    if (has_msgs && t2_api_parse_messages(root, false, r, e) != 0)
-        return -1;
-    if (has_prompt)
-        r->question = r->prompt;
     const char *strategy = "prompt", *method = NULL;
     if (t2_api_get_str(root, "strategy", NULL, 32, &strategy, NULL, e) < 0 ||
         t2_api_get_str(root, "method", NULL, 32, &method, NULL, e) < 0)
