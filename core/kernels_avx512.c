@@ -347,12 +347,90 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
     }
 }
 
+/* Several rows of X (a batched decode step) against Q8_0 weights, an
+ * even number of blocks: the one-row loop's arithmetic, with what depends
+ * on X alone (the -128 * sum(x) corrections and the x scales) computed
+ * once per call for up to 4 rows of X, and the weights' top-bit flip and
+ * scales once per pair of blocks for all of them, so each row of X costs
+ * one VNNI product, a multiply, a conversion and an FMA per 64 weights. */
+INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const int8_t *xq,
+                         size_t ldx, const __m512i (*corr)[FAST_COLS / 64],
+                         const __m512 (*dxv)[FAST_COLS / 64], const int nx, float *y, size_t ldy)
+{
+    const __m512i top = _mm512_set1_epi8((char)0x80);
+    const __m512i dsel =
+        _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
+                         17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+    size_t ahead = prefetch_ahead(ldw);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *wr = w + (size_t)r * ldw;
+        __m512 acc[MAX_NX];
+        for (int i = 0; i < nx; i++)
+            acc[i] = _mm512_setzero_ps();
+        for (int p = 0; p < np; p++) {
+            const uint8_t *u = wr + (size_t)p * 2 * T2_Q8_0_BYTES;
+            PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
+            __m512i qw = _mm512_xor_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(
+                                       _mm256_loadu_si256((const __m256i *)(const void *)(u + 2))),
+                                   _mm256_loadu_si256((const __m256i *)(const void *)(u + 36)), 1),
+                top);
+            __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(
+                _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u))));
+            for (int i = 0; i < nx; i++) {
+                __m512i xv =
+                    _mm512_loadu_si512((const void *)(xq + (size_t)i * ldx + 64 * (size_t)p));
+                __m512i sum = _mm512_dpbusd_epi32(corr[i][p], qw, xv);
+                acc[i] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv[i][p]), _mm512_cvtepi32_ps(sum), acc[i]);
+            }
+        }
+        for (int i = 0; i < nx; i++)
+            y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[i]);
+    }
+}
+
+TARGET static void q8_0_avx512_multi(const uint8_t *w, size_t ldw, int rows, int cols,
+                                     const int8_t *xq, const float *xd, int n, float *y, size_t ldy)
+{
+    __m512i corr[MAX_NX][FAST_COLS / 64];
+    __m512 dxv[MAX_NX][FAST_COLS / 64];
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i top = _mm512_set1_epi8((char)0x80);
+    int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
+    for (int i0 = 0; i0 < n; i0 += MAX_NX) {
+        int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX;
+        const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
+        for (int i = 0; i < nx; i++)
+            for (int p = 0; p < np; p++) {
+                __m512i xv = _mm512_loadu_si512(
+                    (const void *)(x0 + (size_t)i * (size_t)cols + 64 * (size_t)p));
+                corr[i][p] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, xv));
+                const float *d = xd + (size_t)(i0 + i) * (size_t)nb + 2 * (size_t)p;
+                dxv[i][p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
+                                                              _mm_loadu_si64((const void *)d))));
+            }
+        float *yi = y + (size_t)i0 * ldy;
+        switch (nx) { /* constant nx: the accumulators stay in registers */
+        case 1: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 1, yi, ldy); break;
+        case 2: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 2, yi, ldy); break;
+        case 3: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 3, yi, ldy); break;
+        default: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 4, yi, ldy); break;
+        }
+    }
+}
+
 TARGET static void q8_0_avx512(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
                                const float *xd, int n, float *y, size_t ldy)
 {
     int nb = cols / T2_Q8_0_BLOCK;
     if (n == 1 && nb % 2 == 0 && cols <= FAST_COLS) {
         q8_0_avx512_1(w, ldw, rows, cols, xq, xd, y);
+        return;
+    }
+    if (nb % 2 == 0 && cols <= FAST_COLS) {
+        q8_0_avx512_multi(w, ldw, rows, cols, xq, xd, n, y, ldy);
         return;
     }
     for (int r = 0; r < rows; r++) {
