@@ -90,6 +90,7 @@ struct t2_sched {
     int n_active;
     t2_ctx **free_ctx;
     int n_free_ctx;
+    int n_ctx_made; /* contexts created so far: at most max_seqs */
 };
 
 void t2_sched_opts_defaults(t2_sched_opts *o)
@@ -391,22 +392,29 @@ static bool text_cb(void *user, const char *text, size_t len, int32_t token)
     return !atomic_load(&j->cancel);
 }
 
+/* A match shorter than this (and than half the prompt) saves less than
+ * losing the record it would overwrite: a fresh context is made instead
+ * while fewer than max_seqs exist (the chat template's first tokens match
+ * nearly everything). */
+#define REUSE_MIN_TOKENS 32
+
 /* A free context, preferring the one whose KV cache already holds the
  * longest beginning of the prompt under the same weights (a shared system
  * prompt, or the earlier turns of a conversation). */
 static t2_ctx *take_ctx(t2_sched *s, const char *key, const int32_t *prompt, size_t n, t2_err *err)
 {
-    if (s->n_free_ctx > 0) {
-        int best = s->n_free_ctx - 1, best_len = -1;
-        for (int i = 0; i < s->n_free_ctx; i++) {
-            int len = t2_ctx_cached_prefix(s->free_ctx[i], key, prompt, (int)n);
-            if (len > best_len) {
-                best = i;
-                best_len = len;
-            }
+    int best = 0, best_len = -1;
+    for (int i = 0; i < s->n_free_ctx; i++) {
+        int len = t2_ctx_cached_prefix(s->free_ctx[i], key, prompt, (int)n);
+        if (len > best_len) { /* ties: the least recently released (lowest index) */
+            best = i;
+            best_len = len;
         }
+    }
+    bool worth = best_len >= REUSE_MIN_TOKENS || 2 * (size_t)best_len >= n;
+    if (s->n_free_ctx > 0 && (worth || s->n_ctx_made >= s->o.max_seqs)) {
         /* kept in release order, so with no match the least recently
-         * used goes (index 0) and fresher prefixes stay */
+         * used goes and fresher prefixes stay */
         t2_ctx *c = s->free_ctx[best];
         memmove(&s->free_ctx[best], &s->free_ctx[best + 1],
                 (size_t)(s->n_free_ctx - best - 1) * sizeof *s->free_ctx);
@@ -414,7 +422,8 @@ static t2_ctx *take_ctx(t2_sched *s, const char *key, const int32_t *prompt, siz
         return c;
     }
     t2_ctx *c = NULL;
-    t2_ctx_create(&c, s->e->model, s->e->pool, s->o.n_ctx, err);
+    if (t2_ctx_create(&c, s->e->model, s->e->pool, s->o.n_ctx, err) == 0)
+        s->n_ctx_made++;
     return c;
 }
 

@@ -78,6 +78,13 @@ cached = body.get("usage", {}).get("prompt_tokens_details", {}).get("cached_toke
 R.check("a repeated prompt reuses the KV of the last one, same answer",
         st == 200 and cached == body["usage"]["prompt_tokens"] - 1 and body["text"] == first_text,
         (st, body, first_text))
+# an unrelated prompt in between gets a context of its own (the template's
+# first tokens are not worth the record they would overwrite)
+gen({"prompt": "Something else entirely: " + Q, "max_tokens": 4, "adaptation": {"strategy": "none"}})
+st, body, _ = gen({"prompt": Q, "max_tokens": 16, "adaptation": {"strategy": "none"}})
+R.check("an unrelated request in between does not evict the cached prompt",
+        st == 200 and body["usage"]["prompt_tokens_details"]["cached_tokens"]
+        == body["usage"]["prompt_tokens"] - 1 and body["text"] == first_text, (st, body))
 msgs = [{"role": "user", "content": Q}]
 st, body, _ = gen({"messages": msgs, "max_tokens": 16, "adaptation": {"expert": "math"}})
 ad = body.get("adaptation", {}) if st == 200 else {}
