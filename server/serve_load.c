@@ -49,13 +49,13 @@ static void describe(t2_server *s)
     for (size_t i = 0; i < np; i++)
         t2_profile_free(pl[i]);
     free(pl);
-    t2_log_msg(&s->log, T2_LOG_INFO,
-               "ready: model %s (%d layers, hidden %d, %s weights), %zu expert(s)%s%s%s, %zu profile(s), "
-               "default strategy %s, %d sequences, queue %d",
-               e->model->name, e->model->cfg.n_layers, e->model->cfg.hidden,
-               t2_wtype_name(e->model->wtype), n, n ? " [" : "",
-               names, n ? "]" : "", np, s->limits.default_strategy, s->conf->max_seqs,
-               s->conf->queue);
+    t2_log_msg(
+        &s->log, T2_LOG_INFO,
+        "ready: model %s (%d layers, hidden %d, %s weights), %zu expert(s)%s%s%s, %zu profile(s), "
+        "default strategy %s, %d sequences, queue %d",
+        e->model->name, e->model->cfg.n_layers, e->model->cfg.hidden,
+        t2_wtype_name(e->model->wtype), n, n ? " [" : "", names, n ? "]" : "", np,
+        s->limits.default_strategy, s->conf->max_seqs, s->conf->queue);
 }
 
 /* Another replica may change the shared experts directory: rescan it on a

@@ -34,7 +34,8 @@ static inline void fuzz_use_request(const t2_api_gen_req *r)
     for (int f = T2_CHAT_CHATML; f <= T2_CHAT_MISTRAL && r->n_msgs > 0; f++) {
         char *out;
         t2_err err;
-        if (t2_chat_render((enum t2_chat_format)f, r->msgs, r->n_msgs, true, "<s>", &out, &err) == 0)
+        if (t2_chat_render((enum t2_chat_format)f, r->msgs, r->n_msgs, true, "<s>", &out, &err) ==
+            0)
             free(out);
     }
 }

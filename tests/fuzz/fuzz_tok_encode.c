@@ -67,8 +67,8 @@ static void check_stream(const t2_tokenizer *tok, const int32_t *ids, size_t n, 
     free(acc);
 }
 
-static void encode_decode(const t2_tokenizer *tok, bool byte_level, const uint8_t *text,
-                          size_t len, bool special, bool bos)
+static void encode_decode(const t2_tokenizer *tok, bool byte_level, const uint8_t *text, size_t len,
+                          bool special, bool bos)
 {
     int32_t *ids;
     size_t n;
