@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "forward.h"
 #include "svf.h"
+#include "svf_cache.h"
 
 enum { V_ONE, V_SAME, V_MIXED, V_GROUPED, N_VARIANTS };
 
@@ -80,6 +81,10 @@ static int fake_svf(const t2_model *m, t2_svf **out, t2_err *err)
                 mat->s[i] = 1.0f + rnd(&seed, 0.5f);
             mat->s_sum = mat->r;
         }
+    if (t2_svf_format_copies(svf, m, err) != 0) {
+        t2_svf_free(svf);
+        return -1;
+    }
     *out = svf;
     return 0;
 }

@@ -64,6 +64,8 @@ int t2_bench_fresh(const t2_model *m, t2_svf **svf_out, t2_adapted **out, t2_err
             z[i][k] = 1.0f + 0.1f * next_uniform(&seed);
     }
     if (rc == 0)
+        rc = t2_svf_format_copies(svf, m, err);
+    if (rc == 0)
         rc = t2_adapted_build_factored(out, m, svf, z, err);
     for (size_t i = 0; i < n; i++)
         free(z[i]);

@@ -175,6 +175,13 @@ static t2_wmat f32_mat(const float *w, int rows, int cols)
     return (t2_wmat){T2_W_F32, w, rows, cols, (size_t)cols * sizeof(float)};
 }
 
+/* A factor as the kernels read it: its bf16 copy when there is one. */
+static t2_wmat factor_mat(const float *w, const uint16_t *w16, int rows, int cols)
+{
+    return w16 ? (t2_wmat){T2_W_BF16, w16, rows, cols, (size_t)cols * sizeof(uint16_t)}
+               : f32_mat(w, rows, cols);
+}
+
 /* The factored form of a row's matrix: forced (factored weights) or its
  * view (a dense matrix that equals U diag(s) Vt), else NULL. */
 static const t2_factor *view_of(const t2_layer *L, int kind)
@@ -188,7 +195,7 @@ static size_t key_bytes(const t2_ctx *c, const t2_layer *L, int kind)
 {
     const t2_factor *f = factor_of(L, kind);
     if (f)
-        return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * sizeof(float);
+        return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * (f->u_bf16 ? 2 : sizeof(float));
     t2_wmat w = t2_layer_wmat(L, &c->m->cfg, kind);
     return (size_t)w.rows * w.stride;
 }
@@ -215,7 +222,8 @@ static bool share_factors(const t2_ctx *c, const t2_row *rows, int layer, int ki
         if (!seen)
             dense += key_bytes(c, L, kind);
     }
-    return dense > ((size_t)f0->m + (size_t)f0->n) * (size_t)f0->r * sizeof(float);
+    return dense >
+           ((size_t)f0->m + (size_t)f0->n) * (size_t)f0->r * (f0->u_bf16 ? 2 : sizeof(float));
 }
 
 /* y[t] for the rows `idx` (all with the same key, or with views on the
@@ -230,8 +238,9 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
         matmul(c, y, x, &w, bias_of(first, kind), n);
         return;
     }
-    /* the factored form stays float32 whatever the model's format */
-    t2_wmat vt = f32_mat(f->vt, f->r, f->n), u = f32_mat(f->u, f->m, f->r);
+    /* bf16 factors for a bf16 model, float32 otherwise */
+    t2_wmat vt = factor_mat(f->vt, f->vt_bf16, f->r, f->n),
+            u = factor_mat(f->u, f->u_bf16, f->m, f->r);
     const float *s[T2_CHUNK];
     for (int t = 0; t < n; t++)
         s[t] = view_of(&L[t][layer], kind)->s;
@@ -324,7 +333,8 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
         if (rows[t].layers != rows[0].layers)
             return false;
     float *tg = c->fact_tmp, *tu = c->fact_tmp + c->fact_half;
-    t2_wmat gvt = f32_mat(g->vt, g->r, g->n), uvt = f32_mat(u->vt, u->r, u->n);
+    t2_wmat gvt = factor_mat(g->vt, g->vt_bf16, g->r, g->n),
+            uvt = factor_mat(u->vt, u->vt_bf16, u->r, u->n);
     const float *sg[T2_CHUNK], *su[T2_CHUNK];
     for (int t = 0; t < n; t++) {
         sg[t] = g->s;
@@ -334,7 +344,8 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
                      .s = {sg, su},
                      .n_parts = 2};
     t2_pool_run(c->pool, scaled_worker, &sj);
-    t2_wmat gu = f32_mat(g->u, g->m, g->r), uu = f32_mat(u->u, u->m, u->r);
+    t2_wmat gu = factor_mat(g->u, g->u_bf16, g->m, g->r),
+            uu = factor_mat(u->u, u->u_bf16, u->m, u->r);
     fused_job f = {.n_parts = 2, .total = 2 * g->m, .swiglu = true};
     f.part[0] = (matmul_job){c, c->gate, tg, NULL, &gu, n};
     f.part[1] = (matmul_job){c, c->up, tu, NULL, &uu, n};

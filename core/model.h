@@ -59,6 +59,7 @@ typedef struct t2_factor {
     const float *vt; /* [r][n] */
     const float *s;  /* [r] */
     int m, n, r;
+    const uint16_t *u_bf16, *vt_bf16; /* U and Vt in bf16 (NULL: use the f32 ones) */
 } t2_factor;
 
 /* Slots of t2_layer.factors, also enum t2_svf_kind's values. */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "dtype.h"
 #include "svf_cache.h"
 
 /* Matrices are decomposed two at a time, each SVD single-threaded: LAPACK's
@@ -133,7 +134,32 @@ int t2_svf_factors_alloc(t2_svf_matrix *mat)
 void t2_svf_factors_free(t2_svf_matrix *mat)
 {
     free(mat->u);
+    free(mat->u_bf16);
+    free(mat->vt_bf16);
     mat->u = mat->s = mat->vt = NULL;
+    mat->u_bf16 = mat->vt_bf16 = NULL;
+}
+
+static uint16_t *to_bf16(const float *src, size_t n)
+{
+    uint16_t *dst = malloc(n * sizeof *dst);
+    for (size_t i = 0; dst && i < n; i++)
+        dst[i] = t2_f32_to_bf16(src[i]);
+    return dst;
+}
+
+int t2_svf_format_copies(t2_svf *s, const t2_model *m, t2_err *err)
+{
+    if (m->wtype != T2_W_BF16)
+        return 0;
+    for (size_t i = 0; i < s->n; i++) {
+        t2_svf_matrix *mat = &s->mats[i];
+        mat->u_bf16 = to_bf16(mat->u, (size_t)mat->m * (size_t)mat->r);
+        mat->vt_bf16 = to_bf16(mat->vt, (size_t)mat->r * (size_t)mat->n);
+        if (!mat->u_bf16 || !mat->vt_bf16)
+            return t2_err_set(err, "out of memory for bf16 SVF factors");
+    }
+    return 0;
 }
 
 void t2_svf_update_sum(t2_svf_matrix *mat)
@@ -406,7 +432,8 @@ int t2_svf_build(t2_svf **out, const t2_model *m, unsigned set, const char *cach
         return t2_err_set(err, "out of memory");
     s->set = set;
     if (list_matrices(s, m, err) != 0 || compute_key(s, err) != 0 ||
-        obtain_factors(s, m, cache_dir, progress, user, stats, err) != 0) {
+        obtain_factors(s, m, cache_dir, progress, user, stats, err) != 0 ||
+        t2_svf_format_copies(s, m, err) != 0) {
         t2_svf_free(s);
         return -1;
     }

@@ -50,6 +50,10 @@ uint64_t t2_hash64(const void *data, size_t len, uint64_t seed);
 /* One allocation per matrix holding U, S and Vt (64-byte aligned each);
  * mat->u owns it. Needs m, n, r set. -1 on out of memory. */
 int t2_svf_factors_alloc(t2_svf_matrix *mat);
+/* Factored products run in the model's format where one exists for the
+ * factors: bf16 copies of U and Vt for a bf16 model (a q8_0 model keeps
+ * float32 factors). */
+int t2_svf_format_copies(t2_svf *s, const t2_model *m, t2_err *err);
 void t2_svf_factors_free(t2_svf_matrix *mat);
 /* mat->s_sum from mat->s, summed exactly as t2_svf_scale sums S*z so that
  * z = 1 gives c == 1 exactly. */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dtype.h"
 #include "engine.h"
 #include "fileio.h"
 #include "scheduler.h"
@@ -106,6 +107,63 @@ static void test_forward_batch_matches_single(void **state)
         t2_ctx_free(single[i]);
         t2_adapted_unref(w[i]);
     }
+}
+
+/* A bf16 model keeps bf16 copies of U and Vt for its factored products:
+ * an expert's factored logits stay as close to the float32 reference as
+ * its materialised (requantised to bf16) ones, and greedy text agrees. */
+static void test_bf16_factors(void **state)
+{
+    fixture *f = *state;
+    assert_null(f->e->svf->mats[0].u_bf16); /* a float32 model keeps float32 factors */
+    char p[1024], ex[1100];
+    t2_engine_opts o;
+    t2_engine_opts_defaults(&o);
+    o.model_path = shared_path(p, sizeof p, "models/seedling");
+    snprintf(ex, sizeof ex, "%s/experts", p);
+    o.experts_dir = ex;
+    o.threads = 2;
+    o.svd_cache_dir = test_svd_cache_dir();
+    o.weights = T2_W_BF16;
+    t2_engine *e;
+    t2_err err = {{0}};
+    assert_int_equal(t2_engine_open(&e, &o, &err), 0);
+    const t2_svf_matrix *mat = &e->svf->mats[0];
+    assert_non_null(mat->u_bf16);
+    assert_non_null(mat->vt_bf16);
+    assert_true(mat->u_bf16[5] == t2_f32_to_bf16(mat->u[5]));
+    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
+    size_t n;
+    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    float *ref = reference_logits(v, "logits_math");
+    assert_non_null(ref);
+    char text[2][256];
+    for (int factored = 0; factored < 2; factored++) {
+        t2_adapted *w = test_expert_weights(e, "math", factored);
+        t2_ctx *ctx;
+        assert_int_equal(t2_ctx_create(&ctx, e->model, e->pool, 0, &err), 0);
+        t2_ctx_set_layers(ctx, w->layers);
+        const float *logits;
+        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
+        double d = rel_l2(logits, ref, 1024);
+        printf("# bf16 model, math expert %s: relative L2 error of the logits %.3g\n",
+               factored ? "factored (bf16 U, Vt)" : "materialised (bf16)", d);
+        assert_true(d < 5e-3);
+        t2_ctx_truncate(ctx, 0);
+        t2_gen_params gp;
+        t2_gen_params_defaults(&gp);
+        gp.max_tokens = 16;
+        t2_gen_result r;
+        assert_int_equal(t2_generate(ctx, e->model, ids, n, &gp, NULL, NULL, &r, &err), 0);
+        snprintf(text[factored], sizeof text[factored], "%s", r.text);
+        t2_gen_result_free(&r);
+        t2_ctx_free(ctx);
+        t2_adapted_unref(w);
+    }
+    assert_string_equal(text[0], text[1]);
+    free(ref);
+    free(ids);
+    t2_engine_free(e);
 }
 
 /* ---- scheduler ---- */
@@ -384,6 +442,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_batch_matches_single),
+        cmocka_unit_test(test_bf16_factors),
         cmocka_unit_test(test_special_text_rejected),
         cmocka_unit_test(test_classify_raw_prompt),
         cmocka_unit_test(test_concurrent_equals_alone),
