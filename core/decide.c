@@ -393,6 +393,19 @@ static int decide_classify(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, c
     return rc == 0 ? 0 : fail(err_code, 500);
 }
 
+int t2_engine_warm_pass1(t2_engine *e, t2_ctx *ctx, t2_err *err)
+{
+    /* an empty question: everything before the user's text is what the
+     * next requests share */
+    t2_adapt_req req = {.strategy = T2_STRATEGY_PROMPT, .method = T2_CLS_LIKELIHOOD};
+    t2_decision d;
+    int code;
+    if (t2_engine_decide(e, ctx, &req, "", &d, &code, err) != 0)
+        return -1;
+    t2_decision_clear(&d);
+    return 0;
+}
+
 int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const char *question,
                      t2_decision *d, int *err_code, t2_err *err)
 {

@@ -115,6 +115,9 @@ size_t t2_engine_labels(t2_engine *e, char ***out);
  * classifier, 422 invalid values, 500 internal. */
 int t2_engine_decide(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, const char *question,
                      t2_decision *d, int *err_code, t2_err *err);
+/* Evaluates the classification prompt's fixed part (base weights) into
+ * ctx, so the first pass 1 on ctx finds it cached as later ones do. */
+int t2_engine_warm_pass1(t2_engine *e, t2_ctx *ctx, t2_err *err);
 
 /* ---- prompts ---- */
 

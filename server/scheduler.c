@@ -338,6 +338,11 @@ static void *worker_main(void *arg)
 {
     worker_state *w = arg;
     t2_sched *s = w->s;
+    /* the first request finds the classification prompt cached too; a
+     * failure here only means it does not (the request reports its own) */
+    t2_err err;
+    if (s->e->experts)
+        (void)t2_engine_warm_pass1(s->e, w->ctx, &err);
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->work_head && !s->stopping)

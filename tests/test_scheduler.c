@@ -179,6 +179,7 @@ typedef struct outcome {
     size_t len;
     bool decided, done;
     char label[72];
+    int pass1_cached;
     t2_job_result res;
     char error[512];
 } outcome;
@@ -188,6 +189,7 @@ static void on_decision(void *user, const t2_decision *d)
     outcome *o = user;
     pthread_mutex_lock(&o->mu);
     o->decided = true;
+    o->pass1_cached = d->pass1_cached_tokens;
     snprintf(o->label, sizeof o->label, "%s", d->label);
     pthread_mutex_unlock(&o->mu);
 }
@@ -365,6 +367,38 @@ static void test_concurrent_equals_alone(void **state)
     t2_sched_free(s);
 }
 
+/* The pass-1 worker evaluates the classification prompt's fixed part when
+ * it starts, so even the first classified request finds it cached. */
+static void test_first_pass1_warm(void **state)
+{
+    fixture *f = *state;
+    t2_sched_opts so;
+    t2_sched_opts_defaults(&so);
+    so.n_ctx = 256;
+    t2_sched *s;
+    t2_err err;
+    assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
+    size_t n;
+    int32_t *ids = chat_ids(f, questions[0], &n);
+    t2_job_req r = {.prompt = ids, .n_prompt = n, .question = questions[0]};
+    t2_gen_params_defaults(&r.gen);
+    r.gen.max_tokens = 2;
+    r.adapt.strategy = T2_STRATEGY_PROMPT;
+    r.adapt.method = T2_CLS_LIKELIHOOD;
+    outcome o;
+    outcome_init(&o);
+    int code;
+    uint64_t id;
+    assert_int_equal(t2_sched_submit(s, &r, &events, &o, &id, &code, &err), 0);
+    wait_done(&o);
+    assert_int_equal(o.res.error_code, 0);
+    assert_true(o.decided);
+    assert_string_equal(o.label, "math");
+    assert_true(o.pass1_cached > 10);
+    free(ids);
+    t2_sched_free(s);
+}
+
 static void test_limits_cancel_timeout(void **state)
 {
     fixture *f = *state;
@@ -450,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_special_text_rejected),
         cmocka_unit_test(test_classify_raw_prompt),
         cmocka_unit_test(test_concurrent_equals_alone),
+        cmocka_unit_test(test_first_pass1_warm),
         cmocka_unit_test(test_limits_cancel_timeout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
