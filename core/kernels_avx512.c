@@ -286,6 +286,41 @@ INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *x
     }
 }
 
+/* What the Q8_0 loops need of one row of X, per pair of blocks p (64
+ * values): corr[p] = -128 * (sum of each 4 x values), the start of the
+ * VNNI sums of the top-bit-flipped weights, and dx[p] the two blocks' x
+ * scales (lanes 0-7 the first, 8-15 the second). */
+INLINE void q8_x_prep(const int8_t *xq, const float *xd, int np, __m512i *corr, __m512 *dx)
+{
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i top = _mm512_set1_epi8((char)0x80);
+    for (int p = 0; p < np; p++) {
+        __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
+        corr[p] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, xv));
+        dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
+                                                  _mm_loadu_si64((const void *)(xd + 2 * p)))));
+    }
+}
+
+/* A pair of Q8_0 blocks at u: the 64 weights with their top bit flipped
+ * (w + 128, unsigned for VNNI) and the two weight scales, picked out of
+ * one 64-byte load with a word permute (words 0 and 17: the second
+ * block's d sits at byte 34). */
+INLINE __m512i q8_pair(const uint8_t *u, __m512 *dw)
+{
+    const __m512i top = _mm512_set1_epi8((char)0x80);
+    const __m512i dsel =
+        _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
+                         17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+    *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(
+        _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u))));
+    __m512i q = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u + 2))),
+        _mm256_loadu_si256((const __m256i *)(const void *)(u + 36)), 1);
+    return _mm512_xor_si512(q, top);
+}
+
 /* One row of X against Q8_0 weights, an even number of blocks (at most
  * FAST_COLS columns). Per pair of blocks: weights made unsigned by
  * flipping their top bit (w + 128), multiplied by signed x with VNNI;
@@ -298,20 +333,8 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
 {
     __m512i corr[FAST_COLS / 64];
     __m512 dx[FAST_COLS / 64];
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i top = _mm512_set1_epi8((char)0x80);
-    /* words 0 (first block's d) and 17 (second block's d, at byte 34) */
-    const __m512i dsel =
-        _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
-                         17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
     int np = cols / 64;
-    for (int p = 0; p < np; p++) {
-        __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
-        corr[p] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, xv));
-        dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
-                                                  _mm_loadu_si64((const void *)(xd + 2 * p)))));
-    }
+    q8_x_prep(xq, xd, np, corr, dx);
     size_t ahead = prefetch_ahead(ldw);
     int r = 0;
     for (; r < rows; r += 2) {
@@ -326,18 +349,9 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
              * 17th line would be missed */
             PF2(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p);
             PF1(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p + 128);
-            __m512i q0 = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u0 + 2))),
-                _mm256_loadu_si256((const __m256i *)(const void *)(u0 + 36)), 1);
-            __m512i q1 = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u1 + 2))),
-                _mm256_loadu_si256((const __m256i *)(const void *)(u1 + 36)), 1);
-            __m512i s0 = _mm512_dpbusd_epi32(corr[p], _mm512_xor_si512(q0, top), xv);
-            __m512i s1 = _mm512_dpbusd_epi32(corr[p], _mm512_xor_si512(q1, top), xv);
-            __m512 d0 = _mm512_cvtph_ps(_mm512_castsi512_si256(
-                _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u0))));
-            __m512 d1 = _mm512_cvtph_ps(_mm512_castsi512_si256(
-                _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u1))));
+            __m512 d0, d1;
+            __m512i s0 = _mm512_dpbusd_epi32(corr[p], q8_pair(u0, &d0), xv);
+            __m512i s1 = _mm512_dpbusd_epi32(corr[p], q8_pair(u1, &d1), xv);
             a0 = _mm512_fmadd_ps(_mm512_mul_ps(d0, dx[p]), _mm512_cvtepi32_ps(s0), a0);
             a1 = _mm512_fmadd_ps(_mm512_mul_ps(d1, dx[p]), _mm512_cvtepi32_ps(s1), a1);
         }
@@ -357,10 +371,6 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
                          size_t ldx, const __m512i (*corr)[FAST_COLS / 64],
                          const __m512 (*dxv)[FAST_COLS / 64], const int nx, float *y, size_t ldy)
 {
-    const __m512i top = _mm512_set1_epi8((char)0x80);
-    const __m512i dsel =
-        _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
-                         17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
     size_t ahead = prefetch_ahead(ldw);
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * ldw;
@@ -369,14 +379,10 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
             acc[i] = _mm512_setzero_ps();
         for (int p = 0; p < np; p++) {
             const uint8_t *u = wr + (size_t)p * 2 * T2_Q8_0_BYTES;
+            /* one row per pass: whole rows at least 4 KiB ahead */
             PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
-            __m512i qw = _mm512_xor_si512(
-                _mm512_inserti64x4(_mm512_castsi256_si512(
-                                       _mm256_loadu_si256((const __m256i *)(const void *)(u + 2))),
-                                   _mm256_loadu_si256((const __m256i *)(const void *)(u + 36)), 1),
-                top);
-            __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(
-                _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u))));
+            __m512 dw;
+            __m512i qw = q8_pair(u, &dw);
             for (int i = 0; i < nx; i++) {
                 __m512i xv =
                     _mm512_loadu_si512((const void *)(xq + (size_t)i * ldx + 64 * (size_t)p));
@@ -395,22 +401,13 @@ TARGET static void q8_0_avx512_multi(const uint8_t *w, size_t ldw, int rows, int
 {
     __m512i corr[MAX_NX][FAST_COLS / 64];
     __m512 dxv[MAX_NX][FAST_COLS / 64];
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i top = _mm512_set1_epi8((char)0x80);
     int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
     for (int i0 = 0; i0 < n; i0 += MAX_NX) {
         int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX;
         const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
         for (int i = 0; i < nx; i++)
-            for (int p = 0; p < np; p++) {
-                __m512i xv = _mm512_loadu_si512(
-                    (const void *)(x0 + (size_t)i * (size_t)cols + 64 * (size_t)p));
-                corr[i][p] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, xv));
-                const float *d = xd + (size_t)(i0 + i) * (size_t)nb + 2 * (size_t)p;
-                dxv[i][p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
-                                                              _mm_loadu_si64((const void *)d))));
-            }
+            q8_x_prep(x0 + (size_t)i * (size_t)cols, xd + (size_t)(i0 + i) * (size_t)nb, np,
+                      corr[i], dxv[i]);
         float *yi = y + (size_t)i0 * ldy;
         switch (nx) { /* constant nx: the accumulators stay in registers */
         case 1: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 1, yi, ldy); break;
