@@ -17,7 +17,6 @@
 #include "bench.h"
 #include "forward.h"
 #include "svf.h"
-#include "svf_cache.h"
 
 enum { V_ONE, V_SAME, V_MIXED, V_GROUPED, N_VARIANTS };
 
@@ -28,66 +27,6 @@ typedef struct weight_set {
     float *s;         /* scaled singular values of every view */
     void **copies;    /* [svf->n] matrix copies */
 } weight_set;
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static float rnd(uint64_t *s, float scale)
-{
-    return scale * ((float)(rng_next(s) >> 40) / (float)(1u << 24) * 2.0f - 1.0f);
-}
-
-/* SVF factors of the MLP matrices with random values. */
-static int fake_svf(const t2_model *m, t2_svf **out, t2_err *err)
-{
-    int L = m->cfg.n_layers;
-    t2_svf *svf = calloc(1, sizeof *svf);
-    if (!svf)
-        return t2_err_set(err, "out of memory");
-    svf->set = T2_SVF_MLP;
-    svf->mats = calloc((size_t)L * 3, sizeof *svf->mats);
-    if (!svf->mats) {
-        free(svf);
-        return t2_err_set(err, "out of memory");
-    }
-    uint64_t seed = 0x9e3779b97f4a7c15ULL;
-    for (int l = 0; l < L; l++)
-        for (int k = 0; k < 3; k++) {
-            t2_svf_matrix *mat = &svf->mats[svf->n++];
-            int kind = T2_WGATE + k;
-            t2_wmat w = t2_layer_wmat(&m->layers[l], &m->cfg, kind);
-            mat->layer = l;
-            mat->kind = kind;
-            mat->m = w.rows;
-            mat->n = w.cols;
-            mat->r = w.rows < w.cols ? w.rows : w.cols;
-            mat->wm = w;
-            size_t nu = (size_t)mat->m * (size_t)mat->r, nv = (size_t)mat->r * (size_t)mat->n;
-            mat->u = malloc((nu + nv + (size_t)mat->r) * sizeof(float));
-            if (!mat->u) {
-                t2_svf_free(svf);
-                return t2_err_set(err, "out of memory for factors");
-            }
-            mat->vt = mat->u + nu;
-            mat->s = mat->vt + nv;
-            for (size_t i = 0; i < nu + nv; i++)
-                mat->u[i] = rnd(&seed, 0.05f);
-            for (int i = 0; i < mat->r; i++)
-                mat->s[i] = 1.0f + rnd(&seed, 0.5f);
-            mat->s_sum = mat->r;
-        }
-    if (t2_svf_format_copies(svf, m, err) != 0) {
-        t2_svf_free(svf);
-        return -1;
-    }
-    *out = svf;
-    return 0;
-}
 
 static float **layer_field(t2_layer *L, int kind)
 {
@@ -133,7 +72,7 @@ static int set_build(weight_set *w, const t2_model *m, const t2_svf *svf, bool b
         s[i] = w->s + off;
         off += (size_t)mat->r;
         for (int k = 0; k < mat->r; k++)
-            s[i][k] = base ? mat->s[k] : mat->s[k] * (1.0f + rnd(&seed, 0.1f));
+            s[i][k] = base ? mat->s[k] : mat->s[k] * (1.0f + t2_bench_rnd(&seed, 0.1f));
         if (base)
             continue;
         size_t bytes = (size_t)mat->wm.rows * mat->wm.stride;
@@ -210,7 +149,8 @@ int t2_bench_batch(t2_model *m, t2_pool *pool, const t2_batch_opts *o, t2_batch_
         goto out;
     }
     fprintf(stderr, "t2 bench: %d weight sets (random factors, copied MLP matrices)...\n", o->sets);
-    if (fake_svf(m, &svf, err) != 0 || t2_adapt_attach_base(m, svf, &base_views, err) != 0)
+    if (t2_bench_random_svf(m, &svf, err) != 0 ||
+        t2_adapt_attach_base(m, svf, &base_views, err) != 0)
         goto out;
     /* sets[0] is the base; V_SAME uses sets[1] (an expert), or the base */
     for (; built < o->sets; built++)

@@ -44,6 +44,13 @@ double t2_bench_kernel_gbs(t2_pool *pool, void *a, size_t bytes, t2_wtype type, 
 int t2_bench_expert(const t2_model *m, t2_pool *pool, const char *dir, const char *name,
                     t2_svf **svf_out, t2_adapted **out, t2_err *err);
 
+/* Uniform in [-scale, scale) from a xorshift64 state. */
+float t2_bench_rnd(uint64_t *s, float scale);
+/* SVF factors of m's MLP matrices with random values (U, Vt in
+ * [-0.05, 0.05), S in [0.5, 1.5)), and bf16 copies for a bf16 model as
+ * t2_svf_build makes them; t2_svf_free it. */
+int t2_bench_random_svf(const t2_model *m, t2_svf **out, t2_err *err);
+
 /* --fresh: the factored weights a never-seen mixture starts with (random
  * U, s, Vt of every MLP matrix, fresh.c) and the factors (free both). */
 int t2_bench_fresh(const t2_model *m, t2_svf **svf_out, t2_adapted **out, t2_err *err);
