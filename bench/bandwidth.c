@@ -172,16 +172,22 @@ static void fill_worker(void *arg, int w, int nw)
         j->a[i] = (float)(i % 1000003) * 1e-6f;
 }
 
+void t2_bench_fill_array(t2_pool *pool, float *a, size_t n)
+{
+    fill_job j = {a, n};
+    t2_pool_run(pool, fill_worker, &j);
+}
+
 float *t2_bench_touched_array(t2_pool *pool, size_t n, t2_err *err)
 {
     n = (n + 63) / 64 * 64;
-    fill_job j = {aligned_alloc(64, n * sizeof(float)), n};
-    if (!j.a) {
+    float *a = aligned_alloc(64, n * sizeof(float));
+    if (!a) {
         t2_err_set(err, "out of memory for a %zu MiB bandwidth array", (n * sizeof(float)) >> 20);
         return NULL;
     }
-    t2_pool_run(pool, fill_worker, &j);
-    return j.a;
+    t2_bench_fill_array(pool, a, n);
+    return a;
 }
 
 double t2_bench_read_bandwidth(t2_pool *pool, const float *a, size_t n, int reps, int *reader)

@@ -203,12 +203,11 @@ static int measure_limits(t2_pool *pool, t2_wtype format, limits *lim, t2_cpu_lo
     lim->read_gbs = t2_bench_read_bandwidth(pool, a, n, LIMIT_REPS, &lim->reader);
     lim->sgemv_gbs = t2_bench_sgemv_gbs(pool, a, n, LIMIT_REPS);
     lim->kernel_gbs = t2_bench_kernel_gbs(pool, a, n * sizeof(float), format, LIMIT_REPS);
-    /* the kernel probe overwrote it in its format: refill for the sums */
-    free(a);
-    lim->bw_array = t2_bench_touched_array(pool, n, err);
+    /* the kernel probe overwrote it in its format (bytes that could read
+     * as NaN or subnormal floats): refill it for the later sums */
+    t2_bench_fill_array(pool, a, n);
+    lim->bw_array = a;
     lim->bw_n = n;
-    if (!lim->bw_array)
-        return -1;
     if (lim->read_gbs <= 0 || lim->sgemv_gbs <= 0 || lim->kernel_gbs <= 0)
         return t2_err_set(err, "out of memory measuring bandwidth");
     fprintf(stderr, "t2 bench: sgemm %dx%dx%d...\n", SGEMM_N, SGEMM_N, SGEMM_N);

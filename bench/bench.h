@@ -21,6 +21,8 @@ size_t t2_bench_llc_bytes(void);
 /* An array of n floats (rounded up to 64) written by every worker, so
  * its pages are backed; free() it. NULL on failure. */
 float *t2_bench_touched_array(t2_pool *pool, size_t n, t2_err *err);
+/* Writes a[n] again with the same values (each worker its share). */
+void t2_bench_fill_array(t2_pool *pool, float *a, size_t n);
 
 /* Best of reps read bandwidth in GB/s (1e9 bytes/s) summing a[n] with
  * every worker of the pool; -1 on failure. With *reader < 0 every way of
