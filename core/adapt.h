@@ -77,6 +77,13 @@ t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t
 int t2_adapt_attach_base(t2_model *m, const t2_svf *svf, t2_factor **table, t2_err *err);
 t2_adapted *t2_adapted_ref(t2_adapted *a);
 void t2_adapted_unref(t2_adapted *a);
+/* The name a context's prefix record gives these weights
+ * (t2_ctx_reuse_prefix): "" for the model's own (NULL), else the set's
+ * key (NULL if it has none: such weights are never reused). */
+static inline const char *t2_adapted_key(const t2_adapted *a)
+{
+    return a ? a->key : "";
+}
 
 /* A bounded LRU cache of materialised weight sets, keyed by mixture key.
  * Thread-safe. */

@@ -141,7 +141,7 @@ static const char *parse_boxed(const char *text, char **labels, size_t n)
 static int reuse_prefix(t2_ctx *ctx, const t2_adapted *w, const int32_t *ids, size_t n,
                         t2_decision *d)
 {
-    const char *key = w ? w->key : "";
+    const char *key = t2_adapted_key(w);
     int keep = key ? t2_ctx_reuse_prefix(ctx, key, ids, (int)n) : 0;
     d->pass1_cached_tokens += keep;
     return keep;
@@ -374,6 +374,7 @@ static int decide_classify(t2_engine *e, t2_ctx *ctx, const t2_adapt_req *req, c
         free(ids);
         return -1;
     }
+    t2_ctx_truncate(ctx, 0); /* reuse_prefix moves it on when the record serves */
     t2_ctx_set_layers(ctx, w ? w->layers : NULL);
     rc = req->method == T2_CLS_GENERATE ? classify_generate(e, ctx, w, ids, n_ids, d, err)
                                         : classify_likelihood(e, ctx, w, ids, n_ids, d, err);

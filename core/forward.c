@@ -197,11 +197,16 @@ static void record_tokens(t2_ctx *c, const int32_t *tokens, int n)
     c->n_hist = c->n_past + n;
 }
 
+/* The record holds tokens evaluated under weights_key. */
+static bool record_under(const t2_ctx *c, const char *weights_key)
+{
+    return c->tracking && c->hist_key && strcmp(c->hist_key, weights_key) == 0;
+}
+
 int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, int n)
 {
     int keep = 0;
-    if (c->tracking && c->layers == c->hist_layers && c->hist_key &&
-        strcmp(c->hist_key, weights_key) == 0) {
+    if (record_under(c, weights_key) && c->layers == c->hist_layers) {
         keep = t2_ctx_cached_prefix(c, weights_key, ids, n);
     } else {
         char *key = strdup(weights_key);
@@ -218,7 +223,7 @@ int t2_ctx_reuse_prefix(t2_ctx *c, const char *weights_key, const int32_t *ids, 
 
 int t2_ctx_cached_prefix(const t2_ctx *c, const char *weights_key, const int32_t *ids, int n)
 {
-    if (!c->tracking || !c->hist_key || strcmp(c->hist_key, weights_key) != 0)
+    if (!record_under(c, weights_key))
         return 0;
     int keep = 0, lim = n - 1 < c->n_hist ? n - 1 : c->n_hist;
     while (keep < lim && c->hist[keep] == ids[keep])

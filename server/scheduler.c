@@ -405,12 +405,13 @@ static bool text_cb(void *user, const char *text, size_t len, int32_t token)
 
 /* A free context, preferring the one whose KV cache already holds the
  * longest beginning of the prompt under the same weights (a shared system
- * prompt, or the earlier turns of a conversation). */
+ * prompt, or the earlier turns of a conversation; a NULL key matches
+ * nothing). */
 static t2_ctx *take_ctx(t2_sched *s, const char *key, const int32_t *prompt, size_t n, t2_err *err)
 {
     int best = 0, best_len = -1;
     for (int i = 0; i < s->n_free_ctx; i++) {
-        int len = t2_ctx_cached_prefix(s->free_ctx[i], key, prompt, (int)n);
+        int len = key ? t2_ctx_cached_prefix(s->free_ctx[i], key, prompt, (int)n) : 0;
         if (len > best_len) { /* ties: the least recently released (lowest index) */
             best = i;
             best_len = len;
@@ -478,9 +479,7 @@ static void apply_built(t2_sched *s, t2_adapted **built, int n)
 static bool admit(t2_sched *s, job *j)
 {
     t2_err err = {{0}};
-    /* NULL key: weights without one are never matched */
-    const char *key = j->weights ? j->weights->key : "";
-    j->ctx = key ? take_ctx(s, key, j->prompt, j->n_prompt, &err) : take_ctx(s, "", NULL, 0, &err);
+    j->ctx = take_ctx(s, t2_adapted_key(j->weights), j->prompt, j->n_prompt, &err);
     if (!j->ctx) {
         pthread_mutex_lock(&s->mu);
         s->n_running--;
@@ -496,7 +495,7 @@ static bool admit(t2_sched *s, job *j)
     j->t_pass2 = t2_now_ms();
     /* the prompt's beginning may still be in the context from a finished
      * job (the key again: upgrade() may have replaced the weights) */
-    key = j->weights ? j->weights->key : "";
+    const char *key = t2_adapted_key(j->weights);
     int keep = key ? t2_ctx_reuse_prefix(j->ctx, key, j->prompt, (int)j->n_prompt) : 0;
     j->result.cached_tokens = keep;
     const float *logits;
