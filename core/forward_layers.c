@@ -83,6 +83,15 @@ typedef struct fused_job {
     bool swiglu;
 } fused_job;
 
+/* The rows of a part (first row at `base` of the concatenated outputs)
+ * within the share [r0, r1): [*b, *e), false when there are none. */
+static bool part_span(int base, int rows, int r0, int r1, int *b, int *e)
+{
+    *b = r0 > base ? r0 - base : 0;
+    *e = r1 - base < rows ? r1 - base : rows;
+    return *b < *e;
+}
+
 static void fused_worker(void *arg, int worker, int nw)
 {
     const fused_job *f = arg;
@@ -103,12 +112,10 @@ static void fused_worker(void *arg, int worker, int nw)
         return;
     }
     t2_pool_share(f->total, worker, nw, 16, &r0, &r1);
-    for (int p = 0, base = 0; p < f->n_parts; base += f->part[p].w->rows, p++) {
-        int b = r0 > base ? r0 - base : 0;
-        int e = r1 - base < f->part[p].w->rows ? r1 - base : f->part[p].w->rows;
-        if (b < e)
+    int b, e;
+    for (int p = 0, base = 0; p < f->n_parts; base += f->part[p].w->rows, p++)
+        if (part_span(base, f->part[p].w->rows, r0, r1, &b, &e))
             matmul_range(&f->part[p], worker, b, e);
-    }
 }
 
 /* The first stage of factored products, T = X · Vtᵀ, with every row t of
@@ -130,9 +137,8 @@ static void scaled_worker(void *arg, int worker, int nw)
     t2_pool_share(total, worker, nw, 16, &r0, &r1);
     for (int p = 0, base = 0; p < j->n_parts; base += j->part[p].w->rows, p++) {
         const matmul_job *m = &j->part[p];
-        int b = r0 > base ? r0 - base : 0;
-        int e = r1 - base < m->w->rows ? r1 - base : m->w->rows;
-        if (b >= e)
+        int b, e;
+        if (!part_span(base, m->w->rows, r0, r1, &b, &e))
             continue;
         matmul_range(m, worker, b, e);
         for (int t = 0; t < m->n; t++) {
