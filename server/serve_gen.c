@@ -86,6 +86,12 @@ static void account(gen_ctx *g, const t2_job_result *res)
 }
 
 /* The whole response of a non-streaming request (job done, under lock). */
+/* The usage object of a finished job's response. */
+static t2_api_usage usage_of(const t2_job_result *res)
+{
+    return (t2_api_usage){res->prompt_tokens, res->completion_tokens, res->cached_tokens};
+}
+
 static void respond_full(gen_ctx *g, t2_job *j)
 {
     const t2_job_result *res = &j->res;
@@ -94,7 +100,7 @@ static void respond_full(gen_ctx *g, t2_job *j)
         return;
     }
     const char *text = j->text ? j->text : "";
-    t2_api_usage u = {res->prompt_tokens, res->completion_tokens, res->cached_tokens};
+    t2_api_usage u = usage_of(res);
     json_t *body;
     if (g->q.kind == T2_API_GENERATE)
         body = t2_api_generate_json(text, j->len, res->finish, &u,
@@ -148,7 +154,7 @@ static void out_text(gen_ctx *g, const char *text, size_t len)
 
 static void out_end(gen_ctx *g, const t2_job_result *res)
 {
-    t2_api_usage u = {res->prompt_tokens, res->completion_tokens, res->cached_tokens};
+    t2_api_usage u = usage_of(res);
     g->end_rendered = true;
     if (res->error_code) {
         t2_api_err e;
