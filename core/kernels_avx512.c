@@ -37,38 +37,6 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* One weight row against nx (1..4) rows of x; the tail is masked. */
-#define DEFINE_ROW(NAME, WT, LOADW, LOADW_TAIL)                                                    \
-    INLINE void NAME(const WT *wr, int cols, const float *x, int nx, float *y, size_t ldy)         \
-    {                                                                                              \
-        __m512 acc[MAX_NX][2];                                                                     \
-        for (int i = 0; i < MAX_NX; i++)                                                           \
-            acc[i][0] = acc[i][1] = _mm512_setzero_ps();                                           \
-        int c = 0;                                                                                 \
-        for (; c + 32 <= cols; c += 32) {                                                          \
-            __m512 w0 = LOADW(wr + c), w1 = LOADW(wr + c + 16);                                    \
-            for (int i = 0; i < nx; i++) {                                                         \
-                const float *xi = x + (size_t)i * (size_t)cols + c;                                \
-                acc[i][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xi), acc[i][0]);                   \
-                acc[i][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xi + 16), acc[i][1]);              \
-            }                                                                                      \
-        }                                                                                          \
-        for (; c < cols; c += 16) {                                                                \
-            int left = cols - c;                                                                   \
-            __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);         \
-            __m512 w0 = LOADW_TAIL(wr + c, m);                                                     \
-            for (int i = 0; i < nx; i++) {                                                         \
-                const float *xi = x + (size_t)i * (size_t)cols + c;                                \
-                acc[i][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, xi), acc[i][0]);          \
-            }                                                                                      \
-        }                                                                                          \
-        for (int i = 0; i < nx; i++)                                                               \
-            y[(size_t)i * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));        \
-    }
-
-DEFINE_ROW(row_f32, float, load_f32, load_f32_tail)
-DEFINE_ROW(row_bf16, uint16_t, load_bf16, load_bf16_tail)
-
 /* Software prefetch: one core keeps only so many cache misses in flight
  * from its out-of-order window, and at one vector operation per few bytes
  * that is below the memory's bandwidth. So while a pair of weight rows is
@@ -83,6 +51,90 @@ DEFINE_ROW(row_bf16, uint16_t, load_bf16, load_bf16_tail)
     (_mm_prefetch((const char *)(p), _MM_HINT_T0),                                                 \
      _mm_prefetch((const char *)(p) + 64, _MM_HINT_T0))
 #endif
+
+/* A tile of nw (1..4) weight rows against nx (1..4) rows of x, one
+ * accumulator per pair: each weight vector loaded (and widened) once for
+ * all nx rows of x and each x vector once for all nw weight rows, so a
+ * tile of 4 x 4 does 16 FMAs per 8 loads instead of 4 per 5 (one weight
+ * row against 4 rows of x), and the rows of x are read from L1 once per 4
+ * weight rows. The tail is masked. With pf, the same columns of the nw
+ * rows at pf (the next tile) are prefetched as these are read: alone, one
+ * core keeps too few misses in flight to stream (see prefetch_ahead). */
+#define DEFINE_TILE(NAME, WT, LOADW, LOADW_TAIL)                                                   \
+    INLINE void NAME(const char *w, size_t ldw, int cols, const float *x, size_t ldx, int nw,      \
+                     int nx, const char *pf, float *y, size_t ldy)                                 \
+    {                                                                                              \
+        __m512 acc[MAX_NX][MAX_NX];                                                                \
+        for (int r = 0; r < MAX_NX; r++)                                                           \
+            for (int i = 0; i < MAX_NX; i++)                                                       \
+                acc[r][i] = _mm512_setzero_ps();                                                   \
+        int c = 0;                                                                                 \
+        for (; c + 16 <= cols; c += 16) {                                                          \
+            __m512 wv[MAX_NX];                                                                     \
+            if (pf)                                                                                \
+                for (int r = 0; r < nw; r++)                                                       \
+                    PF1(pf + (size_t)r * ldw + (size_t)c * sizeof(WT));                            \
+            for (int r = 0; r < nw; r++)                                                           \
+                wv[r] = LOADW((const WT *)(const void *)(w + (size_t)r * ldw) + c);                \
+            for (int i = 0; i < nx; i++) {                                                         \
+                __m512 xv = _mm512_loadu_ps(x + (size_t)i * ldx + c);                              \
+                for (int r = 0; r < nw; r++)                                                       \
+                    acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);                             \
+            }                                                                                      \
+        }                                                                                          \
+        if (c < cols) {                                                                            \
+            __mmask16 m = (__mmask16)((1u << (cols - c)) - 1u);                                    \
+            __m512 wv[MAX_NX];                                                                     \
+            for (int r = 0; r < nw; r++)                                                           \
+                wv[r] = LOADW_TAIL((const WT *)(const void *)(w + (size_t)r * ldw) + c, m);        \
+            for (int i = 0; i < nx; i++) {                                                         \
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * ldx + c);                     \
+                for (int r = 0; r < nw; r++)                                                       \
+                    acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);                             \
+            }                                                                                      \
+        }                                                                                          \
+        for (int r = 0; r < nw; r++)                                                               \
+            for (int i = 0; i < nx; i++)                                                           \
+                y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][i]);                  \
+    }
+
+DEFINE_TILE(tile_f32, float, load_f32, load_f32_tail)
+DEFINE_TILE(tile_bf16, uint16_t, load_bf16, load_bf16_tail)
+
+/* Y = X·Wᵀ by tiles: 4 weight rows at a time (the last rows one by one),
+ * each against all rows of x in groups of up to 4, so a tile of weights
+ * is read from memory once and then from L1. nw and nx are constants in
+ * each call, so the accumulators stay in registers. */
+#define TILE_NX(TILE, NW)                                                                          \
+    for (int i = 0; i < n; i += MAX_NX) {                                                          \
+        const float *xi = x + (size_t)i * (size_t)cols;                                            \
+        float *yi = y + (size_t)i * ldy + r;                                                       \
+        const char *pf = i == 0 ? wr + (size_t)NW * ldw : NULL;                                    \
+        switch (n - i < MAX_NX ? n - i : MAX_NX) {                                                 \
+        case 1: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 1, pf, yi, ldy); break;                  \
+        case 2: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 2, pf, yi, ldy); break;                  \
+        case 3: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 3, pf, yi, ldy); break;                  \
+        default: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 4, pf, yi, ldy); break;                 \
+        }                                                                                          \
+    }
+#define DEFINE_TILED(NAME, TILE)                                                                   \
+    INLINE void NAME(const char *w, size_t ldw, int rows, int cols, const float *x, int n,         \
+                     float *y, size_t ldy)                                                         \
+    {                                                                                              \
+        int r = 0;                                                                                 \
+        for (; r + MAX_NX <= rows; r += MAX_NX) {                                                  \
+            const char *wr = w + (size_t)r * ldw;                                                  \
+            TILE_NX(TILE, 4)                                                                       \
+        }                                                                                          \
+        for (; r < rows; r++) {                                                                    \
+            const char *wr = w + (size_t)r * ldw;                                                  \
+            TILE_NX(TILE, 1)                                                                       \
+        }                                                                                          \
+    }
+
+DEFINE_TILED(tiled_f32, tile_f32)
+DEFINE_TILED(tiled_bf16, tile_bf16)
+
 
 /* How far ahead the one-row kernels prefetch: the next pair of rows, or
  * further for short rows, so that at least T2_PREFETCH_AHEAD bytes are in
@@ -130,8 +182,7 @@ TARGET static void f32_avx512_1(const float *w, size_t ldw, int rows, int cols, 
         y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
     }
     if (r < rows)
-        row_f32((const float *)(const void *)((const char *)w + (size_t)r * ldw), cols, x, 1, y + r,
-                1);
+        tile_f32((const char *)w + (size_t)r * ldw, ldw, cols, x, (size_t)cols, 1, 1, NULL, y + r, 1);
 }
 
 TARGET static void f32_avx512(const float *w, size_t ldw, int rows, int cols, const float *x, int n,
@@ -141,20 +192,7 @@ TARGET static void f32_avx512(const float *w, size_t ldw, int rows, int cols, co
         f32_avx512_1(w, ldw, rows, cols, x, y);
         return;
     }
-    for (int r = 0; r < rows; r++) {
-        const float *wr = (const float *)(const void *)((const char *)w + (size_t)r * ldw);
-        for (int i = 0; i < n; i += MAX_NX) {
-            int nx = n - i < MAX_NX ? n - i : MAX_NX;
-            const float *xi = x + (size_t)i * (size_t)cols;
-            float *yi = y + (size_t)i * ldy + r;
-            switch (nx) { /* constant nx: the accumulators stay in registers */
-            case 1: row_f32(wr, cols, xi, 1, yi, ldy); break;
-            case 2: row_f32(wr, cols, xi, 2, yi, ldy); break;
-            case 3: row_f32(wr, cols, xi, 3, yi, ldy); break;
-            default: row_f32(wr, cols, xi, 4, yi, ldy); break;
-            }
-        }
-    }
+    tiled_f32((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
 /* One row of X against bf16 weights (cols % 32 == 0, cols <= FAST_COLS):
@@ -212,20 +250,7 @@ TARGET static void bf16_avx512(const uint16_t *w, size_t ldw, int rows, int cols
         bf16_avx512_1(w, ldw, rows, cols, x, y);
         return;
     }
-    for (int r = 0; r < rows; r++) {
-        const uint16_t *wr = (const uint16_t *)(const void *)((const char *)w + (size_t)r * ldw);
-        for (int i = 0; i < n; i += MAX_NX) {
-            int nx = n - i < MAX_NX ? n - i : MAX_NX;
-            const float *xi = x + (size_t)i * (size_t)cols;
-            float *yi = y + (size_t)i * ldy + r;
-            switch (nx) {
-            case 1: row_bf16(wr, cols, xi, 1, yi, ldy); break;
-            case 2: row_bf16(wr, cols, xi, 2, yi, ldy); break;
-            case 3: row_bf16(wr, cols, xi, 3, yi, ldy); break;
-            default: row_bf16(wr, cols, xi, 4, yi, ldy); break;
-            }
-        }
-    }
+    tiled_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
 /* Exact int32 sums of 4-byte groups of w·x (signed x signed): VNNI's
@@ -369,7 +394,8 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
  * one VNNI product, a multiply, a conversion and an FMA per 64 weights. */
 INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const int8_t *xq,
                          size_t ldx, const __m512i (*corr)[FAST_COLS / 64],
-                         const __m512 (*dxv)[FAST_COLS / 64], const int nx, float *y, size_t ldy)
+                         const __m512 (*dxv)[FAST_COLS / 64], const int nx, int prefetch, float *y,
+                         size_t ldy)
 {
     size_t ahead = prefetch_ahead(ldw);
     for (int r = 0; r < rows; r++) {
@@ -380,7 +406,8 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
         for (int p = 0; p < np; p++) {
             const uint8_t *u = wr + (size_t)p * 2 * T2_Q8_0_BYTES;
             /* one row per pass: whole rows at least 4 KiB ahead */
-            PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
+            if (prefetch)
+                PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
             __m512 dw;
             __m512i qw = q8_pair(u, &dw);
             for (int i = 0; i < nx; i++) {
@@ -396,24 +423,38 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
     }
 }
 
+/* More than 4 rows of X go over the weights in blocks of rows small
+ * enough to stay in cache (16 KiB, at least 8 rows) for every group of 4:
+ * the weights are read from memory once, at the price of preparing each
+ * group's corrections once per block. */
 TARGET static void q8_0_avx512_multi(const uint8_t *w, size_t ldw, int rows, int cols,
                                      const int8_t *xq, const float *xd, int n, float *y, size_t ldy)
 {
     __m512i corr[MAX_NX][FAST_COLS / 64];
     __m512 dxv[MAX_NX][FAST_COLS / 64];
     int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
-    for (int i0 = 0; i0 < n; i0 += MAX_NX) {
-        int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX;
-        const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
-        for (int i = 0; i < nx; i++)
-            q8_x_prep(x0 + (size_t)i * (size_t)cols, xd + (size_t)(i0 + i) * (size_t)nb, np,
-                      corr[i], dxv[i]);
-        float *yi = y + (size_t)i0 * ldy;
-        switch (nx) { /* constant nx: the accumulators stay in registers */
-        case 1: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 1, yi, ldy); break;
-        case 2: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 2, yi, ldy); break;
-        case 3: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 3, yi, ldy); break;
-        default: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 4, yi, ldy); break;
+    int block = rows;
+    if (n > MAX_NX) {
+        block = (int)(16384 / ldw);
+        block = block < 8 ? 8 : block;
+    }
+    for (int r0 = 0; r0 < rows; r0 += block) {
+        int rb = rows - r0 < block ? rows - r0 : block;
+        const uint8_t *wb = w + (size_t)r0 * ldw;
+        for (int i0 = 0; i0 < n; i0 += MAX_NX) {
+            int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX, pf = i0 == 0;
+            const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
+            for (int i = 0; i < nx; i++)
+                q8_x_prep(x0 + (size_t)i * (size_t)cols, xd + (size_t)(i0 + i) * (size_t)nb, np,
+                          corr[i], dxv[i]);
+            float *yi = y + (size_t)i0 * ldy + r0;
+            size_t lx = (size_t)cols;
+            switch (nx) { /* constant nx: the accumulators stay in registers */
+            case 1: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 1, pf, yi, ldy); break;
+            case 2: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 2, pf, yi, ldy); break;
+            case 3: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 3, pf, yi, ldy); break;
+            default: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 4, pf, yi, ldy); break;
+            }
         }
     }
 }
