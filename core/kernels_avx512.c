@@ -135,7 +135,6 @@ DEFINE_TILE(tile_bf16, uint16_t, load_bf16, load_bf16_tail)
 DEFINE_TILED(tiled_f32, tile_f32)
 DEFINE_TILED(tiled_bf16, tile_bf16)
 
-
 /* How far ahead the one-row kernels prefetch: the next pair of rows, or
  * further for short rows, so that at least T2_PREFETCH_AHEAD bytes are in
  * flight (two rows of 960 q8_0 columns are only 2 KiB, which arrives too
@@ -182,7 +181,8 @@ TARGET static void f32_avx512_1(const float *w, size_t ldw, int rows, int cols, 
         y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
     }
     if (r < rows)
-        tile_f32((const char *)w + (size_t)r * ldw, ldw, cols, x, (size_t)cols, 1, 1, NULL, y + r, 1);
+        tile_f32((const char *)w + (size_t)r * ldw, ldw, cols, x, (size_t)cols, 1, 1, NULL, y + r,
+                 1);
 }
 
 TARGET static void f32_avx512(const float *w, size_t ldw, int rows, int cols, const float *x, int n,
