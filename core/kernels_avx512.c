@@ -394,8 +394,7 @@ TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int col
  * one VNNI product, a multiply, a conversion and an FMA per 64 weights. */
 INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const int8_t *xq,
                          size_t ldx, const __m512i (*corr)[FAST_COLS / 64],
-                         const __m512 (*dxv)[FAST_COLS / 64], const int nx, int prefetch, float *y,
-                         size_t ldy)
+                         const __m512 (*dxv)[FAST_COLS / 64], const int nx, float *y, size_t ldy)
 {
     size_t ahead = prefetch_ahead(ldw);
     for (int r = 0; r < rows; r++) {
@@ -406,8 +405,7 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
         for (int p = 0; p < np; p++) {
             const uint8_t *u = wr + (size_t)p * 2 * T2_Q8_0_BYTES;
             /* one row per pass: whole rows at least 4 KiB ahead */
-            if (prefetch)
-                PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
+            PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
             __m512 dw;
             __m512i qw = q8_pair(u, &dw);
             for (int i = 0; i < nx; i++) {
@@ -423,38 +421,24 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
     }
 }
 
-/* More than 4 rows of X go over the weights in blocks of rows small
- * enough to stay in cache (16 KiB, at least 8 rows) for every group of 4:
- * the weights are read from memory once, at the price of preparing each
- * group's corrections once per block. */
 TARGET static void q8_0_avx512_multi(const uint8_t *w, size_t ldw, int rows, int cols,
                                      const int8_t *xq, const float *xd, int n, float *y, size_t ldy)
 {
     __m512i corr[MAX_NX][FAST_COLS / 64];
     __m512 dxv[MAX_NX][FAST_COLS / 64];
     int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
-    int block = rows;
-    if (n > MAX_NX) {
-        block = (int)(16384 / ldw);
-        block = block < 8 ? 8 : block;
-    }
-    for (int r0 = 0; r0 < rows; r0 += block) {
-        int rb = rows - r0 < block ? rows - r0 : block;
-        const uint8_t *wb = w + (size_t)r0 * ldw;
-        for (int i0 = 0; i0 < n; i0 += MAX_NX) {
-            int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX, pf = i0 == 0;
-            const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
-            for (int i = 0; i < nx; i++)
-                q8_x_prep(x0 + (size_t)i * (size_t)cols, xd + (size_t)(i0 + i) * (size_t)nb, np,
-                          corr[i], dxv[i]);
-            float *yi = y + (size_t)i0 * ldy + r0;
-            size_t lx = (size_t)cols;
-            switch (nx) { /* constant nx: the accumulators stay in registers */
-            case 1: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 1, pf, yi, ldy); break;
-            case 2: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 2, pf, yi, ldy); break;
-            case 3: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 3, pf, yi, ldy); break;
-            default: q8_0_rows_nx(wb, ldw, rb, np, x0, lx, corr, dxv, 4, pf, yi, ldy); break;
-            }
+    for (int i0 = 0; i0 < n; i0 += MAX_NX) {
+        int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX;
+        const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
+        for (int i = 0; i < nx; i++)
+            q8_x_prep(x0 + (size_t)i * (size_t)cols, xd + (size_t)(i0 + i) * (size_t)nb, np,
+                      corr[i], dxv[i]);
+        float *yi = y + (size_t)i0 * ldy;
+        switch (nx) { /* constant nx: the accumulators stay in registers */
+        case 1: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 1, yi, ldy); break;
+        case 2: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 2, yi, ldy); break;
+        case 3: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 3, yi, ldy); break;
+        default: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 4, yi, ldy); break;
         }
     }
 }
