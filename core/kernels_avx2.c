@@ -1,7 +1,8 @@
 /* AVX2 + FMA (+ F16C for Q8_0 scales) kernels, compiled with target
  * attributes so the build needs no -march flag; used only when the CPU
- * has these features (kernels.c). For each weight row, up to 4 rows of X
- * are computed together so the row is read from memory once. */
+ * has these features (kernels.c). f32/bf16 work in tiles of 2 weight rows
+ * by up to 4 rows of X, Q8_0 one weight row against up to 4 rows of X,
+ * so every weight row is read from memory once. */
 #include <immintrin.h>
 
 #include "dtype.h"
@@ -26,71 +27,120 @@ INLINE __m256 load_bf16(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/* One weight row against nx (1..4) rows of x. ELEM is the weight type. */
-#define DEFINE_ROW(NAME, WT, LOADW, TO_F32)                                                        \
-    INLINE void NAME(const WT *wr, int cols, const float *x, int nx, float *y, size_t ldy)         \
+/* A tile of nw (1..2) weight rows against nx (1..4) rows of x, one
+ * accumulator per pair (8 of the 16 registers): each weight vector is
+ * loaded once for all nx rows of x and each x vector once for both weight
+ * rows, 6 loads per 8 FMAs instead of 10 (one row against 4 rows of x).
+ * The columns past the last multiple of 8 are added one by one. */
+#define DEFINE_TILE(NAME, WT, LOADW, TO_F32)                                                       \
+    INLINE void NAME(const char *w, size_t ldw, int cols, const float *x, size_t ldx, int nw,      \
+                     int nx, float *y, size_t ldy)                                                 \
     {                                                                                              \
-        __m256 acc[MAX_NX][2];                                                                     \
-        for (int i = 0; i < MAX_NX; i++)                                                           \
-            acc[i][0] = acc[i][1] = _mm256_setzero_ps();                                           \
+        __m256 acc[2][MAX_NX];                                                                     \
+        for (int r = 0; r < 2; r++)                                                                \
+            for (int i = 0; i < MAX_NX; i++)                                                       \
+                acc[r][i] = _mm256_setzero_ps();                                                   \
         int c = 0;                                                                                 \
-        for (; c + 16 <= cols; c += 16) {                                                          \
-            __m256 w0 = LOADW(wr + c), w1 = LOADW(wr + c + 8);                                     \
+        for (; c + 8 <= cols; c += 8) {                                                            \
+            __m256 wv[2];                                                                          \
+            for (int r = 0; r < nw; r++)                                                           \
+                wv[r] = LOADW((const WT *)(const void *)(w + (size_t)r * ldw) + c);                \
             for (int i = 0; i < nx; i++) {                                                         \
-                const float *xi = x + (size_t)i * (size_t)cols + c;                                \
-                acc[i][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xi), acc[i][0]);                   \
-                acc[i][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xi + 8), acc[i][1]);               \
+                __m256 xv = _mm256_loadu_ps(x + (size_t)i * ldx + c);                              \
+                for (int r = 0; r < nw; r++)                                                       \
+                    acc[r][i] = _mm256_fmadd_ps(wv[r], xv, acc[r][i]);                             \
             }                                                                                      \
         }                                                                                          \
-        for (int i = 0; i < nx; i++) {                                                             \
-            const float *xi = x + (size_t)i * (size_t)cols;                                        \
-            float s = hsum256(_mm256_add_ps(acc[i][0], acc[i][1]));                                \
-            for (int k = c; k < cols; k++)                                                         \
-                s += TO_F32(wr[k]) * xi[k];                                                        \
-            y[(size_t)i * ldy] = s;                                                                \
+        for (int r = 0; r < nw; r++) {                                                             \
+            const WT *wr = (const WT *)(const void *)(w + (size_t)r * ldw);                        \
+            for (int i = 0; i < nx; i++) {                                                         \
+                const float *xi = x + (size_t)i * ldx;                                             \
+                float s = hsum256(acc[r][i]);                                                      \
+                for (int k = c; k < cols; k++)                                                     \
+                    s += TO_F32(wr[k]) * xi[k];                                                    \
+                y[(size_t)i * ldy + (size_t)r] = s;                                                \
+            }                                                                                      \
         }                                                                                          \
     }
 
 #define F32_ID(v) (v)
-DEFINE_ROW(row_f32, float, _mm256_loadu_ps, F32_ID)
-DEFINE_ROW(row_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
+DEFINE_TILE(tile_f32, float, _mm256_loadu_ps, F32_ID)
+DEFINE_TILE(tile_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
+
+/* Y = X·Wᵀ by tiles: 2 weight rows at a time against all rows of x in
+ * groups of up to 4, so the rows are read from memory once. */
+#define TILE_NX(TILE, NW)                                                                          \
+    for (int i = 0; i < n; i += MAX_NX) {                                                          \
+        const float *xi = x + (size_t)i * (size_t)cols;                                            \
+        float *yi = y + (size_t)i * ldy + r;                                                       \
+        switch (n - i < MAX_NX ? n - i : MAX_NX) {                                                 \
+        case 1: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 1, yi, ldy); break;                      \
+        case 2: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 2, yi, ldy); break;                      \
+        case 3: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 3, yi, ldy); break;                      \
+        default: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 4, yi, ldy); break;                     \
+        }                                                                                          \
+    }
+#define DEFINE_TILED(NAME, TILE)                                                                   \
+    INLINE void NAME(const char *w, size_t ldw, int rows, int cols, const float *x, int n,         \
+                     float *y, size_t ldy)                                                         \
+    {                                                                                              \
+        int r = 0;                                                                                 \
+        for (; r + 2 <= rows; r += 2) {                                                            \
+            const char *wr = w + (size_t)r * ldw;                                                  \
+            TILE_NX(TILE, 2)                                                                       \
+        }                                                                                          \
+        if (r < rows) {                                                                            \
+            const char *wr = w + (size_t)r * ldw;                                                  \
+            TILE_NX(TILE, 1)                                                                       \
+        }                                                                                          \
+    }
+
+/* One weight row against one row of x (decode): two accumulators over 16
+ * columns per step, which runs faster than a 2 x 1 tile's two chains of 8
+ * (in cache: f32 16.5 vs 15.0, bf16 18.6 vs 16.0 GMAC/s, one Zen 4 core). */
+#define DEFINE_ROW1(NAME, WT, LOADW, TO_F32)                                                       \
+    INLINE void NAME(const WT *wr, int cols, const float *x, float *y)                             \
+    {                                                                                              \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                 \
+        int c = 0;                                                                                 \
+        for (; c + 16 <= cols; c += 16) {                                                          \
+            a0 = _mm256_fmadd_ps(LOADW(wr + c), _mm256_loadu_ps(x + c), a0);                       \
+            a1 = _mm256_fmadd_ps(LOADW(wr + c + 8), _mm256_loadu_ps(x + c + 8), a1);               \
+        }                                                                                          \
+        float s = hsum256(_mm256_add_ps(a0, a1));                                                  \
+        for (; c < cols; c++)                                                                      \
+            s += TO_F32(wr[c]) * x[c];                                                             \
+        *y = s;                                                                                    \
+    }
+
+DEFINE_ROW1(row1_f32, float, _mm256_loadu_ps, F32_ID)
+DEFINE_ROW1(row1_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
+
+DEFINE_TILED(tiled_f32, tile_f32)
+DEFINE_TILED(tiled_bf16, tile_bf16)
 
 TARGET static void f32_avx2(const float *w, size_t ldw, int rows, int cols, const float *x, int n,
                             float *y, size_t ldy)
 {
-    for (int r = 0; r < rows; r++) {
-        const float *wr = (const float *)(const void *)((const char *)w + (size_t)r * ldw);
-        for (int i = 0; i < n; i += MAX_NX) {
-            int nx = n - i < MAX_NX ? n - i : MAX_NX;
-            const float *xi = x + (size_t)i * (size_t)cols;
-            float *yi = y + (size_t)i * ldy + r;
-            switch (nx) { /* constant nx: the accumulators stay in registers */
-            case 1: row_f32(wr, cols, xi, 1, yi, ldy); break;
-            case 2: row_f32(wr, cols, xi, 2, yi, ldy); break;
-            case 3: row_f32(wr, cols, xi, 3, yi, ldy); break;
-            default: row_f32(wr, cols, xi, 4, yi, ldy); break;
-            }
-        }
+    if (n == 1) {
+        for (int r = 0; r < rows; r++)
+            row1_f32((const float *)(const void *)((const char *)w + (size_t)r * ldw), cols, x,
+                     y + r);
+        return;
     }
+    tiled_f32((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
 TARGET static void bf16_avx2(const uint16_t *w, size_t ldw, int rows, int cols, const float *x,
                              int n, float *y, size_t ldy)
 {
-    for (int r = 0; r < rows; r++) {
-        const uint16_t *wr = (const uint16_t *)(const void *)((const char *)w + (size_t)r * ldw);
-        for (int i = 0; i < n; i += MAX_NX) {
-            int nx = n - i < MAX_NX ? n - i : MAX_NX;
-            const float *xi = x + (size_t)i * (size_t)cols;
-            float *yi = y + (size_t)i * ldy + r;
-            switch (nx) {
-            case 1: row_bf16(wr, cols, xi, 1, yi, ldy); break;
-            case 2: row_bf16(wr, cols, xi, 2, yi, ldy); break;
-            case 3: row_bf16(wr, cols, xi, 3, yi, ldy); break;
-            default: row_bf16(wr, cols, xi, 4, yi, ldy); break;
-            }
-        }
+    if (n == 1) {
+        for (int r = 0; r < rows; r++)
+            row1_bf16((const uint16_t *)(const void *)((const char *)w + (size_t)r * ldw), cols, x,
+                      y + r);
+        return;
     }
+    tiled_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
 /* Exact int32 sums of 4-byte groups of w·x (signed x signed): maddubs
