@@ -41,12 +41,14 @@ static void fill(uint8_t *a, size_t rows, size_t row_bytes, t2_wtype type)
                 memcpy(row + 2 * c, &h, 2);
             }
         } else {
-            for (size_t b = 0; b < row_bytes / T2_Q8_0_BYTES; b++) {
-                uint8_t *blk = row + b * T2_Q8_0_BYTES;
+            int nb = (int)(row_bytes / T2_Q8_0_BYTES);
+            for (int b = 0; b < nb; b++) {
+                uint8_t blk[T2_Q8_0_BYTES];
                 uint16_t d = t2_f32_to_f16(1e-3f);
                 memcpy(blk, &d, 2);
                 for (int i = 0; i < T2_Q8_0_BLOCK; i++)
-                    blk[2 + i] = (uint8_t)(int8_t)((int)((r + b + (size_t)i) % 255) - 127);
+                    blk[2 + i] = (uint8_t)(int8_t)((int)((r + (size_t)b + (size_t)i) % 255) - 127);
+                t2_q8_0_row_put(row, nb, b, blk);
             }
         }
     }

@@ -156,6 +156,27 @@ void t2_wmat_row_f32(const t2_wmat *w, int r, float *dst)
         for (int c = 0; c < w->cols; c++)
             dst[c] = t2_bf16_to_f32(t2_load_u16(row + 2 * c));
         break;
-    case T2_W_Q8_0: t2_q8_0_dequantize(row, dst, (size_t)w->cols); break;
+    case T2_W_Q8_0: {
+        int nb = w->cols / T2_Q8_0_BLOCK;
+        for (int b = 0; b < nb; b++) {
+            const int8_t *q = t2_q8_0_row_quants(row, b);
+            float d = t2_f16_to_f32(t2_load_u16(t2_q8_0_row_scale(row, nb, b)));
+            for (int i = 0; i < T2_Q8_0_BLOCK; i++)
+                dst[b * T2_Q8_0_BLOCK + i] = d * (float)q[i];
+        }
+        break;
     }
+    }
+}
+
+void t2_q8_0_row_put(uint8_t *row, int nb, int b, const uint8_t *blk)
+{
+    memcpy(row + ((const uint8_t *)t2_q8_0_row_quants(row, b) - row), blk + 2, T2_Q8_0_BLOCK);
+    memcpy(row + (t2_q8_0_row_scale(row, nb, b) - row), blk, 2);
+}
+
+void t2_q8_0_row_from_blocks(const uint8_t *blocks, int nb, uint8_t *row)
+{
+    for (int b = 0; b < nb; b++)
+        t2_q8_0_row_put(row, nb, b, blocks + (size_t)b * T2_Q8_0_BYTES);
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
 #include "error.h"
 
 /* Storage format of a weight matrix. */
@@ -19,7 +20,17 @@ typedef enum t2_wtype {
 } t2_wtype;
 
 /* A row-major weight matrix [rows][cols]; row r starts at
- * (const char *)data + r * stride. Q8_0 needs cols % 32 == 0. */
+ * (const char *)data + r * stride. Q8_0 needs cols % 32 == 0.
+ *
+ * Q8_0 rows hold the values of GGUF's Q8_0 blocks (32 int8 q and an f16
+ * scale d per block, value = d * q) in their own order: in groups of 16
+ * blocks (544 bytes), first the group's quants (32 bytes per block), then
+ * its scales (2 bytes per block); the last group may be shorter. The bytes
+ * per row are GGUF's (34 per block), but two blocks' quants come in one
+ * 64-byte load and 16 scales in one 32-byte load, which the kernels need
+ * fewer instructions for than GGUF's interleaved blocks, and a row is
+ * still read front to back (scales at the end of the whole row made rows
+ * of 4096+ columns stream slower). */
 typedef struct t2_wmat {
     t2_wtype type;
     const void *data;
@@ -61,6 +72,26 @@ const t2_kernels *t2_kernels_get(void);
 /* A named variant ("scalar", "avx2", "avx512") if this CPU supports it,
  * else NULL (for tests and benchmarks). */
 const t2_kernels *t2_kernels_variant(const char *name);
+
+/* Block b of a Q8_0 row of nb blocks: its quants and its scale. */
+#define T2_Q8_0_GROUP 16
+static inline const int8_t *t2_q8_0_row_quants(const uint8_t *row, int b)
+{
+    size_t g = (size_t)(b / T2_Q8_0_GROUP), in = (size_t)(b % T2_Q8_0_GROUP);
+    return (const int8_t *)(const void *)(row + g * T2_Q8_0_GROUP * T2_Q8_0_BYTES +
+                                          in * T2_Q8_0_BLOCK);
+}
+static inline const uint8_t *t2_q8_0_row_scale(const uint8_t *row, int nb, int b)
+{
+    int g = b / T2_Q8_0_GROUP, left = nb - g * T2_Q8_0_GROUP;
+    size_t blocks = (size_t)(left < T2_Q8_0_GROUP ? left : T2_Q8_0_GROUP);
+    return row + (size_t)g * T2_Q8_0_GROUP * T2_Q8_0_BYTES + blocks * T2_Q8_0_BLOCK +
+           (size_t)(b % T2_Q8_0_GROUP) * 2;
+}
+/* GGUF Q8_0 block blk (34 bytes) as block b of a row of nb blocks. */
+void t2_q8_0_row_put(uint8_t *row, int nb, int b, const uint8_t *blk);
+/* One row of GGUF Q8_0 blocks (nb of them) into the row layout above. */
+void t2_q8_0_row_from_blocks(const uint8_t *blocks, int nb, uint8_t *row);
 
 /* Quantises n rows of x (cols % 32 == 0) as ggml's quantize_row_q8_0. */
 void t2_q8_act_quantize(const float *x, int n, int cols, t2_q8_act *out);

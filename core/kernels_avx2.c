@@ -161,9 +161,8 @@ INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *x
     for (int i = 0; i < MAX_NX; i++)
         acc[i] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = wr + (size_t)b * T2_Q8_0_BYTES;
-        float dw = _cvtsh_ss(t2_load_u16(blk));
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+        float dw = _cvtsh_ss(t2_load_u16(t2_q8_0_row_scale(wr, nb, b)));
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)t2_q8_0_row_quants(wr, b));
         for (int i = 0; i < nx; i++) {
             const int8_t *qx = xq + (size_t)i * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK;
             __m256i d = dot_i8(qw, _mm256_loadu_si256((const __m256i *)(const void *)qx));

@@ -285,12 +285,10 @@ INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *x
         acc[i] = _mm512_setzero_ps();
     int b = 0;
     for (; b + 2 <= nb; b += 2) {
-        const uint8_t *b0 = wr + (size_t)b * T2_Q8_0_BYTES, *b1 = b0 + T2_Q8_0_BYTES;
-        __m512i qw = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(b0 + 2))),
-            _mm256_loadu_si256((const __m256i *)(const void *)(b1 + 2)), 1);
-        __m128 dw =
-            _mm_cvtph_ps(_mm_cvtsi32_si128((int)(t2_load_u16(b0) | (t2_load_u16(b1) << 16))));
+        __m512i qw = _mm512_loadu_si512((const void *)t2_q8_0_row_quants(wr, b));
+        const uint8_t *sc = t2_q8_0_row_scale(wr, nb, b);
+        __m128 dw = _mm_cvtph_ps(
+            _mm_cvtsi32_si128((int)(t2_load_u16(sc) | ((uint32_t)t2_load_u16(sc + 2) << 16))));
         for (int i = 0; i < nx; i++) {
             const int8_t *qx = xq + (size_t)i * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK;
             const float *dx = xd + (size_t)i * (size_t)nb + b;
@@ -304,14 +302,15 @@ INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *x
     for (int i = 0; i < nx; i++) {
         float s = _mm512_reduce_add_ps(acc[i]);
         if (b < nb) { /* an odd last block */
-            const uint8_t *blk = wr + (size_t)b * T2_Q8_0_BYTES;
             const int8_t *qx = xq + (size_t)i * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK;
-            __m256i d = dot_i8_256(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 2)),
-                                   _mm256_loadu_si256((const __m256i *)(const void *)qx));
+            __m256i d = dot_i8_256(
+                _mm256_loadu_si256((const __m256i *)(const void *)t2_q8_0_row_quants(wr, b)),
+                _mm256_loadu_si256((const __m256i *)(const void *)qx));
             __m256i h = _mm256_hadd_epi32(d, d);
             h = _mm256_hadd_epi32(h, h);
             int32_t isum = _mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 4);
-            s += (float)isum * (_cvtsh_ss(t2_load_u16(blk)) * xd[(size_t)i * (size_t)nb + b]);
+            float dw = _cvtsh_ss(t2_load_u16(t2_q8_0_row_scale(wr, nb, b)));
+            s += (float)isum * (dw * xd[(size_t)i * (size_t)nb + b]);
         }
         y[(size_t)i * ldy] = s;
     }
@@ -319,101 +318,120 @@ INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *x
 
 /* What the Q8_0 loops need of one row of X, per pair of blocks p (64
  * values): corr[p] = -128 * (sum of each 4 x values), the start of the
- * VNNI sums of the top-bit-flipped weights, and dx[p] the two blocks' x
- * scales (lanes 0-7 the first, 8-15 the second). */
-INLINE void q8_x_prep(const int8_t *xq, const float *xd, int np, __m512i *corr, __m512 *dx)
+ * VNNI sums of the top-bit-flipped weights. */
+INLINE void q8_x_corr(const int8_t *xq, int np, __m512i *corr)
 {
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i top = _mm512_set1_epi8((char)0x80);
     for (int p = 0; p < np; p++) {
         __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
         corr[p] = _mm512_sub_epi32(_mm512_setzero_si512(),
                                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, xv));
-        dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
-                                                  _mm_loadu_si64((const void *)(xd + 2 * p)))));
     }
 }
 
-/* A pair of Q8_0 blocks at u: the 64 weights with their top bit flipped
- * (w + 128, unsigned for VNNI) and the two weight scales, picked out of
- * one 64-byte load with a word permute (words 0 and 17: the second
- * block's d sits at byte 34). */
-INLINE __m512i q8_pair(const uint8_t *u, __m512 *dw)
+/* The mask of the blocks of group g (16 blocks, 8 pairs) that a row of nb
+ * blocks has. */
+INLINE __mmask16 group_mask(int nb, int g)
+{
+    int left = nb - 16 * g;
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* The 16 weight scales of group g of a Q8_0 row, as floats. */
+INLINE __m512 q8_group_scales(const uint8_t *row, int nb, int g)
+{
+    return _mm512_cvtph_ps(
+        _mm256_maskz_loadu_epi16(group_mask(nb, g), t2_q8_0_row_scale(row, nb, 16 * g)));
+}
+
+/* Two blocks' quants (pair p of a row) with their top bit flipped: w + 128,
+ * unsigned for VNNI. */
+INLINE __m512i q8_pair_quants(const uint8_t *row, int p)
 {
     const __m512i top = _mm512_set1_epi8((char)0x80);
-    const __m512i dsel =
-        _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
-                         17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
-    *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(
-        _mm512_permutexvar_epi16(dsel, _mm512_loadu_si512((const void *)u))));
-    __m512i q = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(u + 2))),
-        _mm256_loadu_si256((const __m256i *)(const void *)(u + 36)), 1);
-    return _mm512_xor_si512(q, top);
+    return _mm512_xor_si512(_mm512_loadu_si512((const void *)t2_q8_0_row_quants(row, 2 * p)), top);
 }
 
 /* One row of X against Q8_0 weights, an even number of blocks (at most
- * FAST_COLS columns). Per pair of blocks: weights made unsigned by
- * flipping their top bit (w + 128), multiplied by signed x with VNNI;
- * the accumulator starts at -128 * (sum of each 4 x values), computed
- * once per call, so the int32 sums are exact. The two weight scales are
- * picked out of one 64-byte load with a word permute; the x scales are
- * broadcast once per call. Two weight rows per pass. */
+ * FAST_COLS columns), two weight rows per pass. Per pair of blocks: the
+ * weights made unsigned by flipping their top bit (w + 128), multiplied by
+ * signed x with VNNI; the accumulator starts at -128 * (sum of each 4 x
+ * values), computed once per call, so the int32 sums are exact. Per 16
+ * blocks, the weight scales (one 32-byte load) times the x scales; each
+ * pair picks its two out with one permute. */
 TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
                                  const float *xd, float *y)
 {
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i two = _mm512_set1_epi32(2);
     __m512i corr[FAST_COLS / 64];
-    __m512 dx[FAST_COLS / 64];
-    int np = cols / 64;
-    q8_x_prep(xq, xd, np, corr, dx);
+    int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
+    q8_x_corr(xq, np, corr);
     size_t ahead = prefetch_ahead(ldw);
     int r = 0;
     for (; r < rows; r += 2) {
-        int two = r + 1 < rows;
-        const uint8_t *w0 = w + (size_t)r * ldw, *w1 = two ? w0 + ldw : w0;
+        int pair = r + 1 < rows;
+        const uint8_t *w0 = w + (size_t)r * ldw, *w1 = pair ? w0 + ldw : w0;
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        __m512i idx = halves;
         for (int p = 0; p < np; p++) {
+            if (p % 8 == 0) {
+                int g = p / 8;
+                __m512 dx = _mm512_maskz_loadu_ps(group_mask(nb, g), xd + 16 * g);
+                s0 = _mm512_mul_ps(q8_group_scales(w0, nb, g), dx);
+                s1 = _mm512_mul_ps(q8_group_scales(w1, nb, g), dx);
+                idx = halves;
+            }
             __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
-            const uint8_t *u0 = w0 + (size_t)p * 2 * T2_Q8_0_BYTES;
-            const uint8_t *u1 = w1 + (size_t)p * 2 * T2_Q8_0_BYTES;
             /* the pair takes 136 bytes per step: three lines, or every
              * 17th line would be missed */
             PF2(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p);
             PF1(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p + 128);
-            __m512 d0, d1;
-            __m512i s0 = _mm512_dpbusd_epi32(corr[p], q8_pair(u0, &d0), xv);
-            __m512i s1 = _mm512_dpbusd_epi32(corr[p], q8_pair(u1, &d1), xv);
-            a0 = _mm512_fmadd_ps(_mm512_mul_ps(d0, dx[p]), _mm512_cvtepi32_ps(s0), a0);
-            a1 = _mm512_fmadd_ps(_mm512_mul_ps(d1, dx[p]), _mm512_cvtepi32_ps(s1), a1);
+            __m512i d0 = _mm512_dpbusd_epi32(corr[p], q8_pair_quants(w0, p), xv);
+            __m512i d1 = _mm512_dpbusd_epi32(corr[p], q8_pair_quants(w1, p), xv);
+            a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s0), _mm512_cvtepi32_ps(d0), a0);
+            a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s1), _mm512_cvtepi32_ps(d1), a1);
+            idx = _mm512_add_epi32(idx, two);
         }
         y[r] = _mm512_reduce_add_ps(a0);
-        if (two)
+        if (pair)
             y[r + 1] = _mm512_reduce_add_ps(a1);
     }
 }
 
 /* Several rows of X (a batched decode step) against Q8_0 weights, an
  * even number of blocks: the one-row loop's arithmetic, with what depends
- * on X alone (the -128 * sum(x) corrections and the x scales) computed
- * once per call for up to 4 rows of X, and the weights' top-bit flip and
- * scales once per pair of blocks for all of them, so each row of X costs
- * one VNNI product, a multiply, a conversion and an FMA per 64 weights. */
+ * on X alone (the -128 * sum(x) corrections and each pair's x scales)
+ * computed once per call for up to 4 rows of X, and the weights' top-bit
+ * flip and scales once per pair of blocks for all of them, so each row of
+ * X costs one VNNI product, a multiply, a conversion and an FMA per 64
+ * weights. */
 INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const int8_t *xq,
                          size_t ldx, const __m512i (*corr)[FAST_COLS / 64],
                          const __m512 (*dxv)[FAST_COLS / 64], const int nx, float *y, size_t ldy)
 {
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i two = _mm512_set1_epi32(2);
+    int nb = 2 * np;
     size_t ahead = prefetch_ahead(ldw);
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * ldw;
         __m512 acc[MAX_NX];
         for (int i = 0; i < nx; i++)
             acc[i] = _mm512_setzero_ps();
+        __m512 sg = _mm512_setzero_ps();
+        __m512i idx = halves;
         for (int p = 0; p < np; p++) {
-            const uint8_t *u = wr + (size_t)p * 2 * T2_Q8_0_BYTES;
+            if (p % 8 == 0) {
+                sg = q8_group_scales(wr, nb, p / 8);
+                idx = halves;
+            }
             /* one row per pass: whole rows at least 4 KiB ahead */
             PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
-            __m512 dw;
-            __m512i qw = q8_pair(u, &dw);
+            __m512 dw = _mm512_permutexvar_ps(idx, sg);
+            idx = _mm512_add_epi32(idx, two);
+            __m512i qw = q8_pair_quants(wr, p);
             for (int i = 0; i < nx; i++) {
                 __m512i xv =
                     _mm512_loadu_si512((const void *)(xq + (size_t)i * ldx + 64 * (size_t)p));
@@ -427,6 +445,15 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
     }
 }
 
+/* Each pair's two x scales spread over lanes 0-7 and 8-15. */
+INLINE void q8_x_pair_scales(const float *xd, int np, __m512 *dx)
+{
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int p = 0; p < np; p++)
+        dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
+                                                  _mm_loadu_si64((const void *)(xd + 2 * p)))));
+}
+
 TARGET static void q8_0_avx512_multi(const uint8_t *w, size_t ldw, int rows, int cols,
                                      const int8_t *xq, const float *xd, int n, float *y, size_t ldy)
 {
@@ -436,9 +463,10 @@ TARGET static void q8_0_avx512_multi(const uint8_t *w, size_t ldw, int rows, int
     for (int i0 = 0; i0 < n; i0 += MAX_NX) {
         int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX;
         const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
-        for (int i = 0; i < nx; i++)
-            q8_x_prep(x0 + (size_t)i * (size_t)cols, xd + (size_t)(i0 + i) * (size_t)nb, np,
-                      corr[i], dxv[i]);
+        for (int i = 0; i < nx; i++) {
+            q8_x_corr(x0 + (size_t)i * (size_t)cols, np, corr[i]);
+            q8_x_pair_scales(xd + (size_t)(i0 + i) * (size_t)nb, np, dxv[i]);
+        }
         float *yi = y + (size_t)i0 * ldy;
         switch (nx) { /* constant nx: the accumulators stay in registers */
         case 1: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 1, yi, ldy); break;

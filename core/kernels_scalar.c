@@ -48,12 +48,12 @@ static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const 
             const float *dx = xd + (size_t)i * (size_t)nb;
             float s = 0.0f;
             for (int b = 0; b < nb; b++) {
-                const uint8_t *blk = wr + (size_t)b * T2_Q8_0_BYTES;
-                const int8_t *qw = (const int8_t *)(blk + 2);
+                const int8_t *qw = t2_q8_0_row_quants(wr, b);
                 int32_t isum = 0;
                 for (int k = 0; k < T2_Q8_0_BLOCK; k++)
                     isum += (int32_t)qw[k] * (int32_t)qx[b * T2_Q8_0_BLOCK + k];
-                s += (float)isum * (t2_f16_to_f32(t2_load_u16(blk)) * dx[b]);
+                float dw = t2_f16_to_f32(t2_load_u16(t2_q8_0_row_scale(wr, nb, b)));
+                s += (float)isum * (dw * dx[b]);
             }
             y[(size_t)i * ldy + (size_t)r] = s;
         }

@@ -71,9 +71,17 @@ t2_wmat t2_wmat_from_f32(t2_wtype wtype, void *dst, const float *src, int rows, 
             memcpy(d + 2 * i, &h, 2);
         }
         break;
-    case T2_W_Q8_0: /* rows are whole blocks, so one call covers them all */
-        t2_q8_0_quantize(src, d, n);
+    case T2_W_Q8_0: { /* GGUF blocks, one at a time, into the kernels' row layout */
+        int nb = cols / T2_Q8_0_BLOCK;
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < nb; b++) {
+                uint8_t blk[T2_Q8_0_BYTES];
+                t2_q8_0_quantize(src + (size_t)r * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK, blk,
+                                 T2_Q8_0_BLOCK);
+                t2_q8_0_row_put(d + (size_t)r * rb, nb, b, blk);
+            }
         break;
+    }
     }
     return (t2_wmat){wtype, dst, rows, cols, rb};
 }

@@ -39,6 +39,8 @@ static void make_mat(mat *m, t2_wtype type, int rows, int cols, size_t pad)
     m->bytes = calloc((size_t)rows, stride);
     m->f = malloc((size_t)rows * (size_t)cols * sizeof *m->f);
     float *tmp = malloc((size_t)cols * sizeof *tmp);
+    uint8_t *blocks = malloc((size_t)cols / 32 * T2_Q8_0_BYTES + 1);
+    assert_non_null(blocks);
     assert_non_null(m->bytes);
     assert_non_null(m->f);
     assert_non_null(tmp);
@@ -53,12 +55,24 @@ static void make_mat(mat *m, t2_wtype type, int rows, int cols, size_t pad)
                 uint16_t h = t2_f32_to_bf16(tmp[c]);
                 memcpy(row + 2 * c, &h, 2);
             }
-        else
-            t2_q8_0_quantize(tmp, row, (size_t)cols);
+        else {
+            /* GGUF blocks, then the kernels' row layout (quants, then scales) */
+            t2_q8_0_quantize(tmp, blocks, (size_t)cols);
+            t2_q8_0_row_from_blocks(blocks, cols / 32, row);
+        }
         m->w = (t2_wmat){type, m->bytes, rows, cols, stride};
-        t2_wmat_row_f32(&m->w, r, m->f + (size_t)r * (size_t)cols);
+        float *fr = m->f + (size_t)r * (size_t)cols;
+        t2_wmat_row_f32(&m->w, r, fr);
+        if (type == T2_W_Q8_0) { /* the row layout holds the blocks' values */
+            t2_q8_0_dequantize(blocks, tmp, (size_t)cols);
+            assert_memory_equal(fr, tmp, (size_t)cols * sizeof *tmp);
+            /* block 0's scale after the first group's quants */
+            int first = cols / 32 < 16 ? cols / 32 : 16;
+            assert_memory_equal(row + 32 * first, blocks, 2);
+        }
     }
     free(tmp);
+    free(blocks);
 }
 
 static void free_mat(mat *m)
@@ -87,15 +101,14 @@ static void reference(const mat *m, const float *x, const t2_q8_act *xq, int n, 
             if (m->w.type == T2_W_Q8_0) {
                 const uint8_t *row = m->bytes + (size_t)r * m->w.stride;
                 for (int b = 0; b < nb; b++) {
-                    const uint8_t *blk = row + (size_t)b * T2_Q8_0_BYTES;
-                    const int8_t *qw = (const int8_t *)(blk + 2);
+                    const int8_t *qw = t2_q8_0_row_quants(row, b);
                     long isum = 0, iabs = 0;
                     for (int k = 0; k < 32; k++) {
                         long p = (long)qw[k] * xq->q[(size_t)i * cols + (size_t)b * 32 + (size_t)k];
                         isum += p;
                         iabs += labs(p);
                     }
-                    double d = (double)t2_f16_to_f32(t2_load_u16(blk)) *
+                    double d = (double)t2_f16_to_f32(t2_load_u16(t2_q8_0_row_scale(row, nb, b))) *
                                (double)xq->d[(size_t)i * nb + (size_t)b];
                     s += (double)isum * d;
                     a += fabs((double)iabs * d);

@@ -445,8 +445,10 @@ static void test_weight_formats(void **state)
     int H = f->m->cfg.hidden;
     float *row = malloc((size_t)f->m->cfg.intermediate * sizeof *row);
     uint8_t *blk = malloc((size_t)f->m->cfg.intermediate * 2);
+    uint8_t *packed = malloc((size_t)f->m->cfg.intermediate * 2);
     assert_non_null(row);
     assert_non_null(blk);
+    assert_non_null(packed);
     for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++) {
         t2_model *m;
         t2_err err;
@@ -467,7 +469,8 @@ static void test_weight_formats(void **state)
                 assert_true(row[c] == t2_bf16_to_f32(t2_f32_to_bf16(src[c])));
         } else {
             t2_q8_0_quantize(src, blk, (size_t)H);
-            assert_memory_equal(blk, (const uint8_t *)w.data + 5 * w.stride, w.stride);
+            t2_q8_0_row_from_blocks(blk, H / 32, packed);
+            assert_memory_equal(packed, (const uint8_t *)w.data + 5 * w.stride, w.stride);
         }
         t2_wmat_row_f32(&m->embed_w, 7, row);
         assert_true(rel_l2(row, f->m->embed + 7 * H, (size_t)H) < 1e-2);
@@ -479,6 +482,7 @@ static void test_weight_formats(void **state)
     }
     free(row);
     free(blk);
+    free(packed);
 }
 
 /* A GGUF storing Q8_0, loaded as q8_0, keeps the stored blocks: the same
