@@ -34,6 +34,7 @@ typedef struct bench_opts {
     const char *experts; /* its directory (default <model>/experts) */
     int batch, sets;     /* --batch N --sets K (batch.c); 0: single-stream figures */
     bool fresh;          /* time a never-seen mixture's factored weights too (fresh.c) */
+    bool kernels;        /* only the kernels on one core, no model (kernels.c) */
 } bench_opts;
 
 /* What the machine allows, measured with the benchmark's pool. */
@@ -71,6 +72,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: t2 bench --model PATH | --synthetic SHAPE [options]\n"
+            "       t2 bench --kernels [--json]\n"
             "\n"
             "  -m, --model PATH        Hugging Face model directory or GGUF file\n"
             "  -s, --synthetic SHAPE   random weights of a real model's shape, no files:\n"
@@ -84,6 +86,8 @@ static void usage(FILE *f)
             "                          (random factors of the MLP shapes)\n"
             "      --batch N --sets K  instead: aggregate decode of N sequences together\n"
             "                          (one expert, and spread over K weight sets) vs one\n"
+            "      --kernels           instead: every kernel variant and format with 1..16\n"
+            "                          rows of x on one core, in cache and out of it\n"
             "      --pp N              prompt tokens of the prefill (default 512)\n"
             "      --tg N              tokens decoded after it (default 128)\n"
             "  -t, --threads N         worker threads (default: all cores)\n"
@@ -109,21 +113,15 @@ static int parse_int(const char *s, long lo, long hi, const char *what, int *out
 
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
-                                             {"synthetic", required_argument, 0, 's'},
-                                             {"pp", required_argument, 0, 'P'},
-                                             {"tg", required_argument, 0, 'G'},
-                                             {"threads", required_argument, 0, 't'},
-                                             {"reps", required_argument, 0, 'r'},
-                                             {"json", no_argument, 0, 'j'},
-                                             {"format", required_argument, 0, 'F'},
-                                             {"expert", required_argument, 0, 'E'},
-                                             {"experts", required_argument, 0, 'X'},
-                                             {"batch", required_argument, 0, 'B'},
-                                             {"sets", required_argument, 0, 'S'},
-                                             {"fresh", no_argument, 0, 'N'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},   {"synthetic", required_argument, 0, 's'},
+        {"pp", required_argument, 0, 'P'},      {"tg", required_argument, 0, 'G'},
+        {"threads", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
+        {"json", no_argument, 0, 'j'},          {"format", required_argument, 0, 'F'},
+        {"expert", required_argument, 0, 'E'},  {"experts", required_argument, 0, 'X'},
+        {"batch", required_argument, 0, 'B'},   {"sets", required_argument, 0, 'S'},
+        {"fresh", no_argument, 0, 'N'},         {"kernels", no_argument, 0, 'K'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:s:t:r:h", longopts, NULL)) != -1) {
@@ -147,6 +145,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'B': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--batch", &o->batch); break;
         case 'S': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--sets", &o->sets); break;
         case 'N': o->fresh = true; break;
+        case 'K': o->kernels = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -156,6 +155,13 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     if (optind < argc) {
         fprintf(stderr, "t2 bench: unexpected argument '%s'\n", argv[optind]);
         return -1;
+    }
+    if (o->kernels) {
+        if (o->model || o->synthetic || o->expert || o->batch || o->fresh) {
+            fprintf(stderr, "t2 bench: --kernels goes alone (no model is used)\n");
+            return -1;
+        }
+        return 0;
     }
     if (o->expert && !o->model) {
         fprintf(stderr, "t2 bench: --expert needs --model (a synthetic model has no experts)\n");
@@ -649,5 +655,13 @@ int t2_cli_bench(int argc, char **argv)
     bench_opts o = {.pp = 512, .tg = 128, .reps = 3};
     if (parse_args(argc, argv, &o) != 0)
         return 2;
+    if (o.kernels) {
+        t2_err err = {{0}};
+        if (t2_bench_kernels(o.json, &err) != 0) {
+            fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
+            return 1;
+        }
+        return 0;
+    }
     return run(&o);
 }

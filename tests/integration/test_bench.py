@@ -1,7 +1,7 @@
 """t2 bench: the --json interface the performance notes rely on (the
 figures the issue names, a bandwidth probe paired with every decode run,
---fresh's never-seen-mixture ratios) on seedling's synthetic shape, and its
-argument errors. Speed itself is never asserted: that is bench/'s job.
+--fresh's never-seen-mixture ratios) on seedling's synthetic shape, --kernels'
+table of kernel speeds, and its argument errors. Speed itself is never asserted: that is bench/'s job.
 
 usage: test_bench.py PATH/TO/t2
 """
@@ -67,7 +67,20 @@ R.check("--fresh table has the TTFT row",
         rc == 0 and "time to first token / base" in out and "next to each decode run" in out,
         out[-600:])
 
+rc, out, err = bench(["--kernels", "--json"])
+j = json.loads(out) if rc == 0 else {}
+R.check("--kernels --json runs", rc == 0, (rc, err[-300:]))
+rows = j.get("results") or []
+kinds = {(r.get("variant"), r.get("format"), r.get("matrix")) for r in rows}
+R.check("--kernels times the scalar reference in cache for every format",
+        all(("scalar", f, "cached") in kinds for f in ("f32", "bf16", "q8_0")), sorted(kinds))
+R.check("--kernels gives a positive GMAC/s for 1, 2, 4, 8 and 16 rows of x in every row",
+        rows and all(sorted(r["gmacs"], key=int) == ["1", "2", "4", "8", "16"]
+                     and all(v > 0 for v in r["gmacs"].values()) for r in rows), rows[:2])
+R.check("--kernels measures one core's sgemm as the limit", positive(j, "sgemm_gflops_one_core"), j)
+
 for args, needle in ((["--synthetic", "seedling", "--fresh", "--batch", "2"], "--fresh goes alone"),
+                     (["--kernels", "--synthetic", "seedling"], "--kernels goes alone"),
                      (["--synthetic", "nope"], "nope"),
                      (["--synthetic", "seedling", "--pp", "0"], "--pp"),
                      (["--model", "x", "--synthetic", "seedling"], "exactly one")):
