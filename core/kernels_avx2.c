@@ -7,6 +7,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_tiled.h"
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE TARGET static inline __attribute__((always_inline))
@@ -34,8 +35,9 @@ INLINE __m256 load_bf16(const uint16_t *p)
  * The columns past the last multiple of 8 are added one by one. */
 #define DEFINE_TILE(NAME, WT, LOADW, TO_F32)                                                       \
     INLINE void NAME(const char *w, size_t ldw, int cols, const float *x, size_t ldx, int nw,      \
-                     int nx, float *y, size_t ldy)                                                 \
+                     int nx, const char *pf, float *y, size_t ldy)                                 \
     {                                                                                              \
+        (void)pf; /* software prefetch gave AVX2 nothing (docs/PERFORMANCE.md) */                  \
         __m256 acc[2][MAX_NX];                                                                     \
         for (int r = 0; r < 2; r++)                                                                \
             for (int i = 0; i < MAX_NX; i++)                                                       \
@@ -67,34 +69,6 @@ INLINE __m256 load_bf16(const uint16_t *p)
 DEFINE_TILE(tile_f32, float, _mm256_loadu_ps, F32_ID)
 DEFINE_TILE(tile_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
 
-/* Y = X·Wᵀ by tiles: 2 weight rows at a time against all rows of x in
- * groups of up to 4, so the rows are read from memory once. */
-#define TILE_NX(TILE, NW)                                                                          \
-    for (int i = 0; i < n; i += MAX_NX) {                                                          \
-        const float *xi = x + (size_t)i * (size_t)cols;                                            \
-        float *yi = y + (size_t)i * ldy + r;                                                       \
-        switch (n - i < MAX_NX ? n - i : MAX_NX) {                                                 \
-        case 1: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 1, yi, ldy); break;                      \
-        case 2: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 2, yi, ldy); break;                      \
-        case 3: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 3, yi, ldy); break;                      \
-        default: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 4, yi, ldy); break;                     \
-        }                                                                                          \
-    }
-#define DEFINE_TILED(NAME, TILE)                                                                   \
-    INLINE void NAME(const char *w, size_t ldw, int rows, int cols, const float *x, int n,         \
-                     float *y, size_t ldy)                                                         \
-    {                                                                                              \
-        int r = 0;                                                                                 \
-        for (; r + 2 <= rows; r += 2) {                                                            \
-            const char *wr = w + (size_t)r * ldw;                                                  \
-            TILE_NX(TILE, 2)                                                                       \
-        }                                                                                          \
-        if (r < rows) {                                                                            \
-            const char *wr = w + (size_t)r * ldw;                                                  \
-            TILE_NX(TILE, 1)                                                                       \
-        }                                                                                          \
-    }
-
 /* One weight row against one row of x (decode): two accumulators over 16
  * columns per step, which runs faster than a 2 x 1 tile's two chains of 8
  * (in cache: f32 16.5 vs 15.0, bf16 18.6 vs 16.0 GMAC/s, one Zen 4 core). */
@@ -116,8 +90,9 @@ DEFINE_TILE(tile_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
 DEFINE_ROW1(row1_f32, float, _mm256_loadu_ps, F32_ID)
 DEFINE_ROW1(row1_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
 
-DEFINE_TILED(tiled_f32, tile_f32)
-DEFINE_TILED(tiled_bf16, tile_bf16)
+/* 2 x 4 tiles (kernels_tiled.h) */
+T2_DEFINE_TILED(tiled_f32, tile_f32, 2)
+T2_DEFINE_TILED(tiled_bf16, tile_bf16, 2)
 
 TARGET static void f32_avx2(const float *w, size_t ldw, int rows, int cols, const float *x, int n,
                             float *y, size_t ldy)

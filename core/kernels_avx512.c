@@ -10,6 +10,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_tiled.h"
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE TARGET static inline __attribute__((always_inline))
@@ -107,39 +108,9 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
 DEFINE_TILE(tile_f32, float, load_f32, load_f32_tail)
 DEFINE_TILE(tile_bf16, uint16_t, load_bf16, load_bf16_tail)
 
-/* Y = X·Wᵀ by tiles: 4 weight rows at a time (the last rows one by one),
- * each against all rows of x in groups of up to 4, so a tile of weights
- * is read from memory once and then from L1. nw and nx are constants in
- * each call, so the accumulators stay in registers. */
-#define TILE_NX(TILE, NW)                                                                          \
-    for (int i = 0; i < n; i += MAX_NX) {                                                          \
-        const float *xi = x + (size_t)i * (size_t)cols;                                            \
-        float *yi = y + (size_t)i * ldy + r;                                                       \
-        const char *pf = i == 0 ? wr + (size_t)NW * ldw : NULL;                                    \
-        switch (n - i < MAX_NX ? n - i : MAX_NX) {                                                 \
-        case 1: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 1, pf, yi, ldy); break;                  \
-        case 2: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 2, pf, yi, ldy); break;                  \
-        case 3: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 3, pf, yi, ldy); break;                  \
-        default: TILE(wr, ldw, cols, xi, (size_t)cols, NW, 4, pf, yi, ldy); break;                 \
-        }                                                                                          \
-    }
-#define DEFINE_TILED(NAME, TILE)                                                                   \
-    INLINE void NAME(const char *w, size_t ldw, int rows, int cols, const float *x, int n,         \
-                     float *y, size_t ldy)                                                         \
-    {                                                                                              \
-        int r = 0;                                                                                 \
-        for (; r + MAX_NX <= rows; r += MAX_NX) {                                                  \
-            const char *wr = w + (size_t)r * ldw;                                                  \
-            TILE_NX(TILE, 4)                                                                       \
-        }                                                                                          \
-        for (; r < rows; r++) {                                                                    \
-            const char *wr = w + (size_t)r * ldw;                                                  \
-            TILE_NX(TILE, 1)                                                                       \
-        }                                                                                          \
-    }
-
-DEFINE_TILED(tiled_f32, tile_f32)
-DEFINE_TILED(tiled_bf16, tile_bf16)
+/* 4 x 4 tiles (kernels_tiled.h) */
+T2_DEFINE_TILED(tiled_f32, tile_f32, 4)
+T2_DEFINE_TILED(tiled_bf16, tile_bf16, 4)
 
 /* How far ahead the one-row kernels prefetch: the next pair of rows, or
  * further for short rows, so that at least T2_PREFETCH_AHEAD bytes are in
