@@ -246,11 +246,17 @@ INLINE __m256i dot_i8_256(__m256i w, __m256i x)
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sw);
 }
 
+/* Permute indices that spread a pair of blocks' two scales (elements 0
+ * and 1) over lanes 0-7 and 8-15, the lanes of each block's VNNI sums. */
+INLINE __m512i pair_halves(void)
+{
+    return _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+}
+
 INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *xd, int cols, int nx,
                      float *y, size_t ldy)
 {
-    /* lanes 0-7 take the first block's scale, lanes 8-15 the second's */
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i halves = pair_halves();
     __m512 acc[MAX_NX];
     for (int i = 0; i < MAX_NX; i++)
         acc[i] = _mm512_setzero_ps();
@@ -333,7 +339,7 @@ INLINE __m512i q8_pair_quants(const uint8_t *row, int p)
 TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
                                  const float *xd, float *y)
 {
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i halves = pair_halves();
     const __m512i two = _mm512_set1_epi32(2);
     __m512i corr[FAST_COLS / 64];
     int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
@@ -382,7 +388,7 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
                          size_t ldx, const __m512i (*corr)[FAST_COLS / 64],
                          const __m512 (*dxv)[FAST_COLS / 64], const int nx, float *y, size_t ldy)
 {
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i halves = pair_halves();
     const __m512i two = _mm512_set1_epi32(2);
     int nb = 2 * np;
     size_t ahead = prefetch_ahead(ldw);
@@ -419,7 +425,7 @@ INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const i
 /* Each pair's two x scales spread over lanes 0-7 and 8-15. */
 INLINE void q8_x_pair_scales(const float *xd, int np, __m512 *dx)
 {
-    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i halves = pair_halves();
     for (int p = 0; p < np; p++)
         dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
                                                   _mm_loadu_si64((const void *)(xd + 2 * p)))));
