@@ -158,8 +158,9 @@ void t2_wmat_row_f32(const t2_wmat *w, int r, float *dst)
         break;
     case T2_W_Q8_0: {
         int nb = w->cols / T2_Q8_0_BLOCK;
+        int8_t q[T2_Q8_0_BLOCK];
         for (int b = 0; b < nb; b++) {
-            const int8_t *q = t2_q8_0_row_quants(row, b);
+            t2_q8_0_row_get(row, nb, b, q);
             float d = t2_f16_to_f32(t2_load_u16(t2_q8_0_row_scale(row, nb, b)));
             for (int i = 0; i < T2_Q8_0_BLOCK; i++)
                 dst[b * T2_Q8_0_BLOCK + i] = d * (float)q[i];
@@ -169,9 +170,30 @@ void t2_wmat_row_f32(const t2_wmat *w, int r, float *dst)
     }
 }
 
+/* Where quants 4u..4u+3 of block b are in a row of nb blocks. */
+static size_t q8_0_quad_offset(int nb, int b, int u)
+{
+    int g = b / T2_Q8_0_GROUP;
+    return t2_q8_0_group_offset(g) + (size_t)(4 * t2_q8_0_group_blocks(nb, g) * u) +
+           (size_t)(4 * (b % T2_Q8_0_GROUP));
+}
+
+void t2_q8_0_row_get(const uint8_t *row, int nb, int b, int8_t *q)
+{
+    for (int u = 0; u < T2_Q8_0_BLOCK / 4; u++) {
+        const uint8_t *p = row + q8_0_quad_offset(nb, b, u);
+        for (int k = 0; k < 4; k++)
+            q[4 * u + k] = (int8_t)(p[k] ^ 0x80u);
+    }
+}
+
 void t2_q8_0_row_put(uint8_t *row, int nb, int b, const uint8_t *blk)
 {
-    memcpy(row + ((const uint8_t *)t2_q8_0_row_quants(row, b) - row), blk + 2, T2_Q8_0_BLOCK);
+    for (int u = 0; u < T2_Q8_0_BLOCK / 4; u++) {
+        uint8_t *p = row + q8_0_quad_offset(nb, b, u);
+        for (int k = 0; k < 4; k++)
+            p[k] = (uint8_t)(blk[2 + 4 * u + k] ^ 0x80u);
+    }
     memcpy(row + (t2_q8_0_row_scale(row, nb, b) - row), blk, 2);
 }
 
@@ -179,4 +201,15 @@ void t2_q8_0_row_from_blocks(const uint8_t *blocks, int nb, uint8_t *row)
 {
     for (int b = 0; b < nb; b++)
         t2_q8_0_row_put(row, nb, b, blocks + (size_t)b * T2_Q8_0_BYTES);
+}
+
+void t2_q8_0_x_interleave(const int8_t *xq, int nb, int8_t *out)
+{
+    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
+    memset(out, 0, (size_t)ng * T2_Q8_0_GROUP_X);
+    for (int b = 0; b < nb; b++) {
+        int8_t *g = out + (size_t)(b / T2_Q8_0_GROUP) * T2_Q8_0_GROUP_X + 4 * (b % T2_Q8_0_GROUP);
+        for (int u = 0; u < T2_Q8_0_BLOCK / 4; u++)
+            memcpy(g + 64 * u, xq + (size_t)b * T2_Q8_0_BLOCK + 4 * u, 4);
+    }
 }

@@ -23,14 +23,19 @@ typedef enum t2_wtype {
  * (const char *)data + r * stride. Q8_0 needs cols % 32 == 0.
  *
  * Q8_0 rows hold the values of GGUF's Q8_0 blocks (32 int8 q and an f16
- * scale d per block, value = d * q) in their own order: in groups of 16
- * blocks (544 bytes), first the group's quants (32 bytes per block), then
- * its scales (2 bytes per block); the last group may be shorter. The bytes
- * per row are GGUF's (34 per block), but two blocks' quants come in one
- * 64-byte load and 16 scales in one 32-byte load, which the kernels need
- * fewer instructions for than GGUF's interleaved blocks, and a row is
- * still read front to back (scales at the end of the whole row made rows
- * of 4096+ columns stream slower). */
+ * scale d per block, value = d * q) in their own order, the same 34 bytes
+ * per block: in groups of up to 16 blocks (T2_Q8_0_GROUP; group g starts
+ * at byte g * 544 and has m = min(16, nb - 16 g) blocks), first the
+ * group's quants (32 * m bytes), then its m scales. The quants are
+ * interleaved across the group's blocks: the 4 bytes at 4 m u + 4 j
+ * (u = 0..7, j = 0..m-1) are quants 4u..4u+3 of block j, each stored as
+ * q + 128 (unsigned). So one 64-byte load holds 4 quants of each of 16
+ * blocks, lane j of a 32-bit-lane vector always meets block j, and a
+ * kernel sums a whole group in one integer vector (VNNI takes unsigned
+ * times signed bytes) and scales it with one multiply per 16 blocks. A
+ * row is still read front to back (scales at the end of the whole row
+ * made rows of 4096+ columns stream slower). Read and write through the
+ * accessors below. */
 typedef struct t2_wmat {
     t2_wtype type;
     const void *data;
@@ -73,25 +78,37 @@ const t2_kernels *t2_kernels_get(void);
  * else NULL (for tests and benchmarks). */
 const t2_kernels *t2_kernels_variant(const char *name);
 
-/* Block b of a Q8_0 row of nb blocks: its quants and its scale. */
+/* The Q8_0 row layout's groups (see t2_wmat): group g of a row of nb
+ * blocks starts at t2_q8_0_group_offset(g) and has t2_q8_0_group_blocks
+ * blocks; block b's scale is at t2_q8_0_row_scale. */
 #define T2_Q8_0_GROUP 16
-static inline const int8_t *t2_q8_0_row_quants(const uint8_t *row, int b)
+static inline size_t t2_q8_0_group_offset(int g)
 {
-    size_t g = (size_t)(b / T2_Q8_0_GROUP), in = (size_t)(b % T2_Q8_0_GROUP);
-    return (const int8_t *)(const void *)(row + g * T2_Q8_0_GROUP * T2_Q8_0_BYTES +
-                                          in * T2_Q8_0_BLOCK);
+    return (size_t)g * T2_Q8_0_GROUP * T2_Q8_0_BYTES;
+}
+static inline int t2_q8_0_group_blocks(int nb, int g)
+{
+    int left = nb - g * T2_Q8_0_GROUP;
+    return left < T2_Q8_0_GROUP ? left : T2_Q8_0_GROUP;
 }
 static inline const uint8_t *t2_q8_0_row_scale(const uint8_t *row, int nb, int b)
 {
-    int g = b / T2_Q8_0_GROUP, left = nb - g * T2_Q8_0_GROUP;
-    size_t blocks = (size_t)(left < T2_Q8_0_GROUP ? left : T2_Q8_0_GROUP);
-    return row + (size_t)g * T2_Q8_0_GROUP * T2_Q8_0_BYTES + blocks * T2_Q8_0_BLOCK +
+    int g = b / T2_Q8_0_GROUP;
+    return row + t2_q8_0_group_offset(g) + (size_t)t2_q8_0_group_blocks(nb, g) * T2_Q8_0_BLOCK +
            (size_t)(b % T2_Q8_0_GROUP) * 2;
 }
+/* The 32 quants of block b of a row of nb blocks, into q. */
+void t2_q8_0_row_get(const uint8_t *row, int nb, int b, int8_t *q);
 /* GGUF Q8_0 block blk (34 bytes) as block b of a row of nb blocks. */
 void t2_q8_0_row_put(uint8_t *row, int nb, int b, const uint8_t *blk);
 /* One row of GGUF Q8_0 blocks (nb of them) into the row layout above. */
 void t2_q8_0_row_from_blocks(const uint8_t *blocks, int nb, uint8_t *row);
+/* A row of quantised x (nb blocks of 32 int8) in the weights' group order
+ * (not offset by 128), each group 512 bytes (T2_Q8_0_GROUP_X), lanes past
+ * a short last group zero: the 4 bytes at 512 g + 64 u + 4 j are x's
+ * values 4u..4u+3 of block 16 g + j. */
+#define T2_Q8_0_GROUP_X (T2_Q8_0_GROUP * T2_Q8_0_BLOCK)
+void t2_q8_0_x_interleave(const int8_t *xq, int nb, int8_t *out);
 
 /* Quantises n rows of x (cols % 32 == 0) as ggml's quantize_row_q8_0. */
 void t2_q8_act_quantize(const float *x, int n, int cols, t2_q8_act *out);

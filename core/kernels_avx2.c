@@ -1,12 +1,14 @@
 /* AVX2 + FMA (+ F16C for Q8_0 scales) kernels, compiled with target
  * attributes so the build needs no -march flag; used only when the CPU
  * has these features (kernels.c). f32/bf16 work in tiles of 2 weight rows
- * by up to 4 rows of X, Q8_0 one weight row against up to 4 rows of X,
- * so every weight row is read from memory once. */
+ * by up to 4 rows of X, Q8_0 one weight row against up to 4 rows of X
+ * (kernels_q8.h), so every weight row is read from memory once. */
 #include <immintrin.h>
+#include <string.h>
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_q8.h"
 #include "kernels_tiled.h"
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
@@ -118,56 +120,93 @@ TARGET static void bf16_avx2(const uint16_t *w, size_t ldw, int rows, int cols, 
     tiled_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
-/* Exact int32 sums of 4-byte groups of w·x (signed x signed): maddubs
- * wants an unsigned operand, so |x| times w with x's sign (llama.cpp's
- * trick; |x| <= 127 keeps the 16-bit pair sums from saturating). */
+/* Exact int32 sums of 4-byte groups of w·x: w as stored (q + 128), x
+ * signed. maddubs wants an unsigned operand, so the weights go back to
+ * signed q and |x| multiplies q with x's sign (llama.cpp's trick; |x| <=
+ * 127 keeps the 16-bit pair sums from saturating). */
 INLINE __m256i dot_i8(__m256i w, __m256i x)
 {
-    __m256i ax = _mm256_sign_epi8(x, x);
-    __m256i sw = _mm256_sign_epi8(w, x);
-    __m256i p16 = _mm256_maddubs_epi16(ax, sw);
+    __m256i q = _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80));
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(q, x));
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
-INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *xd, int cols, int nx,
+/* Lanes 0..n-1 of 8 (n may be <= 0 or > 8), for maskload. */
+INLINE __m256i lanes(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+}
+
+/* One weight row against nx rows of x (interleaved, t2_q8_0_x_interleave),
+ * one group of 16 blocks at a time as two halves of 8 (lane j = block j):
+ * per half, the int32 sums of the group's 8 loads accumulate exactly, and
+ * are scaled once. A short last group loads only its blocks' lanes. */
+INLINE void row_q8_0(const uint8_t *wr, size_t ldw, int nb, const int8_t *xil, size_t ldx,
+                     const char *state, int ng, const float *xd, int ldd, const int nx, int add,
                      float *y, size_t ldy)
 {
+    (void)ldw, (void)state; /* no prefetch, no per-x state */
     __m256 acc[MAX_NX];
     for (int i = 0; i < MAX_NX; i++)
         acc[i] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        float dw = _cvtsh_ss(t2_load_u16(t2_q8_0_row_scale(wr, nb, b)));
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)t2_q8_0_row_quants(wr, b));
+    for (int g = 0; g < ng; g++) {
+        int m = t2_q8_0_group_blocks(nb, g), full = m == T2_Q8_0_GROUP;
+        const uint8_t *wg = wr + t2_q8_0_group_offset(g);
+        __m256i lo = lanes(m), hi = lanes(m - 8);
+        __m256i slo[MAX_NX], shi[MAX_NX];
+        for (int i = 0; i < nx; i++)
+            slo[i] = shi[i] = _mm256_setzero_si256();
+        for (int u = 0; u < 8; u++) {
+            const int *p = (const int *)(const void *)(wg + 4 * m * u);
+            __m256i wlo = full ? _mm256_loadu_si256((const __m256i *)(const void *)p)
+                               : _mm256_maskload_epi32(p, lo);
+            __m256i whi = full ? _mm256_loadu_si256((const __m256i *)(const void *)(p + 8))
+                               : _mm256_maskload_epi32(p + 8, hi);
+            for (int i = 0; i < nx; i++) {
+                const int8_t *xg = xil + (size_t)i * ldx + (size_t)g * T2_Q8_0_GROUP_X + 64 * u;
+                slo[i] = _mm256_add_epi32(
+                    slo[i], dot_i8(wlo, _mm256_loadu_si256((const __m256i *)(const void *)xg)));
+                shi[i] = _mm256_add_epi32(
+                    shi[i],
+                    dot_i8(whi, _mm256_loadu_si256((const __m256i *)(const void *)(xg + 32))));
+            }
+        }
+        uint16_t sc[T2_Q8_0_GROUP] = {0};
+        memcpy(sc, t2_q8_0_row_scale(wr, nb, T2_Q8_0_GROUP * g), 2 * (size_t)m);
+        __m256 dlo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)sc));
+        __m256 dhi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(sc + 8)));
         for (int i = 0; i < nx; i++) {
-            const int8_t *qx = xq + (size_t)i * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK;
-            __m256i d = dot_i8(qw, _mm256_loadu_si256((const __m256i *)(const void *)qx));
-            __m256 scale = _mm256_set1_ps(dw * xd[(size_t)i * (size_t)nb + (size_t)b]);
-            acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(d), acc[i]);
+            const float *dx = xd + (size_t)i * (size_t)ldd + T2_Q8_0_GROUP * g;
+            __m256 xlo = _mm256_maskload_ps(dx, lo), xhi = _mm256_maskload_ps(dx + 8, hi);
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, xlo), _mm256_cvtepi32_ps(slo[i]), acc[i]);
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dhi, xhi), _mm256_cvtepi32_ps(shi[i]), acc[i]);
         }
     }
-    for (int i = 0; i < nx; i++)
-        y[(size_t)i * ldy] = hsum256(acc[i]);
+    for (int i = 0; i < nx; i++) {
+        float *yo = y + (size_t)i * ldy;
+        *yo = (add ? *yo : 0.0f) + hsum256(acc[i]);
+    }
 }
+
+INLINE void no_x_state(const int8_t *xil, int ng, char *state)
+{
+    (void)xil, (void)ng, (void)state;
+}
+
+INLINE void rows_q8_0(const uint8_t *w, size_t ldw, int rows, int nb, const int8_t *xil,
+                      const char *state, const float *xd, int add, float *y)
+{
+    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
+    for (int r = 0; r < rows; r++)
+        row_q8_0(w + (size_t)r * ldw, ldw, nb, xil, 0, state, ng, xd, nb, 1, add, y + r, 1);
+}
+
+T2_DEFINE_Q8_SLICED(q8_0_sliced, char, no_x_state, rows_q8_0, row_q8_0)
 
 TARGET static void q8_0_avx2(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
                              const float *xd, int n, float *y, size_t ldy)
 {
-    int nb = cols / T2_Q8_0_BLOCK;
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *wr = w + (size_t)r * ldw;
-        for (int i = 0; i < n; i += MAX_NX) {
-            int nx = n - i < MAX_NX ? n - i : MAX_NX;
-            const int8_t *qi = xq + (size_t)i * (size_t)cols;
-            const float *di = xd + (size_t)i * (size_t)nb;
-            float *yi = y + (size_t)i * ldy + r;
-            switch (nx) {
-            case 1: row_q8_0(wr, nb, qi, di, cols, 1, yi, ldy); break;
-            case 2: row_q8_0(wr, nb, qi, di, cols, 2, yi, ldy); break;
-            case 3: row_q8_0(wr, nb, qi, di, cols, 3, yi, ldy); break;
-            default: row_q8_0(wr, nb, qi, di, cols, 4, yi, ldy); break;
-            }
-        }
-    }
+    q8_0_sliced(w, ldw, rows, cols, xq, xd, n, y, ldy);
 }
 
 const t2_kernels t2_kernels_avx2 = {"avx2", f32_avx2, bf16_avx2, q8_0_avx2, t2_q8_act_quantize};

@@ -1,7 +1,8 @@
 /* AVX-512 kernels (F, BW, VL, VNNI), compiled with target attributes so
  * the build needs no -march flag; used only when the CPU has them
- * (kernels.c). Same structure as kernels_avx2.c at twice the width; Q8_0
- * takes two blocks per 512-bit register and multiplies with VNNI.
+ * (kernels.c). f32/bf16 as kernels_avx2.c at twice the width; Q8_0 takes
+ * a group's 16 blocks per 512-bit register (lane j = block j, the row
+ * layout of kernels.h) and multiplies with VNNI.
  * BF16 weights are widened to float and multiplied in float32 rather than
  * with AVX512-BF16's dot product, which would round x to bf16 too and
  * lose the "exact to float rounding" guarantee; decode is bound by memory,
@@ -10,6 +11,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_q8.h"
 #include "kernels_tiled.h"
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -230,257 +232,127 @@ TARGET static void bf16_avx512(const uint16_t *w, size_t ldw, int rows, int cols
     tiled_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
-/* Exact int32 sums of 4-byte groups of w·x (signed x signed): VNNI's
- * dpbusd wants an unsigned operand, so |x| times w with x's sign. */
-INLINE __m512i dot_i8(__m512i w, __m512i x)
-{
-    __mmask64 neg = _mm512_movepi8_mask(x);
-    __m512i sw = _mm512_mask_sub_epi8(w, neg, _mm512_setzero_si512(), w);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(x), sw);
-}
-
-INLINE __m256i dot_i8_256(__m256i w, __m256i x)
-{
-    __m256i ax = _mm256_sign_epi8(x, x);
-    __m256i sw = _mm256_sign_epi8(w, x);
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sw);
-}
-
-/* Permute indices that spread a pair of blocks' two scales (elements 0
- * and 1) over lanes 0-7 and 8-15, the lanes of each block's VNNI sums. */
-INLINE __m512i pair_halves(void)
-{
-    return _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-}
-
-INLINE void row_q8_0(const uint8_t *wr, int nb, const int8_t *xq, const float *xd, int cols, int nx,
-                     float *y, size_t ldy)
-{
-    const __m512i halves = pair_halves();
-    __m512 acc[MAX_NX];
-    for (int i = 0; i < MAX_NX; i++)
-        acc[i] = _mm512_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i qw = _mm512_loadu_si512((const void *)t2_q8_0_row_quants(wr, b));
-        const uint8_t *sc = t2_q8_0_row_scale(wr, nb, b);
-        __m128 dw = _mm_cvtph_ps(
-            _mm_cvtsi32_si128((int)(t2_load_u16(sc) | ((uint32_t)t2_load_u16(sc + 2) << 16))));
-        for (int i = 0; i < nx; i++) {
-            const int8_t *qx = xq + (size_t)i * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK;
-            const float *dx = xd + (size_t)i * (size_t)nb + b;
-            __m512i d = dot_i8(qw, _mm512_loadu_si512((const void *)qx));
-            /* the two blocks' x scales: an unaligned 8-byte load */
-            __m128 s2 = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadu_si64((const void *)dx)));
-            __m512 scale = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s2));
-            acc[i] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(d), acc[i]);
-        }
-    }
-    for (int i = 0; i < nx; i++) {
-        float s = _mm512_reduce_add_ps(acc[i]);
-        if (b < nb) { /* an odd last block */
-            const int8_t *qx = xq + (size_t)i * (size_t)cols + (size_t)b * T2_Q8_0_BLOCK;
-            __m256i d = dot_i8_256(
-                _mm256_loadu_si256((const __m256i *)(const void *)t2_q8_0_row_quants(wr, b)),
-                _mm256_loadu_si256((const __m256i *)(const void *)qx));
-            __m256i h = _mm256_hadd_epi32(d, d);
-            h = _mm256_hadd_epi32(h, h);
-            int32_t isum = _mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 4);
-            float dw = _cvtsh_ss(t2_load_u16(t2_q8_0_row_scale(wr, nb, b)));
-            s += (float)isum * (dw * xd[(size_t)i * (size_t)nb + b]);
-        }
-        y[(size_t)i * ldy] = s;
-    }
-}
-
-/* What the Q8_0 loops need of one row of X, per pair of blocks p (64
- * values): corr[p] = -128 * (sum of each 4 x values), the start of the
- * VNNI sums of the top-bit-flipped weights. */
-INLINE void q8_x_corr(const int8_t *xq, int np, __m512i *corr)
-{
-    const __m512i top = _mm512_set1_epi8((char)0x80);
-    for (int p = 0; p < np; p++) {
-        __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
-        corr[p] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), top, xv));
-    }
-}
-
-/* The mask of the blocks of group g (16 blocks, 8 pairs) that a row of nb
- * blocks has. */
+/* The mask of the blocks of group g (16 blocks) that a row of nb blocks
+ * has. */
 INLINE __mmask16 group_mask(int nb, int g)
 {
-    int left = nb - 16 * g;
-    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+    int left = nb - T2_Q8_0_GROUP * g;
+    return left >= T2_Q8_0_GROUP ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
 }
 
 /* The 16 weight scales of group g of a Q8_0 row, as floats. */
 INLINE __m512 q8_group_scales(const uint8_t *row, int nb, int g)
 {
     return _mm512_cvtph_ps(
-        _mm256_maskz_loadu_epi16(group_mask(nb, g), t2_q8_0_row_scale(row, nb, 16 * g)));
+        _mm256_maskz_loadu_epi16(group_mask(nb, g), t2_q8_0_row_scale(row, nb, T2_Q8_0_GROUP * g)));
 }
 
-/* Two blocks' quants (pair p of a row) with their top bit flipped: w + 128,
- * unsigned for VNNI. */
-INLINE __m512i q8_pair_quants(const uint8_t *row, int p)
+/* Load u (0..7) of group g's quants: 4 quants (+ 128) of each block, lane
+ * j = block j; a short group's missing lanes are zero. */
+INLINE __m512i q8_group_load(const uint8_t *row, int nb, int g, int u)
+{
+    int m = t2_q8_0_group_blocks(nb, g);
+    const void *p = row + t2_q8_0_group_offset(g) + (size_t)(4 * m * u);
+    return m == T2_Q8_0_GROUP ? _mm512_loadu_si512(p)
+                              : _mm512_maskz_loadu_epi32(group_mask(nb, g), p);
+}
+
+/* What the Q8_0 loops need of one row of X: its interleaved copy (xil,
+ * see t2_q8_0_x_interleave) and per group corr[g] = -128 * (sum of each
+ * block's x), the start of the VNNI sums of the weights stored as q + 128,
+ * so that the int32 sums come out exact (q x). */
+INLINE void q8_x_corr(const int8_t *xil, int ng, __m512i *corr)
 {
     const __m512i top = _mm512_set1_epi8((char)0x80);
-    return _mm512_xor_si512(_mm512_loadu_si512((const void *)t2_q8_0_row_quants(row, 2 * p)), top);
+    for (int g = 0; g < ng; g++) {
+        __m512i c = _mm512_setzero_si512();
+        for (int u = 0; u < 8; u++)
+            c = _mm512_dpbusd_epi32(
+                c, top, _mm512_load_si512((const void *)(xil + T2_Q8_0_GROUP_X * g + 64 * u)));
+        corr[g] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+    }
 }
 
-/* One row of X against Q8_0 weights, an even number of blocks (at most
- * FAST_COLS columns), two weight rows per pass. Per pair of blocks: the
- * weights made unsigned by flipping their top bit (w + 128), multiplied by
- * signed x with VNNI; the accumulator starts at -128 * (sum of each 4 x
- * values), computed once per call, so the int32 sums are exact. Per 16
- * blocks, the weight scales (one 32-byte load) times the x scales; each
- * pair picks its two out with one permute. */
-TARGET static void q8_0_avx512_1(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
-                                 const float *xd, float *y)
+/* One row of X against Q8_0 weights, two weight rows per pass. Per group
+ * of 16 blocks and row: 8 VNNI products of 64 weights (lane j sums block
+ * j, exactly, starting from corr), one conversion and one FMA with the
+ * weight scales times the x scales. The next rows are prefetched (the
+ * pair takes 1088 bytes per group: 17 lines). */
+TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, const int8_t *xil,
+                               const __m512i *corr, const float *xd, int add, float *y)
 {
-    const __m512i halves = pair_halves();
-    const __m512i two = _mm512_set1_epi32(2);
-    __m512i corr[FAST_COLS / 64];
-    int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
-    q8_x_corr(xq, np, corr);
+    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
     size_t ahead = prefetch_ahead(ldw);
-    int r = 0;
-    for (; r < rows; r += 2) {
+    for (int r = 0; r < rows; r += 2) {
         int pair = r + 1 < rows;
         const uint8_t *w0 = w + (size_t)r * ldw, *w1 = pair ? w0 + ldw : w0;
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-        __m512i idx = halves;
-        for (int p = 0; p < np; p++) {
-            if (p % 8 == 0) {
-                int g = p / 8;
-                __m512 dx = _mm512_maskz_loadu_ps(group_mask(nb, g), xd + 16 * g);
-                s0 = _mm512_mul_ps(q8_group_scales(w0, nb, g), dx);
-                s1 = _mm512_mul_ps(q8_group_scales(w1, nb, g), dx);
-                idx = halves;
+        for (int g = 0; g < ng; g++) {
+            const char *pf = (const char *)w0 + ahead + 2 * t2_q8_0_group_offset(g);
+            PF1(pf + 1024);
+            __m512i i0 = corr[g], i1 = corr[g];
+            for (int u = 0; u < 8; u++) {
+                PF2(pf + 128 * u);
+                __m512i xv = _mm512_load_si512((const void *)(xil + T2_Q8_0_GROUP_X * g + 64 * u));
+                i0 = _mm512_dpbusd_epi32(i0, q8_group_load(w0, nb, g, u), xv);
+                i1 = _mm512_dpbusd_epi32(i1, q8_group_load(w1, nb, g, u), xv);
             }
-            __m512i xv = _mm512_loadu_si512((const void *)(xq + 64 * p));
-            /* the pair takes 136 bytes per step: three lines, or every
-             * 17th line would be missed */
-            PF2(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p);
-            PF1(w0 + ahead + 4 * T2_Q8_0_BYTES * (size_t)p + 128);
-            __m512i d0 = _mm512_dpbusd_epi32(corr[p], q8_pair_quants(w0, p), xv);
-            __m512i d1 = _mm512_dpbusd_epi32(corr[p], q8_pair_quants(w1, p), xv);
-            a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s0), _mm512_cvtepi32_ps(d0), a0);
-            a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s1), _mm512_cvtepi32_ps(d1), a1);
-            idx = _mm512_add_epi32(idx, two);
+            __m512 dx = _mm512_maskz_loadu_ps(group_mask(nb, g), xd + T2_Q8_0_GROUP * g);
+            a0 = _mm512_fmadd_ps(_mm512_mul_ps(q8_group_scales(w0, nb, g), dx),
+                                 _mm512_cvtepi32_ps(i0), a0);
+            a1 = _mm512_fmadd_ps(_mm512_mul_ps(q8_group_scales(w1, nb, g), dx),
+                                 _mm512_cvtepi32_ps(i1), a1);
         }
-        y[r] = _mm512_reduce_add_ps(a0);
+        y[r] = (add ? y[r] : 0.0f) + _mm512_reduce_add_ps(a0);
         if (pair)
-            y[r + 1] = _mm512_reduce_add_ps(a1);
+            y[r + 1] = (add ? y[r + 1] : 0.0f) + _mm512_reduce_add_ps(a1);
     }
 }
 
-/* Several rows of X (a batched decode step) against Q8_0 weights, an
- * even number of blocks: the one-row loop's arithmetic, with what depends
- * on X alone (the -128 * sum(x) corrections and each pair's x scales)
- * computed once per call for up to 4 rows of X, and the weights' top-bit
- * flip and scales once per pair of blocks for all of them, so each row of
- * X costs one VNNI product, a multiply, a conversion and an FMA per 64
- * weights. */
-INLINE void q8_0_rows_nx(const uint8_t *w, size_t ldw, int rows, int np, const int8_t *xq,
-                         size_t ldx, const __m512i (*corr)[FAST_COLS / 64],
-                         const __m512 (*dxv)[FAST_COLS / 64], const int nx, float *y, size_t ldy)
+/* One weight row against several rows of X (a batched decode step): each
+ * group's 8 weight loads are kept in registers and multiplied with every
+ * row of X, so each row of X costs 8 VNNI products, a conversion, a
+ * multiply and an FMA per 512 weights. */
+INLINE void q8_0_row_nx(const uint8_t *wr, size_t ldw, int nb, const int8_t *xil, size_t ldx,
+                        const __m512i *corr, int ng, const float *xd, int ldd, const int nx,
+                        int add, float *y, size_t ldy)
 {
-    const __m512i halves = pair_halves();
-    const __m512i two = _mm512_set1_epi32(2);
-    int nb = 2 * np;
-    size_t ahead = prefetch_ahead(ldw);
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *wr = w + (size_t)r * ldw;
-        __m512 acc[MAX_NX];
-        for (int i = 0; i < nx; i++)
-            acc[i] = _mm512_setzero_ps();
-        __m512 sg = _mm512_setzero_ps();
-        __m512i idx = halves;
-        for (int p = 0; p < np; p++) {
-            if (p % 8 == 0) {
-                sg = q8_group_scales(wr, nb, p / 8);
-                idx = halves;
-            }
-            /* one row per pass: whole rows at least 4 KiB ahead */
-            PF2(wr + ahead / 2 + 2 * T2_Q8_0_BYTES * (size_t)p);
-            __m512 dw = _mm512_permutexvar_ps(idx, sg);
-            idx = _mm512_add_epi32(idx, two);
-            __m512i qw = q8_pair_quants(wr, p);
-            for (int i = 0; i < nx; i++) {
-                __m512i xv =
-                    _mm512_loadu_si512((const void *)(xq + (size_t)i * ldx + 64 * (size_t)p));
-                __m512i sum = _mm512_dpbusd_epi32(corr[i][p], qw, xv);
-                acc[i] =
-                    _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv[i][p]), _mm512_cvtepi32_ps(sum), acc[i]);
-            }
+    /* whole rows >= 4 KiB ahead: the same groups of a later row */
+    const char *pf = (const char *)wr + prefetch_ahead(ldw) / 2;
+    __m512 acc[MAX_NX];
+    for (int i = 0; i < nx; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m512i wv[8];
+        for (int u = 0; u < 8; u++) {
+            PF1(pf + t2_q8_0_group_offset(g) + 64 * u);
+            wv[u] = q8_group_load(wr, nb, g, u);
         }
-        for (int i = 0; i < nx; i++)
-            y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[i]);
-    }
-}
-
-/* Each pair's two x scales spread over lanes 0-7 and 8-15. */
-INLINE void q8_x_pair_scales(const float *xd, int np, __m512 *dx)
-{
-    const __m512i halves = pair_halves();
-    for (int p = 0; p < np; p++)
-        dx[p] = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(
-                                                  _mm_loadu_si64((const void *)(xd + 2 * p)))));
-}
-
-TARGET static void q8_0_avx512_multi(const uint8_t *w, size_t ldw, int rows, int cols,
-                                     const int8_t *xq, const float *xd, int n, float *y, size_t ldy)
-{
-    __m512i corr[MAX_NX][FAST_COLS / 64];
-    __m512 dxv[MAX_NX][FAST_COLS / 64];
-    int np = cols / 64, nb = cols / T2_Q8_0_BLOCK;
-    for (int i0 = 0; i0 < n; i0 += MAX_NX) {
-        int nx = n - i0 < MAX_NX ? n - i0 : MAX_NX;
-        const int8_t *x0 = xq + (size_t)i0 * (size_t)cols;
+        PF1(pf + t2_q8_0_group_offset(g) + 512);
+        __m512 sw = q8_group_scales(wr, nb, g);
+        __mmask16 m = group_mask(nb, g);
         for (int i = 0; i < nx; i++) {
-            q8_x_corr(x0 + (size_t)i * (size_t)cols, np, corr[i]);
-            q8_x_pair_scales(xd + (size_t)(i0 + i) * (size_t)nb, np, dxv[i]);
-        }
-        float *yi = y + (size_t)i0 * ldy;
-        switch (nx) { /* constant nx: the accumulators stay in registers */
-        case 1: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 1, yi, ldy); break;
-        case 2: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 2, yi, ldy); break;
-        case 3: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 3, yi, ldy); break;
-        default: q8_0_rows_nx(w, ldw, rows, np, x0, (size_t)cols, corr, dxv, 4, yi, ldy); break;
+            const int8_t *xg = xil + (size_t)i * ldx + T2_Q8_0_GROUP_X * (size_t)g;
+            __m512i sum = corr[(size_t)i * (size_t)ng + (size_t)g];
+            for (int u = 0; u < 8; u++)
+                sum =
+                    _mm512_dpbusd_epi32(sum, wv[u], _mm512_load_si512((const void *)(xg + 64 * u)));
+            __m512 dx = _mm512_maskz_loadu_ps(m, xd + (size_t)i * (size_t)ldd + T2_Q8_0_GROUP * g);
+            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(sw, dx), _mm512_cvtepi32_ps(sum), acc[i]);
         }
     }
+    for (int i = 0; i < nx; i++) {
+        float *yo = y + (size_t)i * ldy;
+        *yo = (add ? *yo : 0.0f) + _mm512_reduce_add_ps(acc[i]);
+    }
 }
+
+T2_DEFINE_Q8_SLICED(q8_0_sliced, __m512i, q8_x_corr, q8_0_rows_1, q8_0_row_nx)
 
 TARGET static void q8_0_avx512(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
                                const float *xd, int n, float *y, size_t ldy)
 {
-    int nb = cols / T2_Q8_0_BLOCK;
-    if (n == 1 && nb % 2 == 0 && cols <= FAST_COLS) {
-        q8_0_avx512_1(w, ldw, rows, cols, xq, xd, y);
-        return;
-    }
-    if (nb % 2 == 0 && cols <= FAST_COLS) {
-        q8_0_avx512_multi(w, ldw, rows, cols, xq, xd, n, y, ldy);
-        return;
-    }
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *wr = w + (size_t)r * ldw;
-        for (int i = 0; i < n; i += MAX_NX) {
-            int nx = n - i < MAX_NX ? n - i : MAX_NX;
-            const int8_t *qi = xq + (size_t)i * (size_t)cols;
-            const float *di = xd + (size_t)i * (size_t)nb;
-            float *yi = y + (size_t)i * ldy + r;
-            switch (nx) {
-            case 1: row_q8_0(wr, nb, qi, di, cols, 1, yi, ldy); break;
-            case 2: row_q8_0(wr, nb, qi, di, cols, 2, yi, ldy); break;
-            case 3: row_q8_0(wr, nb, qi, di, cols, 3, yi, ldy); break;
-            default: row_q8_0(wr, nb, qi, di, cols, 4, yi, ldy); break;
-            }
-        }
-    }
+    q8_0_sliced(w, ldw, rows, cols, xq, xd, n, y, ldy);
 }
 
 /* t2_q8_act_quantize 16 values at a time, with the same result: the

@@ -43,12 +43,13 @@ static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const 
     int nb = cols / T2_Q8_0_BLOCK;
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * ldw;
+        int8_t qw[T2_Q8_0_BLOCK];
         for (int i = 0; i < n; i++) {
             const int8_t *qx = xq + (size_t)i * (size_t)cols;
             const float *dx = xd + (size_t)i * (size_t)nb;
             float s = 0.0f;
             for (int b = 0; b < nb; b++) {
-                const int8_t *qw = t2_q8_0_row_quants(wr, b);
+                t2_q8_0_row_get(wr, nb, b, qw);
                 int32_t isum = 0;
                 for (int k = 0; k < T2_Q8_0_BLOCK; k++)
                     isum += (int32_t)qw[k] * (int32_t)qx[b * T2_Q8_0_BLOCK + k];

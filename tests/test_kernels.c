@@ -101,7 +101,8 @@ static void reference(const mat *m, const float *x, const t2_q8_act *xq, int n, 
             if (m->w.type == T2_W_Q8_0) {
                 const uint8_t *row = m->bytes + (size_t)r * m->w.stride;
                 for (int b = 0; b < nb; b++) {
-                    const int8_t *qw = t2_q8_0_row_quants(row, b);
+                    int8_t qw[32];
+                    t2_q8_0_row_get(row, nb, b, qw);
                     long isum = 0, iabs = 0;
                     for (int k = 0; k < 32; k++) {
                         long p = (long)qw[k] * xq->q[(size_t)i * cols + (size_t)b * 32 + (size_t)k];
@@ -182,7 +183,8 @@ static void check_variant(const t2_kernels *k, t2_wtype type, int rows, int cols
 static void check_all_shapes(const t2_kernels *k)
 {
     static const int rows[] = {1, 5, 33};
-    static const int cols_q8[] = {32, 64, 96, 960, 2560};
+    /* Q8_0: groups of 16 blocks, the last one 1, 2, 3, 14, 15 or 16 blocks */
+    static const int cols_q8[] = {32, 64, 96, 544, 960, 1504, 2560};
     static const int cols_f[] = {1, 15, 17, 40, 64, 960, 1000};
     static const int ns[] = {1, 2, 3, 4, 5, 8, 16};
     for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
@@ -194,6 +196,12 @@ static void check_all_shapes(const t2_kernels *k)
             for (size_t b = 0; b < sizeof cols_q8 / sizeof cols_q8[0]; b++)
                 check_variant(k, T2_W_Q8_0, rows[a], cols_q8[b], ns[c]);
         }
+    /* Q8_0: more than one pass of the vector kernels over x (64 KiB of
+     * interleaved x: 32 rows, or fewer rows of 65536 / n columns), the last
+     * slice ending in a short group */
+    check_variant(k, T2_W_Q8_0, 3, 65536 + 96, 1);
+    check_variant(k, T2_W_Q8_0, 3, 16384 + 3 * 512 + 96, 5);
+    check_variant(k, T2_W_Q8_0, 3, 960, 33);
 }
 
 /* T2_KERNELS picks the variant (this runs first: the choice is made once
@@ -285,6 +293,49 @@ static void test_act_quantize_variants(void **state)
     free(x);
 }
 
+/* The Q8_0 row layout as kernels.h documents it, byte for byte: groups of
+ * 16 blocks (here 16 + 3), quants interleaved by 4 and stored + 128, then
+ * the group's scales. */
+static void test_q8_0_row_layout(void **state)
+{
+    (void)state;
+    enum { NB = 19 };
+    uint8_t blocks[NB * T2_Q8_0_BYTES], row[NB * T2_Q8_0_BYTES];
+    for (int b = 0; b < NB; b++) {
+        uint8_t *blk = blocks + b * T2_Q8_0_BYTES;
+        blk[0] = (uint8_t)b, blk[1] = 0x3c;
+        for (int k = 0; k < 32; k++)
+            blk[2 + k] = (uint8_t)(int8_t)(b * 5 - k * 3);
+    }
+    memset(row, 0xee, sizeof row);
+    t2_q8_0_row_from_blocks(blocks, NB, row);
+    for (int b = 0; b < NB; b++) {
+        int g = b / 16, m = g == 0 ? 16 : 3, j = b % 16;
+        const uint8_t *grp = row + g * 16 * T2_Q8_0_BYTES;
+        for (int k = 0; k < 32; k++)
+            assert_int_equal(grp[4 * m * (k / 4) + 4 * j + k % 4],
+                             (uint8_t)(blocks[b * T2_Q8_0_BYTES + 2 + k] ^ 0x80));
+        assert_memory_equal(grp + 32 * m + 2 * j, blocks + b * T2_Q8_0_BYTES, 2);
+        assert_ptr_equal(t2_q8_0_row_scale(row, NB, b), grp + 32 * m + 2 * j);
+        int8_t q[32];
+        t2_q8_0_row_get(row, NB, b, q);
+        assert_memory_equal(q, blocks + b * T2_Q8_0_BYTES + 2, 32);
+    }
+    /* x in the same order, not offset, a short group's lanes zero */
+    int8_t xq[NB * 32], xil[2 * 512];
+    for (int i = 0; i < NB * 32; i++)
+        xq[i] = (int8_t)(i % 251 - 125);
+    t2_q8_0_x_interleave(xq, NB, xil);
+    for (int g = 0; g < 2; g++)
+        for (int u = 0; u < 8; u++)
+            for (int j = 0; j < 16; j++)
+                for (int k = 0; k < 4; k++) {
+                    int b = 16 * g + j;
+                    int8_t want = b < NB ? xq[32 * b + 4 * u + k] : 0;
+                    assert_int_equal(xil[512 * g + 64 * u + 4 * j + k], want);
+                }
+}
+
 static void test_wtype_names(void **state)
 {
     (void)state;
@@ -308,6 +359,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_forces_variant),
         cmocka_unit_test(test_wtype_names),
+        cmocka_unit_test(test_q8_0_row_layout),
         cmocka_unit_test(test_act_quantize_matches_ggml),
         cmocka_unit_test(test_act_quantize_variants),
         cmocka_unit_test(test_scalar),
