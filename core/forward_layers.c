@@ -181,10 +181,16 @@ static t2_wmat f32_mat(const float *w, int rows, int cols)
     return (t2_wmat){T2_W_F32, w, rows, cols, (size_t)cols * sizeof(float)};
 }
 
-/* A factor as the kernels read it: its bf16 copy when there is one. */
-static t2_wmat factor_mat(const float *w, const uint16_t *w16, int rows, int cols)
+/* A factor as a product with n rows of X reads it: its bf16 copy, if
+ * any, for decode-sized products (half the bytes, and decode is bound by
+ * them); float32 for prefill, which sgemm takes directly (a bf16 copy
+ * would first be widened block by block: a q8_0 smollm2-360m's prefill of
+ * a never-seen mixture, 64 tokens, ran 1.93x the base's instead of
+ * 1.11x). */
+static t2_wmat factor_mat(const float *w, const uint16_t *w16, int rows, int cols, int n)
 {
-    return w16 ? (t2_wmat){T2_W_BF16, w16, rows, cols, (size_t)cols * sizeof(uint16_t)}
+    return w16 && n <= T2_KERNEL_ROWS
+               ? (t2_wmat){T2_W_BF16, w16, rows, cols, (size_t)cols * sizeof(uint16_t)}
                : f32_mat(w, rows, cols);
 }
 
@@ -196,12 +202,19 @@ static const t2_factor *view_of(const t2_layer *L, int kind)
     return f ? f : L->mix && L->mix[kind].s ? &L->mix[kind] : NULL;
 }
 
-/* Bytes one product reads for the weights behind a group key. */
-static size_t key_bytes(const t2_ctx *c, const t2_layer *L, int kind)
+/* Bytes of U and Vt as a product with n rows of X reads them (factor_mat). */
+static size_t factor_bytes(const t2_factor *f, int n)
+{
+    size_t each = f->u_bf16 && n <= T2_KERNEL_ROWS ? 2 : sizeof(float);
+    return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * each;
+}
+
+/* Bytes one product (n rows of X) reads for the weights behind a group key. */
+static size_t key_bytes(const t2_ctx *c, const t2_layer *L, int kind, int n)
 {
     const t2_factor *f = factor_of(L, kind);
     if (f)
-        return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * (f->u_bf16 ? 2 : sizeof(float));
+        return factor_bytes(f, n);
     t2_wmat w = t2_layer_wmat(L, &c->m->cfg, kind);
     return (size_t)w.rows * w.stride;
 }
@@ -226,10 +239,9 @@ static bool share_factors(const t2_ctx *c, const t2_row *rows, int layer, int ki
         for (int p = 0; p < t && !seen; p++)
             seen = group_key(c, &rows[p].layers[layer], kind) == key;
         if (!seen)
-            dense += key_bytes(c, L, kind);
+            dense += key_bytes(c, L, kind, n);
     }
-    return dense >
-           ((size_t)f0->m + (size_t)f0->n) * (size_t)f0->r * (f0->u_bf16 ? 2 : sizeof(float));
+    return dense > factor_bytes(f0, n);
 }
 
 /* y[t] for the rows `idx` (all with the same key, or with views on the
@@ -244,9 +256,9 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
         matmul(c, y, x, &w, bias_of(first, kind), n);
         return;
     }
-    /* bf16 factors for a bf16 model, float32 otherwise */
-    t2_wmat vt = factor_mat(f->vt, f->vt_bf16, f->r, f->n),
-            u = factor_mat(f->u, f->u_bf16, f->m, f->r);
+    /* bf16 factors for a bf16 or q8_0 model, float32 for f32 */
+    t2_wmat vt = factor_mat(f->vt, f->vt_bf16, f->r, f->n, n),
+            u = factor_mat(f->u, f->u_bf16, f->m, f->r, n);
     const float *s[T2_CHUNK];
     for (int t = 0; t < n; t++)
         s[t] = view_of(&L[t][layer], kind)->s;
@@ -339,8 +351,8 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
         if (rows[t].layers != rows[0].layers)
             return false;
     float *tg = c->fact_tmp, *tu = c->fact_tmp + c->fact_half;
-    t2_wmat gvt = factor_mat(g->vt, g->vt_bf16, g->r, g->n),
-            uvt = factor_mat(u->vt, u->vt_bf16, u->r, u->n);
+    t2_wmat gvt = factor_mat(g->vt, g->vt_bf16, g->r, g->n, n),
+            uvt = factor_mat(u->vt, u->vt_bf16, u->r, u->n, n);
     const float *sg[T2_CHUNK], *su[T2_CHUNK];
     for (int t = 0; t < n; t++) {
         sg[t] = g->s;
@@ -350,8 +362,8 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
                      .s = {sg, su},
                      .n_parts = 2};
     t2_pool_run(c->pool, scaled_worker, &sj);
-    t2_wmat gu = factor_mat(g->u, g->u_bf16, g->m, g->r),
-            uu = factor_mat(u->u, u->u_bf16, u->m, u->r);
+    t2_wmat gu = factor_mat(g->u, g->u_bf16, g->m, g->r, n),
+            uu = factor_mat(u->u, u->u_bf16, u->m, u->r, n);
     fused_job f = {.n_parts = 2, .total = 2 * g->m, .swiglu = true};
     f.part[0] = (matmul_job){c, c->gate, tg, NULL, &gu, n};
     f.part[1] = (matmul_job){c, c->up, tu, NULL, &uu, n};

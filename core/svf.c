@@ -150,7 +150,7 @@ static uint16_t *to_bf16(const float *src, size_t n)
 
 int t2_svf_format_copies(t2_svf *s, const t2_model *m, t2_err *err)
 {
-    if (m->wtype != T2_W_BF16)
+    if (m->wtype == T2_W_F32)
         return 0;
     for (size_t i = 0; i < s->n; i++) {
         t2_svf_matrix *mat = &s->mats[i];

@@ -38,8 +38,8 @@ typedef struct t2_svf_matrix {
     float *s;       /* [r], descending */
     float *vt;      /* [r][n] row-major */
     double s_sum;   /* sum of s */
-    /* for a bf16 model: U and Vt rounded to bf16, which factored products
-     * read (half the bytes); the f32 ones still build materialised sets */
+    /* for a bf16 or q8_0 model: U and Vt rounded to bf16, which factored
+     * products read (half the bytes); the f32 ones build materialised sets */
     uint16_t *u_bf16, *vt_bf16;
 } t2_svf_matrix;
 
