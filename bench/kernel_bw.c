@@ -59,16 +59,14 @@ double t2_bench_kernel_gbs(t2_pool *pool, void *a, size_t bytes, t2_wtype type, 
     size_t row_bytes = t2_wtype_row_bytes(type, COLS);
     int rows = (int)(bytes / row_bytes);
     float *x = malloc(COLS * sizeof *x), *y = malloc((size_t)rows * sizeof *y);
-    int8_t *q = malloc(COLS);
-    float *d = malloc(COLS / T2_Q8_0_BLOCK * sizeof *d);
-    if (!x || !y || !q || !d || rows == 0) {
-        free(x), free(y), free(q), free(d);
+    t2_q8_act xq = {NULL, NULL, NULL};
+    if (!x || !y || t2_q8_act_alloc(&xq, 1, COLS) != 0 || rows == 0) {
+        free(x), free(y), t2_q8_act_free(&xq);
         return -1;
     }
     fill(a, (size_t)rows, row_bytes, type);
     for (int i = 0; i < COLS; i++)
         x[i] = 1.0f / (float)(i + 1);
-    t2_q8_act xq = {q, d};
     t2_q8_act_quantize(x, 1, COLS, &xq);
     t2_wmat w = {type, a, rows, COLS, row_bytes};
     kjob j = {t2_kernels_get(), &w, x, &xq, y};
@@ -81,6 +79,6 @@ double t2_bench_kernel_gbs(t2_pool *pool, void *a, size_t bytes, t2_wtype type, 
         best = gbs > best ? gbs : best;
     }
     kernel_sink = y[0];
-    free(x), free(y), free(q), free(d);
+    free(x), free(y), t2_q8_act_free(&xq);
     return best;
 }

@@ -103,11 +103,10 @@ int t2_bench_kernels(bool json, t2_err *err)
     }
     int rows_out = big.w[N_FORMATS - 1].rows; /* the most: q8_0's */
     float *x = malloc(16 * COLS * sizeof *x), *y = malloc((size_t)16 * rows_out * sizeof *y);
-    int8_t *q = malloc(16 * COLS);
-    float *d = malloc(16 * COLS / 32 * sizeof *d);
+    t2_q8_act xq = {NULL, NULL, NULL};
     int rc = -1;
     json_t *out = json_object(), *list = json_array();
-    if (!x || !y || !q || !d || !out || !list) {
+    if (!x || !y || t2_q8_act_alloc(&xq, 16, COLS) != 0 || !out || !list) {
         t2_err_set(err, "out of memory");
         goto done;
     }
@@ -138,7 +137,6 @@ int t2_bench_kernels(bool json, t2_err *err)
         const t2_kernels *kern = t2_kernels_variant(variants[v]);
         if (!kern)
             continue;
-        t2_q8_act xq = {q, d};
         kern->q8_act(x, 16, COLS, &xq);
         for (int f = 0; f < N_FORMATS; f++)
             /* the scalar reference only in cache: out of it, one call of 16
@@ -179,8 +177,7 @@ done:
     json_decref(out);
     free(x);
     free(y);
-    free(q);
-    free(d);
+    t2_q8_act_free(&xq);
     kmat_free(&cached);
     kmat_free(&big);
     return rc;

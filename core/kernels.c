@@ -106,13 +106,45 @@ const t2_kernels *t2_kernels_get(void)
 
 /* ---- helpers ---- */
 
+size_t t2_q8_act_row_bytes(int cols)
+{
+    int nb = cols / T2_Q8_0_BLOCK;
+    return (size_t)((nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP) * T2_Q8_0_GROUP_X;
+}
+
+int t2_q8_act_alloc(t2_q8_act *a, int n, int cols)
+{
+    size_t nb = (size_t)n * (size_t)(cols / T2_Q8_0_BLOCK) + 1;
+    size_t qb = (size_t)n * t2_q8_act_row_bytes(cols);
+    a->q = aligned_alloc(64, (qb + 63) / 64 * 64 + 64);
+    a->d = malloc(nb * sizeof *a->d);
+    a->sum = malloc(nb * sizeof *a->sum);
+    if (!a->q || !a->d || !a->sum) {
+        t2_q8_act_free(a);
+        return -1;
+    }
+    return 0;
+}
+
+void t2_q8_act_free(t2_q8_act *a)
+{
+    free(a->q);
+    free(a->d);
+    free(a->sum);
+    a->q = NULL, a->d = NULL, a->sum = NULL;
+}
+
 void t2_q8_act_quantize(const float *x, int n, int cols, t2_q8_act *out)
 {
     int nb = cols / T2_Q8_0_BLOCK;
+    size_t ldq = t2_q8_act_row_bytes(cols);
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * (size_t)cols;
-        int8_t *q = out->q + (size_t)i * (size_t)cols;
+        int8_t *q = out->q + (size_t)i * ldq;
         float *d = out->d + (size_t)i * (size_t)nb;
+        int32_t *sum = out->sum + (size_t)i * (size_t)nb;
+        if (nb % T2_Q8_0_GROUP) /* the short last group's missing lanes */
+            memset(q + ldq - T2_Q8_0_GROUP_X, 0, T2_Q8_0_GROUP_X);
         for (int b = 0; b < nb; b++) {
             const float *v = xr + b * T2_Q8_0_BLOCK;
             float amax = 0.0f;
@@ -121,8 +153,12 @@ void t2_q8_act_quantize(const float *x, int n, int cols, t2_q8_act *out)
             float db = amax / 127.0f;
             float id = db != 0.0f ? 1.0f / db : 0.0f;
             d[b] = t2_f16_to_f32(t2_f32_to_f16(db)); /* the block stores d as f16 */
-            for (int k = 0; k < T2_Q8_0_BLOCK; k++)
-                q[b * T2_Q8_0_BLOCK + k] = (int8_t)roundf(v[k] * id);
+            sum[b] = 0;
+            for (int k = 0; k < T2_Q8_0_BLOCK; k++) {
+                int8_t qk = (int8_t)roundf(v[k] * id);
+                q[t2_q8_0_x_offset(b, k)] = qk;
+                sum[b] += qk;
+            }
         }
     }
 }
@@ -142,7 +178,7 @@ void t2_wmat_mul(const t2_kernels *k, const t2_wmat *w, int r0, int r1, const fl
                 ldy);
         break;
     case T2_W_Q8_0:
-        k->q8_0((const uint8_t *)base, w->stride, r1 - r0, w->cols, xq->q, xq->d, n, y + r0, ldy);
+        k->q8_0((const uint8_t *)base, w->stride, r1 - r0, w->cols, xq, n, y + r0, ldy);
         break;
     }
 }
@@ -180,11 +216,11 @@ static size_t q8_0_quad_offset(int nb, int b, int u)
 
 void t2_q8_0_row_get(const uint8_t *row, int nb, int b, int8_t *q)
 {
-    for (int u = 0; u < T2_Q8_0_BLOCK / 4; u++) {
-        const uint8_t *p = row + q8_0_quad_offset(nb, b, u);
+    const uint8_t *p = row + q8_0_quad_offset(nb, b, 0);
+    size_t step = 4 * (size_t)t2_q8_0_group_blocks(nb, b / T2_Q8_0_GROUP);
+    for (int u = 0; u < T2_Q8_0_BLOCK / 4; u++, p += step)
         for (int k = 0; k < 4; k++)
             q[4 * u + k] = (int8_t)(p[k] ^ 0x80u);
-    }
 }
 
 void t2_q8_0_row_put(uint8_t *row, int nb, int b, const uint8_t *blk)
@@ -201,15 +237,4 @@ void t2_q8_0_row_from_blocks(const uint8_t *blocks, int nb, uint8_t *row)
 {
     for (int b = 0; b < nb; b++)
         t2_q8_0_row_put(row, nb, b, blocks + (size_t)b * T2_Q8_0_BYTES);
-}
-
-void t2_q8_0_x_interleave(const int8_t *xq, int nb, int8_t *out)
-{
-    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
-    memset(out, 0, (size_t)ng * T2_Q8_0_GROUP_X);
-    for (int b = 0; b < nb; b++) {
-        int8_t *g = out + (size_t)(b / T2_Q8_0_GROUP) * T2_Q8_0_GROUP_X + 4 * (b % T2_Q8_0_GROUP);
-        for (int u = 0; u < T2_Q8_0_BLOCK / 4; u++)
-            memcpy(g + 64 * u, xq + (size_t)b * T2_Q8_0_BLOCK + 4 * u, 4);
-    }
 }

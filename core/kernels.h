@@ -49,12 +49,23 @@ int t2_wtype_parse(const char *s, t2_wtype *t, t2_err *err);
 /* Bytes of one row of cols values (cols % 32 == 0 for Q8_0). */
 size_t t2_wtype_row_bytes(t2_wtype t, int cols);
 
-/* Activations quantised for Q8_0 products: per row of X, cols int8 and
- * cols/32 scales (f16-rounded, as llama.cpp's q8_0 blocks carry them). */
+/* Activations quantised for Q8_0 products, per row of X: its cols / 32
+ * blocks' int8 values in the weights' group order (t2_q8_0_x_offset; a
+ * row takes t2_q8_act_row_bytes(cols), a short last group's other lanes
+ * zero), the blocks' scales (f16-rounded, as llama.cpp's q8_0 blocks
+ * carry them) and each block's sum of values (for the kernels that
+ * multiply the weights as q + 128). Quantised once per product, read by
+ * every worker. */
 typedef struct t2_q8_act {
-    int8_t *q; /* [n][cols] */
-    float *d;  /* [n][cols/32] */
+    int8_t *q;    /* [n][t2_q8_act_row_bytes(cols)] */
+    float *d;     /* [n][cols / 32] */
+    int32_t *sum; /* [n][cols / 32] */
 } t2_q8_act;
+
+/* Room for n rows of cols (all three arrays, q 64-byte aligned), freed
+ * by t2_q8_act_free. -1 on out of memory. */
+int t2_q8_act_alloc(t2_q8_act *a, int n, int cols);
+void t2_q8_act_free(t2_q8_act *a);
 
 /* The kernels of one variant. x / xq hold n rows of `cols`; y[i] starts at
  * y + i * ldy; w rows are ldw bytes apart. */
@@ -64,8 +75,8 @@ typedef struct t2_kernels {
                 size_t ldy);
     void (*bf16)(const uint16_t *w, size_t ldw, int rows, int cols, const float *x, int n, float *y,
                  size_t ldy);
-    void (*q8_0)(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
-                 const float *xd, int n, float *y, size_t ldy);
+    void (*q8_0)(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x, int n,
+                 float *y, size_t ldy);
     /* quantises X for q8_0: the same result as t2_q8_act_quantize */
     void (*q8_act)(const float *x, int n, int cols, t2_q8_act *out);
 } t2_kernels;
@@ -103,14 +114,20 @@ void t2_q8_0_row_get(const uint8_t *row, int nb, int b, int8_t *q);
 void t2_q8_0_row_put(uint8_t *row, int nb, int b, const uint8_t *blk);
 /* One row of GGUF Q8_0 blocks (nb of them) into the row layout above. */
 void t2_q8_0_row_from_blocks(const uint8_t *blocks, int nb, uint8_t *row);
-/* A row of quantised x (nb blocks of 32 int8) in the weights' group order
- * (not offset by 128), each group 512 bytes (T2_Q8_0_GROUP_X), lanes past
- * a short last group zero: the 4 bytes at 512 g + 64 u + 4 j are x's
- * values 4u..4u+3 of block 16 g + j. */
+/* Quantised x in the weights' group order (not offset by 128): each
+ * group of 16 blocks takes 512 bytes (T2_Q8_0_GROUP_X), and value k of
+ * block b is at t2_q8_0_x_offset(b, k): the 4 bytes at 512 g + 64 u + 4 j
+ * are values 4u..4u+3 of block 16 g + j, as the weights' quants. */
 #define T2_Q8_0_GROUP_X (T2_Q8_0_GROUP * T2_Q8_0_BLOCK)
-void t2_q8_0_x_interleave(const int8_t *xq, int nb, int8_t *out);
+static inline size_t t2_q8_0_x_offset(int b, int k)
+{
+    return (size_t)(b / T2_Q8_0_GROUP) * T2_Q8_0_GROUP_X + (size_t)(64 * (k / 4)) +
+           (size_t)(4 * (b % T2_Q8_0_GROUP) + k % 4);
+}
+size_t t2_q8_act_row_bytes(int cols);
 
-/* Quantises n rows of x (cols % 32 == 0) as ggml's quantize_row_q8_0. */
+/* Quantises n rows of x (cols % 32 == 0) as ggml's quantize_row_q8_0
+ * (the values and scales), in the layout of t2_q8_act. */
 void t2_q8_act_quantize(const float *x, int n, int cols, t2_q8_act *out);
 
 /* Rows [r0, r1) of Y = X·Wᵀ into y + r0 (row i of Y at y + i * ldy).

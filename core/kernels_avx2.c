@@ -137,15 +137,15 @@ INLINE __m256i lanes(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
 }
 
-/* One weight row against nx rows of x (interleaved, t2_q8_0_x_interleave),
- * one group of 16 blocks at a time as two halves of 8 (lane j = block j):
+/* One weight row against nx rows of x (kernels_q8.h), one group of 16
+ * blocks at a time as two halves of 8 (lane j = block j):
  * per half, the int32 sums of the group's 8 loads accumulate exactly, and
  * are scaled once. A short last group loads only its blocks' lanes. */
-INLINE void row_q8_0(const uint8_t *wr, size_t ldw, int nb, const int8_t *xil, size_t ldx,
-                     const char *state, int ng, const float *xd, int ldd, const int nx, int add,
-                     float *y, size_t ldy)
+INLINE void row_q8_0(const uint8_t *wr, size_t ldw, int nb, const int8_t *xq, size_t ldq,
+                     const int32_t *xsum, const float *xd, const int nx, float *y, size_t ldy)
 {
-    (void)ldw, (void)state; /* no prefetch, no per-x state */
+    (void)ldw, (void)xsum; /* no prefetch; the weights go back to signed */
+    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
     __m256 acc[MAX_NX];
     for (int i = 0; i < MAX_NX; i++)
         acc[i] = _mm256_setzero_ps();
@@ -163,7 +163,7 @@ INLINE void row_q8_0(const uint8_t *wr, size_t ldw, int nb, const int8_t *xil, s
             __m256i whi = full ? _mm256_loadu_si256((const __m256i *)(const void *)(p + 8))
                                : _mm256_maskload_epi32(p + 8, hi);
             for (int i = 0; i < nx; i++) {
-                const int8_t *xg = xil + (size_t)i * ldx + (size_t)g * T2_Q8_0_GROUP_X + 64 * u;
+                const int8_t *xg = xq + (size_t)i * ldq + (size_t)g * T2_Q8_0_GROUP_X + 64 * u;
                 slo[i] = _mm256_add_epi32(
                     slo[i], dot_i8(wlo, _mm256_loadu_si256((const __m256i *)(const void *)xg)));
                 shi[i] = _mm256_add_epi32(
@@ -176,37 +176,29 @@ INLINE void row_q8_0(const uint8_t *wr, size_t ldw, int nb, const int8_t *xil, s
         __m256 dlo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)sc));
         __m256 dhi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(sc + 8)));
         for (int i = 0; i < nx; i++) {
-            const float *dx = xd + (size_t)i * (size_t)ldd + T2_Q8_0_GROUP * g;
+            const float *dx = xd + (size_t)i * (size_t)nb + T2_Q8_0_GROUP * g;
             __m256 xlo = _mm256_maskload_ps(dx, lo), xhi = _mm256_maskload_ps(dx + 8, hi);
             acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, xlo), _mm256_cvtepi32_ps(slo[i]), acc[i]);
             acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dhi, xhi), _mm256_cvtepi32_ps(shi[i]), acc[i]);
         }
     }
-    for (int i = 0; i < nx; i++) {
-        float *yo = y + (size_t)i * ldy;
-        *yo = (add ? *yo : 0.0f) + hsum256(acc[i]);
-    }
+    for (int i = 0; i < nx; i++)
+        y[(size_t)i * ldy] = hsum256(acc[i]);
 }
 
-INLINE void no_x_state(const int8_t *xil, int ng, char *state)
+INLINE void rows_q8_0(const uint8_t *w, size_t ldw, int rows, int nb, const int8_t *xq,
+                      const int32_t *xsum, const float *xd, float *y)
 {
-    (void)xil, (void)ng, (void)state;
-}
-
-INLINE void rows_q8_0(const uint8_t *w, size_t ldw, int rows, int nb, const int8_t *xil,
-                      const char *state, const float *xd, int add, float *y)
-{
-    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
     for (int r = 0; r < rows; r++)
-        row_q8_0(w + (size_t)r * ldw, ldw, nb, xil, 0, state, ng, xd, nb, 1, add, y + r, 1);
+        row_q8_0(w + (size_t)r * ldw, ldw, nb, xq, 0, xsum, xd, 1, y + r, 1);
 }
 
-T2_DEFINE_Q8_SLICED(q8_0_sliced, char, no_x_state, rows_q8_0, row_q8_0)
+T2_DEFINE_Q8_ROWS(q8_0_rows, rows_q8_0, row_q8_0)
 
-TARGET static void q8_0_avx2(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
-                             const float *xd, int n, float *y, size_t ldy)
+TARGET static void q8_0_avx2(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x,
+                             int n, float *y, size_t ldy)
 {
-    q8_0_sliced(w, ldw, rows, cols, xq, xd, n, y, ldy);
+    q8_0_rows(w, ldw, rows, cols, x, n, y, ldy);
 }
 
 const t2_kernels t2_kernels_avx2 = {"avx2", f32_avx2, bf16_avx2, q8_0_avx2, t2_q8_act_quantize};

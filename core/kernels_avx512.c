@@ -8,6 +8,7 @@
  * lose the "exact to float rounding" guarantee; decode is bound by memory,
  * not by these multiplies. */
 #include <immintrin.h>
+#include <string.h>
 
 #include "dtype.h"
 #include "kernels.h"
@@ -257,29 +258,22 @@ INLINE __m512i q8_group_load(const uint8_t *row, int nb, int g, int u)
                               : _mm512_maskz_loadu_epi32(group_mask(nb, g), p);
 }
 
-/* What the Q8_0 loops need of one row of X: its interleaved copy (xil,
- * see t2_q8_0_x_interleave) and per group corr[g] = -128 * (sum of each
- * block's x), the start of the VNNI sums of the weights stored as q + 128,
- * so that the int32 sums come out exact (q x). */
-INLINE void q8_x_corr(const int8_t *xil, int ng, __m512i *corr)
+/* Group g's -128 * (each block's sum of x): the start of the VNNI sums
+ * of the weights stored as q + 128, so that the int32 sums come out as
+ * the exact sums of q x. */
+INLINE __m512i q8_x_corr(const int32_t *xsum, int nb, int g)
 {
-    const __m512i top = _mm512_set1_epi8((char)0x80);
-    for (int g = 0; g < ng; g++) {
-        __m512i c = _mm512_setzero_si512();
-        for (int u = 0; u < 8; u++)
-            c = _mm512_dpbusd_epi32(
-                c, top, _mm512_load_si512((const void *)(xil + T2_Q8_0_GROUP_X * g + 64 * u)));
-        corr[g] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
-    }
+    __m512i s = _mm512_maskz_loadu_epi32(group_mask(nb, g), xsum + T2_Q8_0_GROUP * g);
+    return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 7));
 }
 
 /* One row of X against Q8_0 weights, two weight rows per pass. Per group
  * of 16 blocks and row: 8 VNNI products of 64 weights (lane j sums block
- * j, exactly, starting from corr), one conversion and one FMA with the
- * weight scales times the x scales. The next rows are prefetched (the
- * pair takes 1088 bytes per group: 17 lines). */
-TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, const int8_t *xil,
-                               const __m512i *corr, const float *xd, int add, float *y)
+ * j, exactly, starting from the correction), one conversion and one FMA
+ * with the weight scales times the x scales. The next rows are
+ * prefetched (the pair takes 1088 bytes per group: 17 lines). */
+TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, const int8_t *xq,
+                               const int32_t *xsum, const float *xd, float *y)
 {
     int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
     size_t ahead = prefetch_ahead(ldw);
@@ -290,10 +284,10 @@ TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, c
         for (int g = 0; g < ng; g++) {
             const char *pf = (const char *)w0 + ahead + 2 * t2_q8_0_group_offset(g);
             PF1(pf + 1024);
-            __m512i i0 = corr[g], i1 = corr[g];
+            __m512i i0 = q8_x_corr(xsum, nb, g), i1 = i0;
             for (int u = 0; u < 8; u++) {
                 PF2(pf + 128 * u);
-                __m512i xv = _mm512_load_si512((const void *)(xil + T2_Q8_0_GROUP_X * g + 64 * u));
+                __m512i xv = _mm512_load_si512((const void *)(xq + T2_Q8_0_GROUP_X * g + 64 * u));
                 i0 = _mm512_dpbusd_epi32(i0, q8_group_load(w0, nb, g, u), xv);
                 i1 = _mm512_dpbusd_epi32(i1, q8_group_load(w1, nb, g, u), xv);
             }
@@ -303,9 +297,9 @@ TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, c
             a1 = _mm512_fmadd_ps(_mm512_mul_ps(q8_group_scales(w1, nb, g), dx),
                                  _mm512_cvtepi32_ps(i1), a1);
         }
-        y[r] = (add ? y[r] : 0.0f) + _mm512_reduce_add_ps(a0);
+        y[r] = _mm512_reduce_add_ps(a0);
         if (pair)
-            y[r + 1] = (add ? y[r + 1] : 0.0f) + _mm512_reduce_add_ps(a1);
+            y[r + 1] = _mm512_reduce_add_ps(a1);
     }
 }
 
@@ -313,12 +307,12 @@ TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, c
  * group's 8 weight loads are kept in registers and multiplied with every
  * row of X, so each row of X costs 8 VNNI products, a conversion, a
  * multiply and an FMA per 512 weights. */
-INLINE void q8_0_row_nx(const uint8_t *wr, size_t ldw, int nb, const int8_t *xil, size_t ldx,
-                        const __m512i *corr, int ng, const float *xd, int ldd, const int nx,
-                        int add, float *y, size_t ldy)
+INLINE void q8_0_row_nx(const uint8_t *wr, size_t ldw, int nb, const int8_t *xq, size_t ldq,
+                        const int32_t *xsum, const float *xd, const int nx, float *y, size_t ldy)
 {
     /* whole rows >= 4 KiB ahead: the same groups of a later row */
     const char *pf = (const char *)wr + prefetch_ahead(ldw) / 2;
+    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
     __m512 acc[MAX_NX];
     for (int i = 0; i < nx; i++)
         acc[i] = _mm512_setzero_ps();
@@ -332,43 +326,48 @@ INLINE void q8_0_row_nx(const uint8_t *wr, size_t ldw, int nb, const int8_t *xil
         __m512 sw = q8_group_scales(wr, nb, g);
         __mmask16 m = group_mask(nb, g);
         for (int i = 0; i < nx; i++) {
-            const int8_t *xg = xil + (size_t)i * ldx + T2_Q8_0_GROUP_X * (size_t)g;
-            __m512i sum = corr[(size_t)i * (size_t)ng + (size_t)g];
+            const int8_t *xg = xq + (size_t)i * ldq + T2_Q8_0_GROUP_X * (size_t)g;
+            __m512i sum = q8_x_corr(xsum + (size_t)i * (size_t)nb, nb, g);
             for (int u = 0; u < 8; u++)
                 sum =
                     _mm512_dpbusd_epi32(sum, wv[u], _mm512_load_si512((const void *)(xg + 64 * u)));
-            __m512 dx = _mm512_maskz_loadu_ps(m, xd + (size_t)i * (size_t)ldd + T2_Q8_0_GROUP * g);
+            __m512 dx = _mm512_maskz_loadu_ps(m, xd + (size_t)i * (size_t)nb + T2_Q8_0_GROUP * g);
             acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(sw, dx), _mm512_cvtepi32_ps(sum), acc[i]);
         }
     }
-    for (int i = 0; i < nx; i++) {
-        float *yo = y + (size_t)i * ldy;
-        *yo = (add ? *yo : 0.0f) + _mm512_reduce_add_ps(acc[i]);
-    }
+    for (int i = 0; i < nx; i++)
+        y[(size_t)i * ldy] = _mm512_reduce_add_ps(acc[i]);
 }
 
-T2_DEFINE_Q8_SLICED(q8_0_sliced, __m512i, q8_x_corr, q8_0_rows_1, q8_0_row_nx)
+T2_DEFINE_Q8_ROWS(q8_0_rows, q8_0_rows_1, q8_0_row_nx)
 
-TARGET static void q8_0_avx512(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
-                               const float *xd, int n, float *y, size_t ldy)
+TARGET static void q8_0_avx512(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x,
+                               int n, float *y, size_t ldy)
 {
-    q8_0_sliced(w, ldw, rows, cols, xq, xd, n, y, ldy);
+    q8_0_rows(w, ldw, rows, cols, x, n, y, ldy);
 }
 
 /* t2_q8_act_quantize 16 values at a time, with the same result: the
  * block maximum of |x|, d and 1/d computed as there (scalar), and
  * roundf (half away from zero) as truncation plus one where the dropped
- * fraction is >= 0.5 (exact: x - trunc(x) has no rounding error). */
+ * fraction is >= 0.5 (exact: x - trunc(x) has no rounding error). Each
+ * 4 values go to their place in the group order (t2_q8_0_x_offset). */
 TARGET static void q8_act_avx512(const float *x, int n, int cols, t2_q8_act *out)
 {
     int nb = cols / T2_Q8_0_BLOCK;
+    size_t ldq = t2_q8_act_row_bytes(cols);
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * (size_t)cols;
-        int8_t *q = out->q + (size_t)i * (size_t)cols;
+        int8_t *q = out->q + (size_t)i * ldq;
         float *d = out->d + (size_t)i * (size_t)nb;
+        int32_t *sum = out->sum + (size_t)i * (size_t)nb;
+        if (nb % T2_Q8_0_GROUP) /* the short last group's missing lanes */
+            memset(q + ldq - T2_Q8_0_GROUP_X, 0, T2_Q8_0_GROUP_X);
         for (int b = 0; b < nb; b++) {
+            int8_t *qb = q + t2_q8_0_x_offset(b, 0);
+            __m512i s = _mm512_setzero_si512();
             __m512 v0 = _mm512_loadu_ps(xr + 32 * b), v1 = _mm512_loadu_ps(xr + 32 * b + 16);
             float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
             float db = amax / 127.0f;
@@ -383,9 +382,16 @@ TARGET static void q8_act_avx512(const float *x, int n, int cols, t2_q8_act *out
                 __m512 s1 = _mm512_castsi512_ps(_mm512_or_si512(
                     _mm512_and_si512(_mm512_castps_si512(p[h]), sign), _mm512_castps_si512(one)));
                 t = _mm512_mask_add_ps(t, up, t, s1);
-                _mm_storeu_si128((__m128i *)(void *)(q + 32 * b + 16 * h),
-                                 _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t)));
+                __m512i ti = _mm512_cvttps_epi32(t);
+                s = _mm512_add_epi32(s, ti);
+                __m128i q16 = _mm512_cvtepi32_epi8(ti);
+                /* values 16h + 4v.. of the block: 64 (4h + v) bytes on */
+                _mm_storeu_si32(qb + 64 * (4 * h + 0), q16);
+                _mm_storeu_si32(qb + 64 * (4 * h + 1), _mm_srli_si128(q16, 4));
+                _mm_storeu_si32(qb + 64 * (4 * h + 2), _mm_srli_si128(q16, 8));
+                _mm_storeu_si32(qb + 64 * (4 * h + 3), _mm_srli_si128(q16, 12));
             }
+            sum[b] = _mm512_reduce_add_epi32(s);
         }
     }
 }

@@ -37,26 +37,27 @@ static void bf16_scalar(const uint16_t *w, size_t ldw, int rows, int cols, const
 
 /* As ggml's q8_0 x q8_0 dot: an exact integer sum per block, times the
  * two blocks' scales, accumulated in float. */
-static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const int8_t *xq,
-                        const float *xd, int n, float *y, size_t ldy)
+static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x, int n,
+                        float *y, size_t ldy)
 {
     int nb = cols / T2_Q8_0_BLOCK;
+    size_t ldq = t2_q8_act_row_bytes(cols);
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * ldw;
-        int8_t qw[T2_Q8_0_BLOCK];
-        for (int i = 0; i < n; i++) {
-            const int8_t *qx = xq + (size_t)i * (size_t)cols;
-            const float *dx = xd + (size_t)i * (size_t)nb;
-            float s = 0.0f;
-            for (int b = 0; b < nb; b++) {
-                t2_q8_0_row_get(wr, nb, b, qw);
+        for (int i = 0; i < n; i++)
+            y[(size_t)i * ldy + (size_t)r] = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            int8_t qw[T2_Q8_0_BLOCK];
+            t2_q8_0_row_get(wr, nb, b, qw);
+            float dw = t2_f16_to_f32(t2_load_u16(t2_q8_0_row_scale(wr, nb, b)));
+            for (int i = 0; i < n; i++) {
+                const int8_t *qx = x->q + (size_t)i * ldq + t2_q8_0_x_offset(b, 0);
                 int32_t isum = 0;
-                for (int k = 0; k < T2_Q8_0_BLOCK; k++)
-                    isum += (int32_t)qw[k] * (int32_t)qx[b * T2_Q8_0_BLOCK + k];
-                float dw = t2_f16_to_f32(t2_load_u16(t2_q8_0_row_scale(wr, nb, b)));
-                s += (float)isum * (dw * dx[b]);
+                for (int u = 0; u < T2_Q8_0_BLOCK / 4; u++) /* t2_q8_0_x_offset(b, 4u + k) */
+                    for (int k = 0; k < 4; k++)
+                        isum += (int32_t)qw[4 * u + k] * (int32_t)qx[64 * u + k];
+                y[(size_t)i * ldy + (size_t)r] += (float)isum * (dw * x->d[(size_t)i * nb + b]);
             }
-            y[(size_t)i * ldy + (size_t)r] = s;
         }
     }
 }

@@ -105,7 +105,9 @@ static void reference(const mat *m, const float *x, const t2_q8_act *xq, int n, 
                     t2_q8_0_row_get(row, nb, b, qw);
                     long isum = 0, iabs = 0;
                     for (int k = 0; k < 32; k++) {
-                        long p = (long)qw[k] * xq->q[(size_t)i * cols + (size_t)b * 32 + (size_t)k];
+                        long p =
+                            (long)qw[k] *
+                            xq->q[(size_t)i * t2_q8_act_row_bytes(cols) + t2_q8_0_x_offset(b, k)];
                         isum += p;
                         iabs += labs(p);
                     }
@@ -131,12 +133,9 @@ static void check_variant(const t2_kernels *k, t2_wtype type, int rows, int cols
     mat m;
     make_mat(&m, type, rows, cols, type == T2_W_Q8_0 ? 34 : 12);
     float *x = rand_x(n, cols);
-    t2_q8_act xq = {NULL, NULL};
+    t2_q8_act xq = {NULL, NULL, NULL};
     if (type == T2_W_Q8_0) {
-        xq.q = malloc((size_t)n * (size_t)cols);
-        xq.d = malloc((size_t)n * (size_t)(cols / 32) * sizeof(float));
-        assert_non_null(xq.q);
-        assert_non_null(xq.d);
+        assert_int_equal(t2_q8_act_alloc(&xq, n, cols), 0);
         t2_q8_act_quantize(x, n, cols, &xq);
     }
     size_t ldy = (size_t)rows + 3, ny = (size_t)n * ldy;
@@ -175,8 +174,7 @@ static void check_variant(const t2_kernels *k, t2_wtype type, int rows, int cols
     free(exact);
     free(scale);
     free(x);
-    free(xq.q);
-    free(xq.d);
+    t2_q8_act_free(&xq);
     free_mat(&m);
 }
 
@@ -240,56 +238,85 @@ static void test_avx512(void **state)
     check_all_shapes(k);
 }
 
-/* The activations are quantised exactly as ggml quantises a Q8_0 row. */
+/* The activations are quantised exactly as ggml quantises a Q8_0 row:
+ * the same values (in the weights' group order, t2_q8_0_x_offset: the 4
+ * bytes at 512 g + 64 u + 4 j are values 4u..4u+3 of block 16 g + j), the
+ * same scales, and each block's sum; a short last group's other lanes 0. */
 static void test_act_quantize_matches_ggml(void **state)
 {
     (void)state;
-    enum { N = 3, COLS = 96 };
+    enum { N = 3, COLS = 608, NB = COLS / 32 }; /* 19 blocks: groups of 16 + 3 */
     float *x = rand_x(N, COLS);
     x[5] = 0.0f;
     for (int k = 32; k < 64; k++) /* an all-zero block: d = 0 */
         x[k] = 0.0f;
-    int8_t q[N * COLS];
-    float d[N * COLS / 32];
-    t2_q8_act a = {q, d};
+    t2_q8_act a = {NULL, NULL, NULL};
+    assert_int_equal(t2_q8_act_alloc(&a, N, COLS), 0);
+    assert_int_equal(t2_q8_act_row_bytes(COLS), 2 * 512);
+    memset(a.q, 0x55, N * 2 * 512);
     t2_q8_act_quantize(x, N, COLS, &a);
-    uint8_t blocks[N * COLS / 32 * T2_Q8_0_BYTES];
+    uint8_t blocks[N * NB * T2_Q8_0_BYTES];
     t2_q8_0_quantize(x, blocks, N * COLS);
-    for (int b = 0; b < N * COLS / 32; b++) {
-        const uint8_t *blk = blocks + b * T2_Q8_0_BYTES;
-        assert_true(d[b] == t2_f16_to_f32(t2_load_u16(blk)));
-        assert_memory_equal(q + b * 32, blk + 2, 32);
+    for (int i = 0; i < N; i++) {
+        const int8_t *q = a.q + i * 2 * 512;
+        for (int g = 0; g < 2; g++)
+            for (int u = 0; u < 8; u++)
+                for (int j = 0; j < 16; j++)
+                    for (int k = 0; k < 4; k++) {
+                        int b = 16 * g + j;
+                        int8_t want = 0;
+                        if (b < NB)
+                            want = (int8_t)blocks[(i * NB + b) * T2_Q8_0_BYTES + 2 + 4 * u + k];
+                        assert_int_equal(q[512 * g + 64 * u + 4 * j + k], want);
+                        if (b < NB)
+                            assert_int_equal(t2_q8_0_x_offset(b, 4 * u + k),
+                                             512 * g + 64 * u + 4 * j + k);
+                    }
+        for (int b = 0; b < NB; b++) {
+            const uint8_t *blk = blocks + (i * NB + b) * T2_Q8_0_BYTES;
+            assert_true(a.d[i * NB + b] == t2_f16_to_f32(t2_load_u16(blk)));
+            int32_t sum = 0;
+            for (int k = 0; k < 32; k++)
+                sum += (int8_t)blk[2 + k];
+            assert_int_equal(a.sum[i * NB + b], sum);
+        }
     }
-    assert_true(d[1] == 0.0f);
+    assert_true(a.d[1] == 0.0f);
+    assert_int_equal(a.sum[1], 0);
+    t2_q8_act_free(&a);
     free(x);
 }
 
 /* Every variant's activation quantisation equals the reference, bit for
- * bit, ties of the rounding included. */
+ * bit, ties of the rounding and the zero lanes included. */
 static void test_act_quantize_variants(void **state)
 {
     (void)state;
-    enum { N = 4, COLS = 960 };
+    enum { N = 4, COLS = 960, NB = COLS / 32, LDQ = 2 * 512 };
     float *x = rand_x(N, COLS);
     for (int k = 0; k < 31; k++) /* d = 0.5: x / d hits every tie k + 0.5 */
         x[k] = ((float)k - 16.0f) * 0.25f;
     x[31] = 63.5f;
     for (int k = 64; k < 96; k++)
         x[k] = 0.0f;
-    int8_t q[N * COLS], qr[N * COLS];
-    float d[N * COLS / 32], dr[N * COLS / 32];
-    t2_q8_act a = {q, d}, ar = {qr, dr};
+    t2_q8_act a = {NULL, NULL, NULL}, ar = {NULL, NULL, NULL};
+    assert_int_equal(t2_q8_act_alloc(&a, N, COLS), 0);
+    assert_int_equal(t2_q8_act_alloc(&ar, N, COLS), 0);
     t2_q8_act_quantize(x, N, COLS, &ar);
     static const char *const names[] = {"scalar", "avx2", "avx512"};
     for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
         const t2_kernels *k = t2_kernels_variant(names[v]);
         if (!k)
             continue;
-        memset(q, 0x55, sizeof q);
+        memset(a.q, 0x55, N * LDQ);
+        memset(a.sum, 0x55, N * NB * sizeof *a.sum);
         k->q8_act(x, N, COLS, &a);
-        assert_memory_equal(q, qr, sizeof q);
-        assert_memory_equal(d, dr, sizeof d);
+        assert_memory_equal(a.q, ar.q, N * LDQ);
+        assert_memory_equal(a.d, ar.d, N * NB * sizeof *a.d);
+        assert_memory_equal(a.sum, ar.sum, N * NB * sizeof *a.sum);
     }
+    t2_q8_act_free(&a);
+    t2_q8_act_free(&ar);
     free(x);
 }
 
@@ -321,19 +348,6 @@ static void test_q8_0_row_layout(void **state)
         t2_q8_0_row_get(row, NB, b, q);
         assert_memory_equal(q, blocks + b * T2_Q8_0_BYTES + 2, 32);
     }
-    /* x in the same order, not offset, a short group's lanes zero */
-    int8_t xq[NB * 32], xil[2 * 512];
-    for (int i = 0; i < NB * 32; i++)
-        xq[i] = (int8_t)(i % 251 - 125);
-    t2_q8_0_x_interleave(xq, NB, xil);
-    for (int g = 0; g < 2; g++)
-        for (int u = 0; u < 8; u++)
-            for (int j = 0; j < 16; j++)
-                for (int k = 0; k < 4; k++) {
-                    int b = 16 * g + j;
-                    int8_t want = b < NB ? xq[32 * b + 4 * u + k] : 0;
-                    assert_int_equal(xil[512 * g + 64 * u + 4 * j + k], want);
-                }
 }
 
 static void test_wtype_names(void **state)
