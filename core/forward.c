@@ -85,15 +85,17 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     c->gather_y = alloc_floats(T2_CHUNK * max_dim);
     c->hist = malloc((size_t)n_ctx * sizeof *c->hist);
     c->kern = t2_kernels_get();
-    int xq_failed = t2_q8_act_alloc(&c->xq, T2_KERNEL_ROWS, (int)max_dim);
+    /* a q8_0 model's prefill quantises a whole chunk (matmul_q8_blocks) */
+    c->xq_rows = m->wtype == T2_W_Q8_0 ? T2_CHUNK : T2_KERNEL_ROWS;
+    int xq_failed = t2_q8_act_alloc(&c->xq, c->xq_rows, (int)max_dim);
     /* about 256 KB of rows per block: stays in L2 while sgemm reads it */
     c->deq_floats = max_r * 16 > 65536 ? max_r * 16 : 65536;
     if (m->wtype != T2_W_F32)
         c->deq = alloc_floats((size_t)t2_pool_size(pool) * c->deq_floats);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att ||
         !c->gate || !c->up || !c->rope_cos || !c->rope_sin || !c->inv_freq || !c->scores ||
-        !c->logits || !c->fact_tmp || !c->gather_x || !c->gather_y || xq_failed ||
-        !c->hist || (m->wtype != T2_W_F32 && !c->deq)) {
+        !c->logits || !c->fact_tmp || !c->gather_x || !c->gather_y || xq_failed || !c->hist ||
+        (m->wtype != T2_W_F32 && !c->deq)) {
         t2_ctx_free(c);
         return t2_err_set(err, "out of memory for a context of %d tokens", n_ctx);
     }

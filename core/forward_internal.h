@@ -31,7 +31,8 @@ struct t2_ctx {
     size_t fact_half;           /* floats in one half of fact_tmp */
     float *gather_x, *gather_y; /* [T2_CHUNK][max dim] for mixed-weight batches */
     const t2_kernels *kern;     /* the kernel variant in use */
-    t2_q8_act xq;               /* X quantised for Q8_0 products: [T2_KERNEL_ROWS][max dim] */
+    t2_q8_act xq;               /* X quantised for Q8_0 products: [xq_rows][max dim] */
+    int xq_rows;                /* T2_CHUNK for a q8_0 model (prefill too), else T2_KERNEL_ROWS */
     float *deq;                 /* [n_threads][deq_floats]: dequantised weight rows */
     size_t deq_floats;
     float *logits_all; /* grows for all_logits requests */

@@ -125,6 +125,13 @@ static inline size_t t2_q8_0_x_offset(int b, int k)
            (size_t)(4 * (b % T2_Q8_0_GROUP) + k % 4);
 }
 size_t t2_q8_act_row_bytes(int cols);
+/* Rows i0.. of a quantised X of cols columns, as a t2_q8_act of its own. */
+static inline t2_q8_act t2_q8_act_rows(const t2_q8_act *a, int cols, int i0)
+{
+    size_t nb = (size_t)(cols / T2_Q8_0_BLOCK);
+    return (t2_q8_act){a->q + (size_t)i0 * t2_q8_act_row_bytes(cols), a->d + (size_t)i0 * nb,
+                       a->sum + (size_t)i0 * nb};
+}
 
 /* Quantises n rows of x (cols % 32 == 0) as ggml's quantize_row_q8_0
  * (the values and scales), in the layout of t2_q8_act. */
