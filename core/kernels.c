@@ -108,15 +108,14 @@ const t2_kernels *t2_kernels_get(void)
 
 size_t t2_q8_act_row_bytes(int cols)
 {
-    int nb = cols / T2_Q8_0_BLOCK;
-    return (size_t)((nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP) * T2_Q8_0_GROUP_X;
+    return (size_t)t2_q8_0_groups(cols / T2_Q8_0_BLOCK) * T2_Q8_0_GROUP_X;
 }
 
 int t2_q8_act_alloc(t2_q8_act *a, int n, int cols)
 {
     size_t nb = (size_t)n * (size_t)(cols / T2_Q8_0_BLOCK) + 1;
     size_t qb = (size_t)n * t2_q8_act_row_bytes(cols);
-    a->q = aligned_alloc(64, (qb + 63) / 64 * 64 + 64);
+    a->q = aligned_alloc(64, qb + 64); /* qb is whole 512-byte groups; + 64: never 0 */
     a->d = malloc(nb * sizeof *a->d);
     a->sum = malloc(nb * sizeof *a->sum);
     if (!a->q || !a->d || !a->sum) {

@@ -89,10 +89,15 @@ const t2_kernels *t2_kernels_get(void);
  * else NULL (for tests and benchmarks). */
 const t2_kernels *t2_kernels_variant(const char *name);
 
-/* The Q8_0 row layout's groups (see t2_wmat): group g of a row of nb
- * blocks starts at t2_q8_0_group_offset(g) and has t2_q8_0_group_blocks
- * blocks; block b's scale is at t2_q8_0_row_scale. */
+/* The Q8_0 row layout's groups (see t2_wmat): a row of nb blocks has
+ * t2_q8_0_groups(nb) groups; group g starts at t2_q8_0_group_offset(g)
+ * and has t2_q8_0_group_blocks blocks; block b's scale is at
+ * t2_q8_0_row_scale. */
 #define T2_Q8_0_GROUP 16
+static inline int t2_q8_0_groups(int nb)
+{
+    return (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
+}
 static inline size_t t2_q8_0_group_offset(int g)
 {
     return (size_t)g * T2_Q8_0_GROUP * T2_Q8_0_BYTES;

@@ -145,7 +145,7 @@ INLINE void row_q8_0(const uint8_t *wr, size_t ldw, int nb, const int8_t *xq, si
                      const int32_t *xsum, const float *xd, const int nx, float *y, size_t ldy)
 {
     (void)ldw, (void)xsum; /* no prefetch; the weights go back to signed */
-    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
+    int ng = t2_q8_0_groups(nb);
     __m256 acc[MAX_NX];
     for (int i = 0; i < MAX_NX; i++)
         acc[i] = _mm256_setzero_ps();

@@ -275,7 +275,7 @@ INLINE __m512i q8_x_corr(const int32_t *xsum, int nb, int g)
 TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, const int8_t *xq,
                                const int32_t *xsum, const float *xd, float *y)
 {
-    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
+    int ng = t2_q8_0_groups(nb);
     size_t ahead = prefetch_ahead(ldw);
     for (int r = 0; r < rows; r += 2) {
         int pair = r + 1 < rows;
@@ -312,7 +312,7 @@ INLINE void q8_0_row_nx(const uint8_t *wr, size_t ldw, int nb, const int8_t *xq,
 {
     /* whole rows >= 4 KiB ahead: the same groups of a later row */
     const char *pf = (const char *)wr + prefetch_ahead(ldw) / 2;
-    int ng = (nb + T2_Q8_0_GROUP - 1) / T2_Q8_0_GROUP;
+    int ng = t2_q8_0_groups(nb);
     __m512 acc[MAX_NX];
     for (int i = 0; i < nx; i++)
         acc[i] = _mm512_setzero_ps();
