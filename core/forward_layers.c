@@ -234,9 +234,15 @@ static t2_wmat f32_mat(const float *w, int rows, int cols)
  * would first be widened block by block: a q8_0 smollm2-360m's prefill of
  * a never-seen mixture, 64 tokens, ran 1.93x the base's instead of
  * 1.11x). */
+static bool reads_bf16_factor(const uint16_t *w16, int n)
+{
+    return w16 && n <= T2_KERNEL_ROWS;
+}
+
+/* A factor (f32 w, bf16 copy w16 or NULL) as that product reads it. */
 static t2_wmat factor_mat(const float *w, const uint16_t *w16, int rows, int cols, int n)
 {
-    return w16 && n <= T2_KERNEL_ROWS
+    return reads_bf16_factor(w16, n)
                ? (t2_wmat){T2_W_BF16, w16, rows, cols, (size_t)cols * sizeof(uint16_t)}
                : f32_mat(w, rows, cols);
 }
@@ -252,7 +258,7 @@ static const t2_factor *view_of(const t2_layer *L, int kind)
 /* Bytes of U and Vt as a product with n rows of X reads them (factor_mat). */
 static size_t factor_bytes(const t2_factor *f, int n)
 {
-    size_t each = f->u_bf16 && n <= T2_KERNEL_ROWS ? 2 : sizeof(float);
+    size_t each = reads_bf16_factor(f->u_bf16, n) ? 2 : sizeof(float);
     return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * each;
 }
 
