@@ -25,8 +25,8 @@
 
 static const int row_counts[] = {1, 2, 4, 8, 16};
 #define N_COUNTS (int)(sizeof row_counts / sizeof row_counts[0])
-static const char *const variants[] = {"scalar", "avx2", "avx512"};
-#define N_VARIANTS 3
+static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+#define N_VARIANTS 4
 static const t2_wtype formats[] = {T2_W_F32, T2_W_BF16, T2_W_Q8_0};
 #define N_FORMATS 3
 
@@ -72,16 +72,20 @@ static int kmat_make(kmat *k, int rows, t2_err *err)
     return 0;
 }
 
-/* GMAC/s of one kernel call over the whole matrix with n rows of x. */
+/* GMAC/s of one kernel call over the whole matrix with n rows of x;
+ * with xb (bf16 weights only), the bf16 x bf16 kernel on x rounded. */
 static double time_kernel(const t2_kernels *kern, const t2_wmat *w, const float *x,
-                          const t2_q8_act *xq, int n, float *y)
+                          const t2_q8_act *xq, const uint16_t *xb, int n, float *y)
 {
     double best = 0.0;
     for (int t = 0; t < TIMINGS; t++) {
         double t0 = t2_now_ms() / 1e3, dt;
         long calls = 0;
         do {
-            t2_wmat_mul(kern, w, 0, w->rows, x, xq, n, y, (size_t)w->rows);
+            if (xb)
+                kern->bf16_x16(w->data, w->stride, w->rows, w->cols, xb, n, y, (size_t)w->rows);
+            else
+                t2_wmat_mul(kern, w, 0, w->rows, x, xq, n, y, (size_t)w->rows);
             calls++;
         } while ((dt = t2_now_ms() / 1e3 - t0) < MIN_SECONDS);
         double gmacs = (double)calls * w->rows * w->cols * n / dt * 1e-9;
@@ -103,16 +107,18 @@ int t2_bench_kernels(bool json, t2_err *err)
     }
     int rows_out = big.w[N_FORMATS - 1].rows; /* the most: q8_0's */
     float *x = malloc(16 * COLS * sizeof *x), *y = malloc((size_t)16 * rows_out * sizeof *y);
+    uint16_t *xb = malloc(16 * COLS * sizeof *xb);
     t2_q8_act xq = {NULL, NULL, NULL};
     int rc = -1;
     json_t *out = json_object(), *list = json_array();
-    if (!x || !y || t2_q8_act_alloc(&xq, 16, COLS) != 0 || !out || !list) {
+    if (!x || !y || !xb || t2_q8_act_alloc(&xq, 16, COLS) != 0 || !out || !list) {
         t2_err_set(err, "out of memory");
         goto done;
     }
     uint64_t s = 7;
     for (int i = 0; i < 16 * COLS; i++)
         x[i] = t2_bench_rnd(&s, 0.5f);
+    t2_bf16_round(x, 16 * COLS, xb);
     t2_pool *one = NULL;
     if (t2_pool_create(&one, 1, err) != 0)
         goto done;
@@ -128,7 +134,7 @@ int t2_bench_kernels(bool json, t2_err *err)
         printf("kernels on one core, %d columns; sgemm (OpenBLAS, one core) %.1f GFLOP/s = %.1f "
                "GMAC/s\n",
                COLS, sgemm, sgemm / 2);
-        printf("%-8s %-5s %-9s", "variant", "fmt", "matrix");
+        printf("%-10s %-5s %-9s", "variant", "fmt", "matrix");
         for (int c = 0; c < N_COUNTS; c++)
             printf("   n=%-2d GMAC/s", row_counts[c]);
         printf("\n");
@@ -138,20 +144,22 @@ int t2_bench_kernels(bool json, t2_err *err)
         if (!kern)
             continue;
         kern->q8_act(x, 16, COLS, &xq);
-        for (int f = 0; f < N_FORMATS; f++)
+        /* the formats, then bf16 weights times bf16 x ("bf16x") */
+        for (int f = 0; f <= N_FORMATS; f++)
             /* the scalar reference only in cache: out of it, one call of 16
              * rows takes a second and says nothing about the memory */
             for (int where = 0; where < (v == 0 ? 1 : 2); where++) {
-                const t2_wmat *w = where ? &big.w[f] : &cached.w[f];
-                json_t *row = json_pack("{s:s,s:s,s:s}", "variant", variants[v], "format",
-                                        t2_wtype_name(formats[f]), "matrix",
-                                        where ? "out_of_cache" : "cached");
+                bool x16 = f == N_FORMATS;
+                int wf = x16 ? 1 : f; /* formats[1]: bf16 */
+                const char *fmt = x16 ? "bf16x" : t2_wtype_name(formats[f]);
+                const t2_wmat *w = where ? &big.w[wf] : &cached.w[wf];
+                json_t *row = json_pack("{s:s,s:s,s:s}", "variant", variants[v], "format", fmt,
+                                        "matrix", where ? "out_of_cache" : "cached");
                 json_t *g = json_object();
                 if (!json)
-                    printf("%-8s %-5s %-9s", variants[v], t2_wtype_name(formats[f]),
-                           where ? "memory" : "cache");
+                    printf("%-10s %-5s %-9s", variants[v], fmt, where ? "memory" : "cache");
                 for (int c = 0; c < N_COUNTS; c++) {
-                    double r = time_kernel(kern, w, x, &xq, row_counts[c], y);
+                    double r = time_kernel(kern, w, x, &xq, x16 ? xb : NULL, row_counts[c], y);
                     char key[8];
                     snprintf(key, sizeof key, "%d", row_counts[c]);
                     json_object_set_new(g, key, json_real(r));
@@ -176,6 +184,7 @@ done:
     json_decref(list);
     json_decref(out);
     free(x);
+    free(xb);
     free(y);
     t2_q8_act_free(&xq);
     kmat_free(&cached);

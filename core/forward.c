@@ -88,6 +88,8 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     /* a q8_0 model's prefill quantises a whole chunk (matmul_q8_blocks) */
     c->xq_rows = m->wtype == T2_W_Q8_0 ? T2_CHUNK : T2_KERNEL_ROWS;
     int xq_failed = t2_q8_act_alloc(&c->xq, c->xq_rows, (int)max_dim);
+    if (m->wtype == T2_W_Q8_0)
+        c->xb = malloc(3 * c->fact_half * sizeof *c->xb);
     /* about 256 KB of rows per block: stays in L2 while sgemm reads it */
     c->deq_floats = max_r * 16 > 65536 ? max_r * 16 : 65536;
     if (m->wtype != T2_W_F32)
@@ -95,7 +97,7 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att ||
         !c->gate || !c->up || !c->rope_cos || !c->rope_sin || !c->inv_freq || !c->scores ||
         !c->logits || !c->fact_tmp || !c->gather_x || !c->gather_y || xq_failed || !c->hist ||
-        (m->wtype != T2_W_F32 && !c->deq)) {
+        (m->wtype != T2_W_F32 && !c->deq) || (m->wtype == T2_W_Q8_0 && !c->xb)) {
         t2_ctx_free(c);
         return t2_err_set(err, "out of memory for a context of %d tokens", n_ctx);
     }
@@ -130,6 +132,7 @@ void t2_ctx_free(t2_ctx *c)
     free(c->gather_x);
     free(c->gather_y);
     t2_q8_act_free(&c->xq);
+    free(c->xb);
     free(c->deq);
     free(c->logits_all);
     free(c->hist);

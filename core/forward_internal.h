@@ -33,7 +33,12 @@ struct t2_ctx {
     const t2_kernels *kern;     /* the kernel variant in use */
     t2_q8_act xq;               /* X quantised for Q8_0 products: [xq_rows][max dim] */
     int xq_rows;                /* T2_CHUNK for a q8_0 model (prefill too), else T2_KERNEL_ROWS */
-    float *deq;                 /* [n_threads][deq_floats]: dequantised weight rows */
+    /* a q8_0 model's factored products multiply bf16 U and Vt with X and
+     * Vt X rounded to bf16 (finer than the Q8_0 rounding its dense
+     * products give X): 3 x [fact_half], X then the two halves of
+     * fact_tmp; NULL for other models */
+    uint16_t *xb;
+    float *deq; /* [n_threads][deq_floats]: dequantised weight rows */
     size_t deq_floats;
     float *logits_all; /* grows for all_logits requests */
     size_t logits_all_cap;

@@ -17,6 +17,7 @@ typedef struct matmul_job {
     const float *x, *bias;
     const t2_wmat *w;
     int n;
+    const uint16_t *xb; /* X rounded to bf16, for bf16 w: the bf16 x bf16 kernel */
 } matmul_job;
 
 /* Rows [r0, r1) of a bf16/q8_0 product with many rows of X: blocks of W
@@ -53,13 +54,31 @@ static void matmul_q8_blocks(const matmul_job *j, int r0, int r1)
     }
 }
 
+/* Rows [r0, r1) of a bf16 product with X rounded to bf16: the kernel
+ * T2_KERNEL_ROWS rows of X at a time over this worker's weight rows (as
+ * matmul_q8_blocks: with AVX512-BF16 it multiplies at ~2x one core's
+ * sgemm rate, t2 bench --kernels). */
+static void matmul_x16_rows(const matmul_job *j, int r0, int r1)
+{
+    const t2_wmat *w = j->w;
+    const char *w0 = (const char *)w->data + (size_t)r0 * w->stride;
+    for (int i0 = 0; i0 < j->n; i0 += T2_KERNEL_ROWS) {
+        int cnt = j->n - i0 < T2_KERNEL_ROWS ? j->n - i0 : T2_KERNEL_ROWS;
+        j->c->kern->bf16_x16((const uint16_t *)(const void *)w0, w->stride, r1 - r0, w->cols,
+                             j->xb + (size_t)i0 * (size_t)w->cols, cnt,
+                             j->y + (size_t)i0 * (size_t)w->rows + r0, (size_t)w->rows);
+    }
+}
+
 /* Rows [r0, r1) of one product on this worker. */
 static void matmul_range(const matmul_job *j, int worker, int r0, int r1)
 {
     const t2_wmat *w = j->w;
     if (r0 >= r1)
         return;
-    if (j->n <= T2_KERNEL_ROWS)
+    if (j->xb)
+        matmul_x16_rows(j, r0, r1);
+    else if (j->n <= T2_KERNEL_ROWS)
         t2_wmat_mul(j->c->kern, w, r0, r1, j->x, &j->c->xq, j->n, j->y, (size_t)w->rows);
     else if (w->type == T2_W_Q8_0 && j->n <= j->c->xq_rows)
         matmul_q8_blocks(j, r0, r1);
@@ -111,11 +130,40 @@ static void quantize_x(t2_ctx *c, const float *x, int n, int cols)
     t2_pool_run(c->pool, quantize_worker, &q);
 }
 
+typedef struct round_job {
+    const float *x;
+    uint16_t *out;
+    size_t row;
+    int n;
+} round_job;
+
+static void round_worker(void *arg, int worker, int nw)
+{
+    const round_job *r = arg;
+    int i0, i1;
+    t2_pool_share(r->n, worker, nw, 1, &i0, &i1);
+    if (i0 < i1)
+        t2_bf16_round(r->x + (size_t)i0 * r->row, (size_t)(i1 - i0) * r->row,
+                      r->out + (size_t)i0 * r->row);
+}
+
+/* n rows of cols values of x rounded to bf16 into out (a prefill's many
+ * rows split over the pool). */
+static void round_x(t2_ctx *c, const float *x, int n, int cols, uint16_t *out)
+{
+    if (n <= T2_KERNEL_ROWS) {
+        t2_bf16_round(x, (size_t)n * (size_t)cols, out);
+        return;
+    }
+    round_job r = {x, out, (size_t)cols, n};
+    t2_pool_run(c->pool, round_worker, &r);
+}
+
 static void matmul(t2_ctx *c, float *y, const float *x, const t2_wmat *w, const float *bias, int n)
 {
     if (w->type == T2_W_Q8_0 && n <= c->xq_rows)
         quantize_x(c, x, n, w->cols);
-    matmul_job j = {c, y, x, bias, w, n};
+    matmul_job j = {c, y, x, bias, w, n, NULL};
     t2_pool_run(c->pool, matmul_worker, &j);
 }
 
@@ -168,10 +216,12 @@ static void fused_worker(void *arg, int worker, int nw)
 /* The first stage of factored products, T = X · Vtᵀ, with every row t of
  * T then scaled by that row's singular values s[t] (rows of a mixed batch
  * may scale the same Vt differently); the workers split the output
- * columns of all parts and scale their own. */
+ * columns of all parts and scale their own, and round them to bf16 into
+ * tb[part] where that is set (for the second stage's bf16 kernel). */
 typedef struct scaled_job {
     matmul_job part[2];
     const float *const *s[2]; /* [part][row of X] */
+    uint16_t *tb[2];
     int n_parts;
 } scaled_job;
 
@@ -193,6 +243,9 @@ static void scaled_worker(void *arg, int worker, int nw)
             const float *s = j->s[p][t];
             for (int i = b; i < e; i++)
                 y[i] *= s[i];
+            if (j->tb[p])
+                t2_bf16_round(y + b, (size_t)(e - b),
+                              j->tb[p] + (size_t)t * (size_t)m->w->rows + b);
         }
     }
 }
@@ -230,19 +283,21 @@ static t2_wmat f32_mat(const float *w, int rows, int cols)
 
 /* A factor as a product with n rows of X reads it: its bf16 copy, if
  * any, for decode-sized products (half the bytes, and decode is bound by
- * them); float32 for prefill, which sgemm takes directly (a bf16 copy
- * would first be widened block by block: a q8_0 smollm2-360m's prefill of
- * a never-seen mixture, 64 tokens, ran 1.93x the base's instead of
- * 1.11x). */
-static bool reads_bf16_factor(const uint16_t *w16, int n)
+ * them) and for every product of a q8_0 model (X rounded to bf16 too:
+ * the bf16 x bf16 kernel); a bf16 model's prefill reads float32, which
+ * sgemm takes directly (widening the bf16 copy block by block for sgemm
+ * made a q8_0 smollm2-360m's prefill of a never-seen mixture, 64
+ * tokens, 1.93x the base's instead of 1.11x). */
+static bool reads_bf16_factor(const t2_ctx *c, const uint16_t *w16, int n)
 {
-    return w16 && n <= T2_KERNEL_ROWS;
+    return w16 && (n <= T2_KERNEL_ROWS || c->xb);
 }
 
 /* A factor (f32 w, bf16 copy w16 or NULL) as that product reads it. */
-static t2_wmat factor_mat(const float *w, const uint16_t *w16, int rows, int cols, int n)
+static t2_wmat factor_mat(const t2_ctx *c, const float *w, const uint16_t *w16, int rows, int cols,
+                          int n)
 {
-    return reads_bf16_factor(w16, n)
+    return reads_bf16_factor(c, w16, n)
                ? (t2_wmat){T2_W_BF16, w16, rows, cols, (size_t)cols * sizeof(uint16_t)}
                : f32_mat(w, rows, cols);
 }
@@ -256,9 +311,9 @@ static const t2_factor *view_of(const t2_layer *L, int kind)
 }
 
 /* Bytes of U and Vt as a product with n rows of X reads them (factor_mat). */
-static size_t factor_bytes(const t2_factor *f, int n)
+static size_t factor_bytes(const t2_ctx *c, const t2_factor *f, int n)
 {
-    size_t each = reads_bf16_factor(f->u_bf16, n) ? 2 : sizeof(float);
+    size_t each = reads_bf16_factor(c, f->u_bf16, n) ? 2 : sizeof(float);
     return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * each;
 }
 
@@ -267,7 +322,7 @@ static size_t key_bytes(const t2_ctx *c, const t2_layer *L, int kind, int n)
 {
     const t2_factor *f = factor_of(L, kind);
     if (f)
-        return factor_bytes(f, n);
+        return factor_bytes(c, f, n);
     t2_wmat w = t2_layer_wmat(L, &c->m->cfg, kind);
     return (size_t)w.rows * w.stride;
 }
@@ -294,7 +349,7 @@ static bool share_factors(const t2_ctx *c, const t2_row *rows, int layer, int ki
         if (!seen)
             dense += key_bytes(c, L, kind, n);
     }
-    return dense > factor_bytes(f0, n);
+    return dense > factor_bytes(c, f0, n);
 }
 
 /* y[t] for the rows `idx` (all with the same key, or with views on the
@@ -310,14 +365,24 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
         return;
     }
     /* bf16 factors for a bf16 or q8_0 model, float32 for f32 */
-    t2_wmat vt = factor_mat(f->vt, f->vt_bf16, f->r, f->n, n),
-            u = factor_mat(f->u, f->u_bf16, f->m, f->r, n);
+    t2_wmat vt = factor_mat(c, f->vt, f->vt_bf16, f->r, f->n, n),
+            u = factor_mat(c, f->u, f->u_bf16, f->m, f->r, n);
     const float *s[T2_CHUNK];
     for (int t = 0; t < n; t++)
         s[t] = view_of(&L[t][layer], kind)->s;
-    scaled_job sj = {.part = {{c, c->fact_tmp, x, NULL, &vt, n}}, .s = {s}, .n_parts = 1};
+    /* a q8_0 model: X and T rounded to bf16 (c->xb) */
+    bool x16 = c->xb && vt.type == T2_W_BF16;
+    uint16_t *xb = x16 ? c->xb : NULL, *tb = x16 ? c->xb + c->fact_half : NULL;
+    if (x16)
+        round_x(c, x, n, f->n, xb);
+    scaled_job sj = {
+        .part = {{c, c->fact_tmp, x, NULL, &vt, n, xb}}, .s = {s}, .tb = {tb}, .n_parts = 1};
     t2_pool_run(c->pool, scaled_worker, &sj);
-    matmul(c, y, c->fact_tmp, &u, bias_of(first, kind), n);
+    matmul_job j = {c, y, c->fact_tmp, bias_of(first, kind), &u, n, tb};
+    if (x16)
+        t2_pool_run(c->pool, matmul_worker, &j);
+    else
+        matmul(c, y, c->fact_tmp, &u, j.bias, n);
 }
 
 /* Y = X · Wᵀ where row t uses rows[t].layers: rows are grouped by the
@@ -379,7 +444,7 @@ static bool fused_matmul(t2_ctx *c, const t2_row *rows, int layer, const int *ki
                 return false;
         w[p] = t2_layer_wmat(L, &c->m->cfg, kinds[p]);
         q8 = q8 || w[p].type == T2_W_Q8_0;
-        f.part[p] = (matmul_job){c, ys[p], x, bias_of(L, kinds[p]), &w[p], n};
+        f.part[p] = (matmul_job){c, ys[p], x, bias_of(L, kinds[p]), &w[p], n, NULL};
         f.total += w[p].rows;
     }
     if (swiglu && (n_parts != 2 || w[0].rows != w[1].rows))
@@ -390,36 +455,52 @@ static bool fused_matmul(t2_ctx *c, const t2_row *rows, int layer, const int *ki
     return true;
 }
 
-/* gate and up of one factored weight set (a single stream, or a batch on
- * one set) in two dispatches instead of four: both Vt products with their
- * scaling, then both U products with silu(gate) * up. False (nothing
- * done) when the rows do not share one factored set. */
+/* gate and up in their factored form in two dispatches instead of four:
+ * both Vt products with their scaling, then both U products with
+ * silu(gate) * up. For rows on one factored weight set (a single stream,
+ * or a batch on one set), or a mixed batch whose rows share U and Vt of
+ * both (share_factors; each row scales by its own s). False (nothing
+ * done) otherwise. */
 static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int n)
 {
     const t2_layer *L = &rows[0].layers[layer];
-    const t2_factor *g = factor_of(L, T2_WGATE), *u = factor_of(L, T2_WUP);
+    bool same = true;
+    for (int t = 1; t < n; t++)
+        same = same && rows[t].layers == rows[0].layers;
+    const t2_factor *g, *u;
+    if (same)
+        g = factor_of(L, T2_WGATE), u = factor_of(L, T2_WUP);
+    else if (share_factors(c, rows, layer, T2_WGATE, n) && share_factors(c, rows, layer, T2_WUP, n))
+        g = view_of(L, T2_WGATE), u = view_of(L, T2_WUP);
+    else
+        return false;
     if (!g || !u || g->m != u->m || g->r != u->r)
         return false;
-    for (int t = 1; t < n; t++)
-        if (rows[t].layers != rows[0].layers)
-            return false;
     float *tg = c->fact_tmp, *tu = c->fact_tmp + c->fact_half;
-    t2_wmat gvt = factor_mat(g->vt, g->vt_bf16, g->r, g->n, n),
-            uvt = factor_mat(u->vt, u->vt_bf16, u->r, u->n, n);
+    t2_wmat gvt = factor_mat(c, g->vt, g->vt_bf16, g->r, g->n, n),
+            uvt = factor_mat(c, u->vt, u->vt_bf16, u->r, u->n, n);
     const float *sg[T2_CHUNK], *su[T2_CHUNK];
-    for (int t = 0; t < n; t++) {
-        sg[t] = g->s;
-        su[t] = u->s;
+    for (int t = 0; t < n; t++) { /* view_of: the factors themselves for factored rows */
+        sg[t] = view_of(&rows[t].layers[layer], T2_WGATE)->s;
+        su[t] = view_of(&rows[t].layers[layer], T2_WUP)->s;
     }
-    scaled_job sj = {.part = {{c, tg, c->xn, NULL, &gvt, n}, {c, tu, c->xn, NULL, &uvt, n}},
+    /* a q8_0 model: X and both T rounded to bf16 (c->xb) */
+    bool x16 = c->xb && gvt.type == T2_W_BF16 && uvt.type == T2_W_BF16;
+    uint16_t *xb = NULL, *tgb = NULL, *tub = NULL;
+    if (x16) {
+        xb = c->xb, tgb = c->xb + c->fact_half, tub = c->xb + 2 * c->fact_half;
+        round_x(c, c->xn, n, g->n, xb);
+    }
+    scaled_job sj = {.part = {{c, tg, c->xn, NULL, &gvt, n, xb}, {c, tu, c->xn, NULL, &uvt, n, xb}},
                      .s = {sg, su},
+                     .tb = {tgb, tub},
                      .n_parts = 2};
     t2_pool_run(c->pool, scaled_worker, &sj);
-    t2_wmat gu = factor_mat(g->u, g->u_bf16, g->m, g->r, n),
-            uu = factor_mat(u->u, u->u_bf16, u->m, u->r, n);
+    t2_wmat gu = factor_mat(c, g->u, g->u_bf16, g->m, g->r, n),
+            uu = factor_mat(c, u->u, u->u_bf16, u->m, u->r, n);
     fused_job f = {.n_parts = 2, .total = 2 * g->m, .swiglu = true};
-    f.part[0] = (matmul_job){c, c->gate, tg, NULL, &gu, n};
-    f.part[1] = (matmul_job){c, c->up, tu, NULL, &uu, n};
+    f.part[0] = (matmul_job){c, c->gate, tg, NULL, &gu, n, tgb};
+    f.part[1] = (matmul_job){c, c->up, tu, NULL, &uu, n, tub};
     t2_pool_run(c->pool, fused_worker, &f);
     return true;
 }

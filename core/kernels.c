@@ -65,6 +65,13 @@ static int cpu_has_avx512(void)
            __builtin_cpu_supports("avx512vnni");
 }
 
+/* AVX512-BF16 from cpuid leaf 7, subleaf 1 (EAX bit 5) */
+static int cpu_has_avx512bf16(void)
+{
+    unsigned a, b, c, d;
+    return cpu_has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+
 const t2_kernels *t2_kernels_variant(const char *name)
 {
     if (!name)
@@ -75,6 +82,8 @@ const t2_kernels *t2_kernels_variant(const char *name)
         return cpu_has_avx2() ? &t2_kernels_avx2 : NULL;
     if (strcmp(name, "avx512") == 0)
         return cpu_has_avx512() ? &t2_kernels_avx512 : NULL;
+    if (strcmp(name, "avx512bf16") == 0)
+        return cpu_has_avx512bf16() ? &t2_kernels_avx512bf16 : NULL;
     return NULL;
 }
 
@@ -84,9 +93,10 @@ static const t2_kernels *chosen;
 
 static void choose(void)
 {
-    const t2_kernels *best = cpu_has_avx512() ? &t2_kernels_avx512
-                             : cpu_has_avx2() ? &t2_kernels_avx2
-                                              : &t2_kernels_scalar;
+    const t2_kernels *best = cpu_has_avx512bf16() ? &t2_kernels_avx512bf16
+                             : cpu_has_avx512()   ? &t2_kernels_avx512
+                             : cpu_has_avx2()     ? &t2_kernels_avx2
+                                                  : &t2_kernels_scalar;
     const char *want = getenv("T2_KERNELS");
     chosen = best;
     if (want && *want) {
@@ -105,6 +115,19 @@ const t2_kernels *t2_kernels_get(void)
 }
 
 /* ---- helpers ---- */
+
+/* t2_f32_to_bf16 without a branch, so the compiler vectorises it (it
+ * rounds every factored product's X and intermediate in a q8_0 model). */
+void t2_bf16_round(const float *x, size_t n, uint16_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        uint32_t quiet_nan = (u >> 16) | 0x40u;
+        out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest);
+    }
+}
 
 size_t t2_q8_act_row_bytes(int cols)
 {

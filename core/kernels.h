@@ -2,7 +2,7 @@
  * F32, BF16 or Q8_0: Y[i][r] = sum_k X[i][k] * W[r][k] for a few rows of X
  * (one per decoded sequence). A portable scalar reference and AVX2/FMA and
  * AVX-512 variants; the best one the CPU supports is chosen once at run
- * time (T2_KERNELS=scalar|avx2|avx512 forces one). */
+ * time (T2_KERNELS=scalar|avx2|avx512|avx512bf16 forces one). */
 #ifndef T2_KERNELS_H
 #define T2_KERNELS_H
 
@@ -79,13 +79,22 @@ typedef struct t2_kernels {
                  float *y, size_t ldy);
     /* quantises X for q8_0: the same result as t2_q8_act_quantize */
     void (*q8_act)(const float *x, int n, int cols, t2_q8_act *out);
+    /* bf16 weights times X rounded to bf16 (t2_bf16_round): each product
+     * of two bf16 values is exact in float, so this is bf16() on the
+     * widened X up to the order of the sums (AVX512-BF16's dot product
+     * multiplies two pairs per lane, at twice the rate of float FMAs). */
+    void (*bf16_x16)(const uint16_t *w, size_t ldw, int rows, int cols, const uint16_t *x, int n,
+                     float *y, size_t ldy);
 } t2_kernels;
+
+/* x[0..n) rounded to bf16, to nearest even (as t2_f32_to_bf16). */
+void t2_bf16_round(const float *x, size_t n, uint16_t *out);
 
 /* The variant in use: the best the CPU supports, or T2_KERNELS's choice
  * (an unknown or unsupported name falls back to the best, with a warning
  * on stderr). Chosen once, thread-safe. */
 const t2_kernels *t2_kernels_get(void);
-/* A named variant ("scalar", "avx2", "avx512") if this CPU supports it,
+/* A named variant ("scalar", "avx2", "avx512", "avx512bf16") if this CPU supports it,
  * else NULL (for tests and benchmarks). */
 const t2_kernels *t2_kernels_variant(const char *name);
 
@@ -153,5 +162,6 @@ void t2_wmat_row_f32(const t2_wmat *w, int r, float *dst);
 extern const t2_kernels t2_kernels_scalar;
 extern const t2_kernels t2_kernels_avx2;
 extern const t2_kernels t2_kernels_avx512;
+extern const t2_kernels t2_kernels_avx512bf16; /* avx512 with AVX512-BF16's dot product */
 
 #endif

@@ -35,6 +35,21 @@ static void bf16_scalar(const uint16_t *w, size_t ldw, int rows, int cols, const
     }
 }
 
+static void bf16_x16_scalar(const uint16_t *w, size_t ldw, int rows, int cols, const uint16_t *x,
+                            int n, float *y, size_t ldy)
+{
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *wr = (const uint16_t *)(const void *)((const char *)w + (size_t)r * ldw);
+        for (int i = 0; i < n; i++) {
+            const uint16_t *xi = x + (size_t)i * (size_t)cols;
+            float s = 0.0f;
+            for (int c = 0; c < cols; c++)
+                s += t2_bf16_to_f32(wr[c]) * t2_bf16_to_f32(xi[c]);
+            y[(size_t)i * ldy + (size_t)r] = s;
+        }
+    }
+}
+
 /* As ggml's q8_0 x q8_0 dot: an exact integer sum per block, times the
  * two blocks' scales, accumulated in float. */
 static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x, int n,
@@ -62,5 +77,5 @@ static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const 
     }
 }
 
-const t2_kernels t2_kernels_scalar = {"scalar", f32_scalar, bf16_scalar, q8_0_scalar,
-                                      t2_q8_act_quantize};
+const t2_kernels t2_kernels_scalar = {"scalar",    f32_scalar,         bf16_scalar,
+                                      q8_0_scalar, t2_q8_act_quantize, bf16_x16_scalar};

@@ -178,6 +178,60 @@ static void check_variant(const t2_kernels *k, t2_wtype type, int rows, int cols
     free_mat(&m);
 }
 
+/* bf16 weights times x rounded to bf16: both variants' results within
+ * the float tolerance of the exact products of the rounded values (each
+ * product of two bf16 is exact in float). */
+static void check_x16(const t2_kernels *k, int rows, int cols, int n)
+{
+    mat m;
+    make_mat(&m, T2_W_BF16, rows, cols, 12);
+    float *x = rand_x(n, cols);
+    size_t nx = (size_t)n * (size_t)cols;
+    uint16_t *xb = malloc(nx * sizeof *xb);
+    assert_non_null(xb);
+    t2_bf16_round(x, nx, xb);
+    for (size_t i = 0; i < nx; i++)
+        x[i] = t2_bf16_to_f32(xb[i]); /* the values the kernels must use */
+    size_t ldy = (size_t)rows + 3, ny = (size_t)n * ldy;
+    float *y = malloc(ny * sizeof *y), *yref = malloc(ny * sizeof *yref);
+    double *exact = malloc((size_t)n * rows * sizeof *exact);
+    double *scale = malloc((size_t)n * rows * sizeof *scale);
+    assert_non_null(y);
+    assert_non_null(yref);
+    assert_non_null(exact);
+    assert_non_null(scale);
+    for (size_t i = 0; i < ny; i++)
+        y[i] = yref[i] = 12345.0f;
+    int half = rows / 2; /* two row ranges, as pool workers split */
+    const uint16_t *w1 = (const uint16_t *)(const void *)(m.bytes + (size_t)half * m.w.stride);
+    t2_kernels_scalar.bf16_x16(m.w.data, m.w.stride, half, cols, xb, n, yref, ldy);
+    t2_kernels_scalar.bf16_x16(w1, m.w.stride, rows - half, cols, xb, n, yref + half, ldy);
+    k->bf16_x16(m.w.data, m.w.stride, half, cols, xb, n, y, ldy);
+    k->bf16_x16(w1, m.w.stride, rows - half, cols, xb, n, y + half, ldy);
+    reference(&m, x, NULL, n, exact, scale);
+    for (int i = 0; i < n; i++) {
+        for (int r = 0; r < rows; r++) {
+            size_t o = (size_t)i * ldy + (size_t)r, e = (size_t)i * rows + (size_t)r;
+            double lim = 1e-5 * scale[e] + 1e-30;
+            if (fabs((double)yref[o] - exact[e]) > lim || fabs((double)y[o] - yref[o]) > lim)
+                fail_msg("%s bf16 x bf16 rows %d cols %d n %d: y[%d][%d] = %.9g, scalar %.9g, "
+                         "exact %.9g",
+                         k->name, rows, cols, n, i, r, (double)y[o], (double)yref[o], exact[e]);
+        }
+        for (size_t r = (size_t)rows; r < ldy; r++) {
+            assert_true(y[(size_t)i * ldy + r] == 12345.0f);
+            assert_true(yref[(size_t)i * ldy + r] == 12345.0f);
+        }
+    }
+    free(y);
+    free(yref);
+    free(exact);
+    free(scale);
+    free(x);
+    free(xb);
+    free_mat(&m);
+}
+
 static void check_all_shapes(const t2_kernels *k)
 {
     static const int rows[] = {1, 5, 33};
@@ -190,6 +244,7 @@ static void check_all_shapes(const t2_kernels *k)
             for (size_t b = 0; b < sizeof cols_f / sizeof cols_f[0]; b++) {
                 check_variant(k, T2_W_F32, rows[a], cols_f[b], ns[c]);
                 check_variant(k, T2_W_BF16, rows[a], cols_f[b], ns[c]);
+                check_x16(k, rows[a], cols_f[b], ns[c]);
             }
             for (size_t b = 0; b < sizeof cols_q8 / sizeof cols_q8[0]; b++)
                 check_variant(k, T2_W_Q8_0, rows[a], cols_q8[b], ns[c]);
@@ -236,6 +291,46 @@ static void test_avx512(void **state)
     if (!k)
         skip();
     check_all_shapes(k);
+}
+
+static void test_avx512bf16(void **state)
+{
+    (void)state;
+    const t2_kernels *k = t2_kernels_variant("avx512bf16");
+    if (!k)
+        skip();
+    check_all_shapes(k);
+    check_x16(k, 5, 8192, 1);      /* the widest rows of one or two x rows... */
+    check_x16(k, 5, 8192 + 32, 2); /* ...and wider ones, on the dot product */
+}
+
+/* t2_bf16_round rounds as t2_f32_to_bf16: to nearest, ties to even,
+ * infinities kept, NaN kept a (quiet) NaN, subnormals rounded too. */
+static void test_bf16_round(void **state)
+{
+    (void)state;
+    const uint32_t bits[] = {0x3f808000u, /* tie, even below: down */
+                             0x3f818000u, /* tie, odd below: up */
+                             0x3f808001u, 0x3f807fffu,
+                             0xbf818000u, 0x7f7fffffu /* to inf */,
+                             0x7f800000u, 0xff800000u,
+                             0x7fc00001u, 0x7f800001u /* NaNs */,
+                             0x00000001u, 0x00018000u /* subnormals */,
+                             0x80000000u, 0u};
+    enum { N = sizeof bits / sizeof bits[0] };
+    float x[N + 37];
+    for (int i = 0; i < N; i++)
+        memcpy(&x[i], &bits[i], sizeof x[i]);
+    for (int i = N; i < N + 37; i++)
+        x[i] = frand() * 1e3f;
+    uint16_t out[N + 37];
+    t2_bf16_round(x, N + 37, out);
+    for (int i = 0; i < N + 37; i++)
+        assert_int_equal(out[i], t2_f32_to_bf16(x[i]));
+    assert_int_equal(out[0], 0x3f80);
+    assert_int_equal(out[1], 0x3f82);
+    assert_int_equal(out[5], 0x7f80);
+    assert_true((out[9] & 0x7f80) == 0x7f80 && (out[9] & 0x7f) != 0);
 }
 
 /* The activations are quantised exactly as ggml quantises a Q8_0 row:
@@ -303,7 +398,7 @@ static void test_act_quantize_variants(void **state)
     assert_int_equal(t2_q8_act_alloc(&a, N, COLS), 0);
     assert_int_equal(t2_q8_act_alloc(&ar, N, COLS), 0);
     t2_q8_act_quantize(x, N, COLS, &ar);
-    static const char *const names[] = {"scalar", "avx2", "avx512"};
+    static const char *const names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
     for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
         const t2_kernels *k = t2_kernels_variant(names[v]);
         if (!k)
@@ -379,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_scalar),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_avx512bf16),
+        cmocka_unit_test(test_bf16_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,17 +109,13 @@ static void test_forward_batch_matches_single(void **state)
     }
 }
 
-/* A bf16 model keeps bf16 copies of U and Vt for its factored products:
- * an expert's factored logits stay as close to the float32 reference as
- * its materialised (requantised to bf16) ones, and greedy text agrees. */
-static void test_bf16_factors(void **state)
+/* A bf16 or q8_0 model keeps bf16 copies of U and Vt for its factored
+ * products (a q8_0 model's round X and Vt X to bf16 too): an expert's
+ * factored logits stay as close to the float32 reference as its
+ * materialised ones (requantised to the model's format), and greedy text
+ * agrees. Returns the two errors (materialised, factored). */
+static void check_format_factors(fixture *f, t2_wtype type, double tol, double d[2])
 {
-    fixture *f = *state;
-    assert_null(f->e->svf->mats[0].u_bf16); /* a float32 model keeps float32 factors */
-    /* quick mode (valgrind): a bf16 model's own SVD and a materialised set
-     * are CPU-minutes there; the release and sanitizer runs cover it */
-    if (test_quick())
-        skip();
     char p[1024], ex[1100];
     t2_engine_opts o;
     t2_engine_opts_defaults(&o);
@@ -128,7 +124,7 @@ static void test_bf16_factors(void **state)
     o.experts_dir = ex;
     o.threads = 2;
     o.svd_cache_dir = test_svd_cache_dir();
-    o.weights = T2_W_BF16;
+    o.weights = type;
     t2_engine *e;
     t2_err err = {{0}};
     assert_int_equal(t2_engine_open(&e, &o, &err), 0);
@@ -149,10 +145,12 @@ static void test_bf16_factors(void **state)
         t2_ctx_set_layers(ctx, w->layers);
         const float *logits;
         assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
-        double d = rel_l2(logits, ref, 1024);
-        printf("# bf16 model, math expert %s: relative L2 error of the logits %.3g\n",
-               factored ? "factored (bf16 U, Vt)" : "materialised (bf16)", d);
-        assert_true(d < 5e-3);
+        d[factored] = rel_l2(logits, ref, 1024);
+        printf("# %s model (%zu prompt tokens), math expert %s: relative L2 error of the logits "
+               "%.3g\n",
+               t2_wtype_name(type), n, factored ? "factored (bf16 U, Vt)" : "materialised",
+               d[factored]);
+        assert_true(d[factored] < tol);
         t2_ctx_truncate(ctx, 0);
         t2_gen_params gp;
         t2_gen_params_defaults(&gp);
@@ -168,6 +166,32 @@ static void test_bf16_factors(void **state)
     free(ref);
     free(ids);
     t2_engine_free(e);
+}
+
+static void test_bf16_factors(void **state)
+{
+    fixture *f = *state;
+    assert_null(f->e->svf->mats[0].u_bf16); /* a float32 model keeps float32 factors */
+    /* quick mode (valgrind): a bf16 model's own SVD and a materialised set
+     * are CPU-minutes there; the release and sanitizer runs cover it */
+    if (test_quick())
+        skip();
+    double d[2];
+    check_format_factors(f, T2_W_BF16, 5e-3, d);
+}
+
+/* q8_0: the factored form (bf16 factors, X and Vt X rounded to bf16 for
+ * the bf16 x bf16 kernel, prefill and decode) is closer to the reference
+ * than the materialised Q8_0 set, whose MLP weights and activations are
+ * rounded to Q8_0. */
+static void test_q8_0_factors(void **state)
+{
+    fixture *f = *state;
+    if (test_quick())
+        skip();
+    double d[2];
+    check_format_factors(f, T2_W_Q8_0, 3e-2, d);
+    assert_true(d[1] < d[0]);
 }
 
 /* ---- scheduler ---- */
@@ -481,6 +505,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_batch_matches_single),
         cmocka_unit_test(test_bf16_factors),
+        cmocka_unit_test(test_q8_0_factors),
         cmocka_unit_test(test_special_text_rejected),
         cmocka_unit_test(test_classify_raw_prompt),
         cmocka_unit_test(test_concurrent_equals_alone),
