@@ -56,17 +56,27 @@ static void matmul_q8_blocks(const matmul_job *j, int r0, int r1)
 
 /* Rows [r0, r1) of a bf16 product with X rounded to bf16: the kernel
  * T2_KERNEL_ROWS rows of X at a time over this worker's weight rows (as
- * matmul_q8_blocks: with AVX512-BF16 it multiplies at ~2x one core's
- * sgemm rate, t2 bench --kernels). */
-static void matmul_x16_rows(const matmul_job *j, int r0, int r1)
+ * matmul_q8_blocks), on the bf16 x bf16 kernel where the variant has
+ * one, else on the bf16 kernel with those rows widened back into this
+ * worker's scratch (exact: the same values). */
+static void matmul_x16_rows(const matmul_job *j, int worker, int r0, int r1)
 {
     const t2_wmat *w = j->w;
-    const char *w0 = (const char *)w->data + (size_t)r0 * w->stride;
+    const t2_kernels *k = j->c->kern;
+    const uint16_t *w0 =
+        (const uint16_t *)(const void *)((const char *)w->data + (size_t)r0 * w->stride);
+    float *xf = j->c->deq + (size_t)worker * j->c->deq_floats;
     for (int i0 = 0; i0 < j->n; i0 += T2_KERNEL_ROWS) {
         int cnt = j->n - i0 < T2_KERNEL_ROWS ? j->n - i0 : T2_KERNEL_ROWS;
-        j->c->kern->bf16_x16((const uint16_t *)(const void *)w0, w->stride, r1 - r0, w->cols,
-                             j->xb + (size_t)i0 * (size_t)w->cols, cnt,
-                             j->y + (size_t)i0 * (size_t)w->rows + r0, (size_t)w->rows);
+        const uint16_t *xb = j->xb + (size_t)i0 * (size_t)w->cols;
+        float *y = j->y + (size_t)i0 * (size_t)w->rows + r0;
+        if (k->bf16_x16) {
+            k->bf16_x16(w0, w->stride, r1 - r0, w->cols, xb, cnt, y, (size_t)w->rows);
+            continue;
+        }
+        for (size_t i = 0; i < (size_t)cnt * (size_t)w->cols; i++)
+            xf[i] = t2_bf16_to_f32(xb[i]);
+        k->bf16(w0, w->stride, r1 - r0, w->cols, xf, cnt, y, (size_t)w->rows);
     }
 }
 
@@ -77,7 +87,7 @@ static void matmul_range(const matmul_job *j, int worker, int r0, int r1)
     if (r0 >= r1)
         return;
     if (j->xb)
-        matmul_x16_rows(j, r0, r1);
+        matmul_x16_rows(j, worker, r0, r1);
     else if (j->n <= T2_KERNEL_ROWS)
         t2_wmat_mul(j->c->kern, w, r0, r1, j->x, &j->c->xq, j->n, j->y, (size_t)w->rows);
     else if (w->type == T2_W_Q8_0 && j->n <= j->c->xq_rows)

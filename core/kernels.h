@@ -81,8 +81,10 @@ typedef struct t2_kernels {
     void (*q8_act)(const float *x, int n, int cols, t2_q8_act *out);
     /* bf16 weights times X rounded to bf16 (t2_bf16_round): each product
      * of two bf16 values is exact in float, so this is bf16() on the
-     * widened X up to the order of the sums (AVX512-BF16's dot product
-     * multiplies two pairs per lane, at twice the rate of float FMAs). */
+     * widened X up to the order of the sums. In the scalar reference and
+     * with AVX512-BF16's dot product (avx512bf16); NULL in the others,
+     * where the caller widens X into scratch and calls bf16 (faster than
+     * widening X inside the loop). */
     void (*bf16_x16)(const uint16_t *w, size_t ldw, int rows, int cols, const uint16_t *x, int n,
                      float *y, size_t ldy);
 } t2_kernels;

@@ -35,9 +35,9 @@ INLINE __m256 load_bf16(const uint16_t *p)
  * loaded once for all nx rows of x and each x vector once for both weight
  * rows, 6 loads per 8 FMAs instead of 10 (one row against 4 rows of x).
  * The columns past the last multiple of 8 are added one by one. */
-#define DEFINE_TILE(NAME, WT, LOADW, TO_F32, XT, LOADX, XTO_F32)                                   \
-    INLINE void NAME(const char *w, size_t ldw, int cols, const XT *x, size_t ldx, int nw, int nx, \
-                     const char *pf, float *y, size_t ldy)                                         \
+#define DEFINE_TILE(NAME, WT, LOADW, TO_F32)                                                       \
+    INLINE void NAME(const char *w, size_t ldw, int cols, const float *x, size_t ldx, int nw,      \
+                     int nx, const char *pf, float *y, size_t ldy)                                 \
     {                                                                                              \
         (void)pf; /* software prefetch gave AVX2 nothing (docs/PERFORMANCE.md) */                  \
         __m256 acc[2][MAX_NX];                                                                     \
@@ -50,7 +50,7 @@ INLINE __m256 load_bf16(const uint16_t *p)
             for (int r = 0; r < nw; r++)                                                           \
                 wv[r] = LOADW((const WT *)(const void *)(w + (size_t)r * ldw) + c);                \
             for (int i = 0; i < nx; i++) {                                                         \
-                __m256 xv = LOADX(x + (size_t)i * ldx + c);                                        \
+                __m256 xv = _mm256_loadu_ps(x + (size_t)i * ldx + c);                              \
                 for (int r = 0; r < nw; r++)                                                       \
                     acc[r][i] = _mm256_fmadd_ps(wv[r], xv, acc[r][i]);                             \
             }                                                                                      \
@@ -58,19 +58,18 @@ INLINE __m256 load_bf16(const uint16_t *p)
         for (int r = 0; r < nw; r++) {                                                             \
             const WT *wr = (const WT *)(const void *)(w + (size_t)r * ldw);                        \
             for (int i = 0; i < nx; i++) {                                                         \
-                const XT *xi = x + (size_t)i * ldx;                                                \
+                const float *xi = x + (size_t)i * ldx;                                             \
                 float s = hsum256(acc[r][i]);                                                      \
                 for (int k = c; k < cols; k++)                                                     \
-                    s += TO_F32(wr[k]) * XTO_F32(xi[k]);                                           \
+                    s += TO_F32(wr[k]) * xi[k];                                                    \
                 y[(size_t)i * ldy + (size_t)r] = s;                                                \
             }                                                                                      \
         }                                                                                          \
     }
 
 #define F32_ID(v) (v)
-DEFINE_TILE(tile_f32, float, _mm256_loadu_ps, F32_ID, float, _mm256_loadu_ps, F32_ID)
-DEFINE_TILE(tile_bf16, uint16_t, load_bf16, t2_bf16_to_f32, float, _mm256_loadu_ps, F32_ID)
-DEFINE_TILE(tile_bf16_x16, uint16_t, load_bf16, t2_bf16_to_f32, uint16_t, load_bf16, t2_bf16_to_f32)
+DEFINE_TILE(tile_f32, float, _mm256_loadu_ps, F32_ID)
+DEFINE_TILE(tile_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
 
 /* One weight row against one row of x (decode): two accumulators over 16
  * columns per step, which runs faster than a 2 x 1 tile's two chains of 8
@@ -96,7 +95,6 @@ DEFINE_ROW1(row1_bf16, uint16_t, load_bf16, t2_bf16_to_f32)
 /* 2 x 4 tiles (kernels_tiled.h) */
 T2_DEFINE_TILED(tiled_f32, tile_f32, 2, float)
 T2_DEFINE_TILED(tiled_bf16, tile_bf16, 2, float)
-T2_DEFINE_TILED(tiled_bf16_x16, tile_bf16_x16, 2, uint16_t)
 
 TARGET static void f32_avx2(const float *w, size_t ldw, int rows, int cols, const float *x, int n,
                             float *y, size_t ldy)
@@ -120,12 +118,6 @@ TARGET static void bf16_avx2(const uint16_t *w, size_t ldw, int rows, int cols, 
         return;
     }
     tiled_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
-}
-
-TARGET static void bf16_x16_avx2(const uint16_t *w, size_t ldw, int rows, int cols,
-                                 const uint16_t *x, int n, float *y, size_t ldy)
-{
-    tiled_bf16_x16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
 /* Exact int32 sums of 4-byte groups of w·x: w as stored (q + 128), x
@@ -210,4 +202,4 @@ TARGET static void q8_0_avx2(const uint8_t *w, size_t ldw, int rows, int cols, c
 }
 
 const t2_kernels t2_kernels_avx2 = {"avx2",    f32_avx2,           bf16_avx2,
-                                    q8_0_avx2, t2_q8_act_quantize, bf16_x16_avx2};
+                                    q8_0_avx2, t2_q8_act_quantize, NULL};

@@ -70,9 +70,9 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
  * weight rows. The tail is masked. With pf, the same columns of the nw
  * rows at pf (the next tile) are prefetched as these are read: alone, one
  * core keeps too few misses in flight to stream (see prefetch_ahead). */
-#define DEFINE_TILE(NAME, WT, LOADW, LOADW_TAIL, XT, LOADX, LOADX_TAIL)                            \
-    INLINE void NAME(const char *w, size_t ldw, int cols, const XT *x, size_t ldx, int nw, int nx, \
-                     const char *pf, float *y, size_t ldy)                                         \
+#define DEFINE_TILE(NAME, WT, LOADW, LOADW_TAIL)                                                   \
+    INLINE void NAME(const char *w, size_t ldw, int cols, const float *x, size_t ldx, int nw,      \
+                     int nx, const char *pf, float *y, size_t ldy)                                 \
     {                                                                                              \
         __m512 acc[MAX_NX][MAX_NX];                                                                \
         for (int r = 0; r < MAX_NX; r++)                                                           \
@@ -87,7 +87,7 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
             for (int r = 0; r < nw; r++)                                                           \
                 wv[r] = LOADW((const WT *)(const void *)(w + (size_t)r * ldw) + c);                \
             for (int i = 0; i < nx; i++) {                                                         \
-                __m512 xv = LOADX(x + (size_t)i * ldx + c);                                        \
+                __m512 xv = _mm512_loadu_ps(x + (size_t)i * ldx + c);                              \
                 for (int r = 0; r < nw; r++)                                                       \
                     acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);                             \
             }                                                                                      \
@@ -98,7 +98,7 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
             for (int r = 0; r < nw; r++)                                                           \
                 wv[r] = LOADW_TAIL((const WT *)(const void *)(w + (size_t)r * ldw) + c, m);        \
             for (int i = 0; i < nx; i++) {                                                         \
-                __m512 xv = LOADX_TAIL(x + (size_t)i * ldx + c, m);                                \
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * ldx + c);                     \
                 for (int r = 0; r < nw; r++)                                                       \
                     acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);                             \
             }                                                                                      \
@@ -108,15 +108,12 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
                 y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][i]);                  \
     }
 
-DEFINE_TILE(tile_f32, float, load_f32, load_f32_tail, float, load_f32, load_f32_tail)
-DEFINE_TILE(tile_bf16, uint16_t, load_bf16, load_bf16_tail, float, load_f32, load_f32_tail)
-/* bf16 x too, widened as the weights (CPUs without AVX512-BF16) */
-DEFINE_TILE(tile_bf16_x16, uint16_t, load_bf16, load_bf16_tail, uint16_t, load_bf16, load_bf16_tail)
+DEFINE_TILE(tile_f32, float, load_f32, load_f32_tail)
+DEFINE_TILE(tile_bf16, uint16_t, load_bf16, load_bf16_tail)
 
 /* 4 x 4 tiles (kernels_tiled.h) */
 T2_DEFINE_TILED(tiled_f32, tile_f32, 4, float)
 T2_DEFINE_TILED(tiled_bf16, tile_bf16, 4, float)
-T2_DEFINE_TILED(tiled_bf16_x16, tile_bf16_x16, 4, uint16_t)
 
 /* How far ahead the one-row kernels prefetch: the next pair of rows, or
  * further for short rows, so that at least T2_PREFETCH_AHEAD bytes are in
@@ -234,12 +231,6 @@ TARGET static void bf16_avx512(const uint16_t *w, size_t ldw, int rows, int cols
         return;
     }
     tiled_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
-}
-
-TARGET static void bf16_x16_avx512(const uint16_t *w, size_t ldw, int rows, int cols,
-                                   const uint16_t *x, int n, float *y, size_t ldy)
-{
-    tiled_bf16_x16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
 /* The mask of the blocks of group g (16 blocks) that a row of nb blocks
@@ -406,7 +397,7 @@ TARGET static void q8_act_avx512(const float *x, int n, int cols, t2_q8_act *out
 }
 
 const t2_kernels t2_kernels_avx512 = {"avx512",    f32_avx512,    bf16_avx512,
-                                      q8_0_avx512, q8_act_avx512, bf16_x16_avx512};
+                                      q8_0_avx512, q8_act_avx512, NULL};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
