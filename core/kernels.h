@@ -81,7 +81,8 @@ typedef struct t2_kernels {
     void (*q8_act)(const float *x, int n, int cols, t2_q8_act *out);
     /* bf16 weights times X rounded to bf16 (t2_bf16_round): each product
      * of two bf16 values is exact in float, so this is bf16() on the
-     * widened X up to the order of the sums. In the scalar reference and
+     * widened X up to the order of the sums (and vdpbf16ps treats
+     * subnormal inputs as zero). In the scalar reference and
      * with AVX512-BF16's dot product (avx512bf16); NULL in the others,
      * where the caller widens X into scratch and calls bf16 (faster than
      * widening X inside the loop). */
@@ -96,8 +97,8 @@ void t2_bf16_round(const float *x, size_t n, uint16_t *out);
  * (an unknown or unsupported name falls back to the best, with a warning
  * on stderr). Chosen once, thread-safe. */
 const t2_kernels *t2_kernels_get(void);
-/* A named variant ("scalar", "avx2", "avx512", "avx512bf16") if this CPU supports it,
- * else NULL (for tests and benchmarks). */
+/* A named variant ("scalar", "avx2", "avx512", "avx512bf16") if this CPU
+ * supports it, else NULL (for tests and benchmarks). */
 const t2_kernels *t2_kernels_variant(const char *name);
 
 /* The Q8_0 row layout's groups (see t2_wmat): a row of nb blocks has
