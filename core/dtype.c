@@ -11,14 +11,28 @@ float t2_bf16_to_f32(uint16_t h)
     return f;
 }
 
-uint16_t t2_f32_to_bf16(float f)
+/* Without a branch (NaN: kept a quiet NaN), and static so that it
+ * inlines (-fPIC keeps the exported one out of line): t2_bf16_round's
+ * loop, which rounds every factored product's X in a q8_0 model, then
+ * vectorises. */
+static inline uint16_t f32_to_bf16(float f)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a quiet NaN */
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
+    uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t quiet_nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest);
+}
+
+uint16_t t2_f32_to_bf16(float f)
+{
+    return f32_to_bf16(f);
+}
+
+void t2_bf16_round(const float *x, size_t n, uint16_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = f32_to_bf16(x[i]);
 }
 
 float t2_f16_to_f32(uint16_t h)

@@ -7,6 +7,8 @@
 
 float t2_bf16_to_f32(uint16_t h);
 uint16_t t2_f32_to_bf16(float f); /* round to nearest even */
+/* x[0..n) rounded to bf16 as t2_f32_to_bf16 does. */
+void t2_bf16_round(const float *x, size_t n, uint16_t *out);
 float t2_f16_to_f32(uint16_t h);
 uint16_t t2_f32_to_f16(float f); /* round to nearest even */
 

@@ -121,19 +121,6 @@ const t2_kernels *t2_kernels_get(void)
 
 /* ---- helpers ---- */
 
-/* t2_f32_to_bf16 without a branch, so the compiler vectorises it (it
- * rounds every factored product's X and intermediate in a q8_0 model). */
-void t2_bf16_round(const float *x, size_t n, uint16_t *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof u);
-        uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        uint32_t quiet_nan = (u >> 16) | 0x40u;
-        out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest);
-    }
-}
-
 size_t t2_q8_act_row_bytes(int cols)
 {
     return (size_t)t2_q8_0_groups(cols / T2_Q8_0_BLOCK) * T2_Q8_0_GROUP_X;

@@ -79,7 +79,7 @@ typedef struct t2_kernels {
                  float *y, size_t ldy);
     /* quantises X for q8_0: the same result as t2_q8_act_quantize */
     void (*q8_act)(const float *x, int n, int cols, t2_q8_act *out);
-    /* bf16 weights times X rounded to bf16 (t2_bf16_round): each product
+    /* bf16 weights times X rounded to bf16 (t2_bf16_round, dtype.h): each product
      * of two bf16 values is exact in float, so this is bf16() on the
      * widened X up to the order of the sums (and vdpbf16ps treats
      * subnormal inputs as zero). In the scalar reference and
@@ -89,9 +89,6 @@ typedef struct t2_kernels {
     void (*bf16_x16)(const uint16_t *w, size_t ldw, int rows, int cols, const uint16_t *x, int n,
                      float *y, size_t ldy);
 } t2_kernels;
-
-/* x[0..n) rounded to bf16, to nearest even (as t2_f32_to_bf16). */
-void t2_bf16_round(const float *x, size_t n, uint16_t *out);
 
 /* The variant in use: the best the CPU supports, or T2_KERNELS's choice
  * (an unknown or unsupported name falls back to the best, with a warning
