@@ -112,68 +112,55 @@ static void matmul_worker(void *arg, int worker, int nw)
     matmul_range(j, worker, r0, r1);
 }
 
-typedef struct quantize_job {
+/* X made ready for the kernels once per product, not per worker:
+ * quantised to Q8_0 into c->xq, or (xb set) rounded to bf16 into xb. */
+typedef struct convert_job {
     t2_ctx *c;
     const float *x;
+    uint16_t *xb;
     int n, cols;
-} quantize_job;
+} convert_job;
 
-static void quantize_worker(void *arg, int worker, int nw)
+static void convert_rows(const convert_job *j, int i0, int i1)
 {
-    const quantize_job *q = arg;
-    int i0, i1;
-    t2_pool_share(q->n, worker, nw, 1, &i0, &i1);
-    t2_q8_act rows = t2_q8_act_rows(&q->c->xq, q->cols, i0);
-    if (i0 < i1)
-        q->c->kern->q8_act(q->x + (size_t)i0 * (size_t)q->cols, i1 - i0, q->cols, &rows);
-}
-
-/* X quantised for Q8_0 products into c->xq: once per product, not per
- * worker; a prefill's many rows split over the pool. */
-static void quantize_x(t2_ctx *c, const float *x, int n, int cols)
-{
-    if (n <= T2_KERNEL_ROWS) {
-        c->kern->q8_act(x, n, cols, &c->xq);
+    if (i0 >= i1)
+        return;
+    size_t cols = (size_t)j->cols, first = (size_t)i0 * cols;
+    if (j->xb) {
+        t2_bf16_round(j->x + first, (size_t)(i1 - i0) * cols, j->xb + first);
         return;
     }
-    quantize_job q = {c, x, n, cols};
-    t2_pool_run(c->pool, quantize_worker, &q);
+    t2_q8_act rows = t2_q8_act_rows(&j->c->xq, j->cols, i0);
+    j->c->kern->q8_act(j->x + first, i1 - i0, j->cols, &rows);
 }
 
-typedef struct round_job {
-    const float *x;
-    uint16_t *out;
-    size_t row;
-    int n;
-} round_job;
-
-static void round_worker(void *arg, int worker, int nw)
+static void convert_worker(void *arg, int worker, int nw)
 {
-    const round_job *r = arg;
+    const convert_job *j = arg;
     int i0, i1;
-    t2_pool_share(r->n, worker, nw, 1, &i0, &i1);
-    if (i0 < i1)
-        t2_bf16_round(r->x + (size_t)i0 * r->row, (size_t)(i1 - i0) * r->row,
-                      r->out + (size_t)i0 * r->row);
+    t2_pool_share(j->n, worker, nw, 1, &i0, &i1);
+    convert_rows(j, i0, i1);
 }
 
-/* n rows of cols values of x rounded to bf16 into out (a prefill's many
- * rows split over the pool). */
-static void round_x(t2_ctx *c, const float *x, int n, int cols, uint16_t *out)
+/* n rows of X (cols values) converted as convert_job says; a prefill's
+ * many rows split over the pool. */
+static void convert_x(t2_ctx *c, const float *x, int n, int cols, uint16_t *xb)
 {
-    if (n <= T2_KERNEL_ROWS) {
-        t2_bf16_round(x, (size_t)n * (size_t)cols, out);
-        return;
-    }
-    round_job r = {x, out, (size_t)cols, n};
-    t2_pool_run(c->pool, round_worker, &r);
+    convert_job j = {c, x, xb, n, cols};
+    if (n <= T2_KERNEL_ROWS)
+        convert_rows(&j, 0, n);
+    else
+        t2_pool_run(c->pool, convert_worker, &j);
 }
 
-static void matmul(t2_ctx *c, float *y, const float *x, const t2_wmat *w, const float *bias, int n)
+/* Y = X · Wᵀ (+ bias); xb: X already rounded to bf16 for bf16 w (the
+ * bf16 x bf16 kernel), else NULL. */
+static void matmul(t2_ctx *c, float *y, const float *x, const uint16_t *xb, const t2_wmat *w,
+                   const float *bias, int n)
 {
     if (w->type == T2_W_Q8_0 && n <= c->xq_rows)
-        quantize_x(c, x, n, w->cols);
-    matmul_job j = {c, y, x, bias, w, n, NULL};
+        convert_x(c, x, n, w->cols, NULL);
+    matmul_job j = {c, y, x, bias, w, n, xb};
     t2_pool_run(c->pool, matmul_worker, &j);
 }
 
@@ -371,7 +358,7 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
     const t2_factor *f = via_views ? view_of(first, kind) : factor_of(first, kind);
     if (!f) {
         t2_wmat w = t2_layer_wmat(first, &c->m->cfg, kind);
-        matmul(c, y, x, &w, bias_of(first, kind), n);
+        matmul(c, y, x, NULL, &w, bias_of(first, kind), n);
         return;
     }
     /* bf16 factors for a bf16 or q8_0 model, float32 for f32 */
@@ -384,15 +371,11 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
     bool x16 = c->xb && vt.type == T2_W_BF16;
     uint16_t *xb = x16 ? c->xb : NULL, *tb = x16 ? c->xb + c->fact_half : NULL;
     if (x16)
-        round_x(c, x, n, f->n, xb);
+        convert_x(c, x, n, f->n, xb);
     scaled_job sj = {
         .part = {{c, c->fact_tmp, x, NULL, &vt, n, xb}}, .s = {s}, .tb = {tb}, .n_parts = 1};
     t2_pool_run(c->pool, scaled_worker, &sj);
-    matmul_job j = {c, y, c->fact_tmp, bias_of(first, kind), &u, n, tb};
-    if (x16)
-        t2_pool_run(c->pool, matmul_worker, &j);
-    else
-        matmul(c, y, c->fact_tmp, &u, j.bias, n);
+    matmul(c, y, c->fact_tmp, tb, &u, bias_of(first, kind), n);
 }
 
 /* Y = X · Wᵀ where row t uses rows[t].layers: rows are grouped by the
@@ -460,7 +443,7 @@ static bool fused_matmul(t2_ctx *c, const t2_row *rows, int layer, const int *ki
     if (swiglu && (n_parts != 2 || w[0].rows != w[1].rows))
         return false;
     if (q8 && n <= c->xq_rows)
-        quantize_x(c, x, n, w[0].cols);
+        convert_x(c, x, n, w[0].cols, NULL);
     t2_pool_run(c->pool, fused_worker, &f);
     return true;
 }
@@ -499,7 +482,7 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
     uint16_t *xb = NULL, *tgb = NULL, *tub = NULL;
     if (x16) {
         xb = c->xb, tgb = c->xb + c->fact_half, tub = c->xb + 2 * c->fact_half;
-        round_x(c, c->xn, n, g->n, xb);
+        convert_x(c, c->xn, n, g->n, xb);
     }
     scaled_job sj = {.part = {{c, tg, c->xn, NULL, &gvt, n, xb}, {c, tu, c->xn, NULL, &uvt, n, xb}},
                      .s = {sg, su},
@@ -679,7 +662,7 @@ static void output_head(t2_ctx *c, int from, int n, float *out)
     for (int t = from; t < n; t++)
         rmsnorm(c->xn + (size_t)(t - from) * H, c->x + (size_t)t * H, c->m->final_norm, H,
                 cfg->rms_eps);
-    matmul(c, out, c->xn, &c->m->head, NULL, n - from);
+    matmul(c, out, c->xn, NULL, &c->m->head, NULL, n - from);
 }
 
 void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, float *logits_out,
