@@ -128,6 +128,64 @@ static void reference(const mat *m, const float *x, const t2_q8_act *xq, int n, 
         }
 }
 
+/* The outputs of one check: the variant's y and the scalar one's yref
+ * (rows ldy apart; the padding must stay untouched), and the exact values
+ * with their error scale, in double. */
+typedef struct outputs {
+    int rows, n;
+    size_t ldy;
+    float *y, *yref;
+    double *exact, *scale;
+} outputs;
+
+static void outputs_alloc(outputs *o, int rows, int n)
+{
+    size_t ny = (size_t)n * ((size_t)rows + 3);
+    *o = (outputs){rows,
+                   n,
+                   (size_t)rows + 3,
+                   malloc(ny * sizeof(float)),
+                   malloc(ny * sizeof(float)),
+                   malloc((size_t)n * rows * sizeof(double)),
+                   malloc((size_t)n * rows * sizeof(double))};
+    assert_non_null(o->y);
+    assert_non_null(o->yref);
+    assert_non_null(o->exact);
+    assert_non_null(o->scale);
+    for (size_t i = 0; i < ny; i++)
+        o->y[i] = o->yref[i] = 12345.0f;
+}
+
+static void outputs_free(outputs *o)
+{
+    free(o->y);
+    free(o->yref);
+    free(o->exact);
+    free(o->scale);
+}
+
+/* The scalar result within tol * scale of the exact one and the
+ * variant's within as much of the scalar one; the padding untouched. */
+static void outputs_check(const outputs *o, double tol, const t2_kernels *k, const char *what,
+                          int cols)
+{
+    for (int i = 0; i < o->n; i++) {
+        for (int r = 0; r < o->rows; r++) {
+            size_t at = (size_t)i * o->ldy + (size_t)r, e = (size_t)i * o->rows + (size_t)r;
+            double lim = tol * o->scale[e] + 1e-30;
+            if (fabs((double)o->yref[at] - o->exact[e]) > lim ||
+                fabs((double)o->y[at] - o->yref[at]) > lim)
+                fail_msg("%s %s rows %d cols %d n %d: y[%d][%d] = %.9g, scalar %.9g, exact %.9g",
+                         k->name, what, o->rows, cols, o->n, i, r, (double)o->y[at],
+                         (double)o->yref[at], o->exact[e]);
+        }
+        for (size_t r = (size_t)o->rows; r < o->ldy; r++) {
+            assert_true(o->y[(size_t)i * o->ldy + r] == 12345.0f);
+            assert_true(o->yref[(size_t)i * o->ldy + r] == 12345.0f);
+        }
+    }
+}
+
 static void check_variant(const t2_kernels *k, t2_wtype type, int rows, int cols, int n)
 {
     mat m;
@@ -138,50 +196,24 @@ static void check_variant(const t2_kernels *k, t2_wtype type, int rows, int cols
         assert_int_equal(t2_q8_act_alloc(&xq, n, cols), 0);
         t2_q8_act_quantize(x, n, cols, &xq);
     }
-    size_t ldy = (size_t)rows + 3, ny = (size_t)n * ldy;
-    float *y = malloc(ny * sizeof *y), *yref = malloc(ny * sizeof *yref);
-    double *exact = malloc((size_t)n * rows * sizeof *exact);
-    double *scale = malloc((size_t)n * rows * sizeof *scale);
-    assert_non_null(y);
-    assert_non_null(yref);
-    assert_non_null(exact);
-    assert_non_null(scale);
-    for (size_t i = 0; i < ny; i++)
-        y[i] = yref[i] = 12345.0f; /* padding must stay untouched */
+    outputs o;
+    outputs_alloc(&o, rows, n);
     /* two row ranges: [0, rows/2) and [rows/2, rows), as pool workers split */
-    t2_wmat_mul(&t2_kernels_scalar, &m.w, 0, rows / 2, x, &xq, n, yref, ldy);
-    t2_wmat_mul(&t2_kernels_scalar, &m.w, rows / 2, rows, x, &xq, n, yref, ldy);
-    t2_wmat_mul(k, &m.w, 0, rows / 2, x, &xq, n, y, ldy);
-    t2_wmat_mul(k, &m.w, rows / 2, rows, x, &xq, n, y, ldy);
-    reference(&m, x, &xq, n, exact, scale);
-    double tol = type == T2_W_Q8_0 ? 1e-6 : 1e-5;
-    for (int i = 0; i < n; i++) {
-        for (int r = 0; r < rows; r++) {
-            size_t o = (size_t)i * ldy + (size_t)r, e = (size_t)i * rows + (size_t)r;
-            double lim = tol * scale[e] + 1e-30;
-            if (fabs((double)yref[o] - exact[e]) > lim || fabs((double)y[o] - yref[o]) > lim)
-                fail_msg("%s %s rows %d cols %d n %d: y[%d][%d] = %.9g, scalar %.9g, exact %.9g",
-                         k->name, t2_wtype_name(type), rows, cols, n, i, r, (double)y[o],
-                         (double)yref[o], exact[e]);
-        }
-        for (size_t r = (size_t)rows; r < ldy; r++) {
-            assert_true(y[(size_t)i * ldy + r] == 12345.0f);
-            assert_true(yref[(size_t)i * ldy + r] == 12345.0f);
-        }
-    }
-    free(y);
-    free(yref);
-    free(exact);
-    free(scale);
+    t2_wmat_mul(&t2_kernels_scalar, &m.w, 0, rows / 2, x, &xq, n, o.yref, o.ldy);
+    t2_wmat_mul(&t2_kernels_scalar, &m.w, rows / 2, rows, x, &xq, n, o.yref, o.ldy);
+    t2_wmat_mul(k, &m.w, 0, rows / 2, x, &xq, n, o.y, o.ldy);
+    t2_wmat_mul(k, &m.w, rows / 2, rows, x, &xq, n, o.y, o.ldy);
+    reference(&m, x, &xq, n, o.exact, o.scale);
+    outputs_check(&o, type == T2_W_Q8_0 ? 1e-6 : 1e-5, k, t2_wtype_name(type), cols);
+    outputs_free(&o);
     free(x);
     t2_q8_act_free(&xq);
     free_mat(&m);
 }
 
 /* bf16 weights times x rounded to bf16 (variants that have the kernel):
- * both variants' results within
- * the float tolerance of the exact products of the rounded values (each
- * product of two bf16 is exact in float). */
+ * both results within the float tolerance of the exact products of the
+ * rounded values (each product of two bf16 is exact in float). */
 static void check_x16(const t2_kernels *k, int rows, int cols, int n)
 {
     if (!k->bf16_x16) /* the caller widens X and uses bf16 (checked above) */
@@ -195,41 +227,17 @@ static void check_x16(const t2_kernels *k, int rows, int cols, int n)
     t2_bf16_round(x, nx, xb);
     for (size_t i = 0; i < nx; i++)
         x[i] = t2_bf16_to_f32(xb[i]); /* the values the kernels must use */
-    size_t ldy = (size_t)rows + 3, ny = (size_t)n * ldy;
-    float *y = malloc(ny * sizeof *y), *yref = malloc(ny * sizeof *yref);
-    double *exact = malloc((size_t)n * rows * sizeof *exact);
-    double *scale = malloc((size_t)n * rows * sizeof *scale);
-    assert_non_null(y);
-    assert_non_null(yref);
-    assert_non_null(exact);
-    assert_non_null(scale);
-    for (size_t i = 0; i < ny; i++)
-        y[i] = yref[i] = 12345.0f;
+    outputs o;
+    outputs_alloc(&o, rows, n);
     int half = rows / 2; /* two row ranges, as pool workers split */
     const uint16_t *w1 = (const uint16_t *)(const void *)(m.bytes + (size_t)half * m.w.stride);
-    t2_kernels_scalar.bf16_x16(m.w.data, m.w.stride, half, cols, xb, n, yref, ldy);
-    t2_kernels_scalar.bf16_x16(w1, m.w.stride, rows - half, cols, xb, n, yref + half, ldy);
-    k->bf16_x16(m.w.data, m.w.stride, half, cols, xb, n, y, ldy);
-    k->bf16_x16(w1, m.w.stride, rows - half, cols, xb, n, y + half, ldy);
-    reference(&m, x, NULL, n, exact, scale);
-    for (int i = 0; i < n; i++) {
-        for (int r = 0; r < rows; r++) {
-            size_t o = (size_t)i * ldy + (size_t)r, e = (size_t)i * rows + (size_t)r;
-            double lim = 1e-5 * scale[e] + 1e-30;
-            if (fabs((double)yref[o] - exact[e]) > lim || fabs((double)y[o] - yref[o]) > lim)
-                fail_msg("%s bf16 x bf16 rows %d cols %d n %d: y[%d][%d] = %.9g, scalar %.9g, "
-                         "exact %.9g",
-                         k->name, rows, cols, n, i, r, (double)y[o], (double)yref[o], exact[e]);
-        }
-        for (size_t r = (size_t)rows; r < ldy; r++) {
-            assert_true(y[(size_t)i * ldy + r] == 12345.0f);
-            assert_true(yref[(size_t)i * ldy + r] == 12345.0f);
-        }
-    }
-    free(y);
-    free(yref);
-    free(exact);
-    free(scale);
+    t2_kernels_scalar.bf16_x16(m.w.data, m.w.stride, half, cols, xb, n, o.yref, o.ldy);
+    t2_kernels_scalar.bf16_x16(w1, m.w.stride, rows - half, cols, xb, n, o.yref + half, o.ldy);
+    k->bf16_x16(m.w.data, m.w.stride, half, cols, xb, n, o.y, o.ldy);
+    k->bf16_x16(w1, m.w.stride, rows - half, cols, xb, n, o.y + half, o.ldy);
+    reference(&m, x, NULL, n, o.exact, o.scale);
+    outputs_check(&o, 1e-5, k, "bf16 x bf16", cols);
+    outputs_free(&o);
     free(x);
     free(xb);
     free_mat(&m);
