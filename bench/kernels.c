@@ -25,8 +25,8 @@
 
 static const int row_counts[] = {1, 2, 4, 8, 16};
 #define N_COUNTS (int)(sizeof row_counts / sizeof row_counts[0])
-static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
-#define N_VARIANTS 4
+static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16", "amx"};
+#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 static const t2_wtype formats[] = {T2_W_F32, T2_W_BF16, T2_W_Q8_0};
 #define N_FORMATS 3
 

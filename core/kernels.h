@@ -2,7 +2,7 @@
  * F32, BF16 or Q8_0: Y[i][r] = sum_k X[i][k] * W[r][k] for a few rows of X
  * (one per decoded sequence). A portable scalar reference and AVX2/FMA and
  * AVX-512 variants; the best one the CPU supports is chosen once at run
- * time (T2_KERNELS=scalar|avx2|avx512|avx512bf16 forces one). */
+ * time (T2_KERNELS=scalar|avx2|avx512|avx512bf16|amx forces one). */
 #ifndef T2_KERNELS_H
 #define T2_KERNELS_H
 
@@ -82,10 +82,10 @@ typedef struct t2_kernels {
     /* bf16 weights times X rounded to bf16 (t2_bf16_round, dtype.h): each product
      * of two bf16 values is exact in float, so this is bf16() on the
      * widened X up to the order of the sums (and vdpbf16ps treats
-     * subnormal inputs as zero). In the scalar reference and
-     * with AVX512-BF16's dot product (avx512bf16); NULL in the others,
-     * where the caller widens X into scratch and calls bf16 (faster than
-     * widening X inside the loop). */
+     * subnormal inputs as zero, as do AMX tiles). In the scalar reference,
+     * with AVX512-BF16's dot product (avx512bf16) and with AMX tiles (amx);
+     * NULL in the others, where the caller widens X into scratch and calls
+     * bf16 (faster than widening X inside the loop). */
     void (*bf16_x16)(const uint16_t *w, size_t ldw, int rows, int cols, const uint16_t *x, int n,
                      float *y, size_t ldy);
 } t2_kernels;
@@ -94,7 +94,7 @@ typedef struct t2_kernels {
  * (an unknown or unsupported name falls back to the best, with a warning
  * on stderr). Chosen once, thread-safe. */
 const t2_kernels *t2_kernels_get(void);
-/* A named variant ("scalar", "avx2", "avx512", "avx512bf16") if this CPU
+/* A named variant ("scalar", "avx2", "avx512", "avx512bf16", "amx") if this CPU
  * supports it, else NULL (for tests and benchmarks). */
 const t2_kernels *t2_kernels_variant(const char *name);
 
@@ -158,10 +158,12 @@ void t2_wmat_mul(const t2_kernels *k, const t2_wmat *w, int r0, int r1, const fl
 /* Row r of W as float32. */
 void t2_wmat_row_f32(const t2_wmat *w, int r, float *dst);
 
-/* The variants (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c). */
+/* The variants (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c,
+ * kernels_amx.c). */
 extern const t2_kernels t2_kernels_scalar;
 extern const t2_kernels t2_kernels_avx2;
 extern const t2_kernels t2_kernels_avx512;
 extern const t2_kernels t2_kernels_avx512bf16; /* avx512 with AVX512-BF16's dot product */
+extern const t2_kernels t2_kernels_amx; /* avx512bf16 with AMX tiles for bf16_x16 (kernels_amx.c) */
 
 #endif

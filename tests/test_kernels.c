@@ -315,6 +315,27 @@ static void test_avx512bf16(void **state)
     check_x16(k, 5, 8192 + 32, 2); /* ...and wider ones, on the dot product */
 }
 
+/* AMX (where the CPU has it; not on AMD, so CI's Zen 4 skips this): its
+ * tiles take 64 weight rows and then 16 at a time, hand the last rows
+ * (< 16) and one or two rows of X to avx512bf16, pack X 32 blocks of 32
+ * columns at a time (1024 columns: one chunk, or several whose sums add
+ * up) and 16 rows of X at a time. */
+static void test_amx(void **state)
+{
+    (void)state;
+    const t2_kernels *k = t2_kernels_variant("amx");
+    if (!k)
+        skip();
+    check_all_shapes(k);
+    static const int rows[] = {16, 64, 80, 100, 133};
+    static const int cols[] = {32, 960, 1024, 1056, 2560};
+    static const int ns[] = {3, 8, 16, 21};
+    for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
+        for (size_t b = 0; b < sizeof cols / sizeof cols[0]; b++)
+            for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
+                check_x16(k, rows[a], cols[b], ns[c]);
+}
+
 /* t2_bf16_round rounds as t2_f32_to_bf16: to nearest, ties to even,
  * infinities kept, NaN kept a (quiet) NaN, subnormals rounded too. */
 static void test_bf16_round(void **state)
@@ -409,7 +430,7 @@ static void test_act_quantize_variants(void **state)
     assert_int_equal(t2_q8_act_alloc(&a, N, COLS), 0);
     assert_int_equal(t2_q8_act_alloc(&ar, N, COLS), 0);
     t2_q8_act_quantize(x, N, COLS, &ar);
-    static const char *const names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    static const char *const names[] = {"scalar", "avx2", "avx512", "avx512bf16", "amx"};
     for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
         const t2_kernels *k = t2_kernels_variant(names[v]);
         if (!k)
@@ -486,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_avx512bf16),
+        cmocka_unit_test(test_amx),
         cmocka_unit_test(test_bf16_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,191 @@
+/* AMX kernels (Intel Sapphire Rapids and later): bf16 weights times bf16
+ * X by tile dot products (TDPBF16PS), for bf16_x16 only, the entry a q8_0
+ * model's factored products use. Every other entry is avx512bf16's.
+ *
+ * One TDPBF16PS adds a 16 x 32 bf16 tile of weights (16 rows, 64 bytes of
+ * each: loaded straight from the row-major matrix) times a 32 x 16 tile of
+ * X to a 16 x 16 float tile: 8192 multiply-adds in one instruction, where
+ * AVX512-BF16 does 32. Each product of two bf16 values is exact in float,
+ * as in vdpbf16ps (and subnormal inputs count as zero there too). X must
+ * be in the "VNNI" layout: row k of the X tile holds, for each row t of X,
+ * the pair of columns 2k, 2k + 1: a 32-bit transpose, packed once per call
+ * for up to CHUNK_BLOCKS blocks of 32 columns.
+ *
+ * No software prefetch: the tile loads of 16 (or 64) rows at a time keep
+ * enough misses in flight; prefetching 2-16 blocks ahead into L1 or L2
+ * was slower on the Sapphire Rapids Xeon we measure (one core, 16 rows of
+ * X from memory: 105-160 vs 194 GMAC/s without).
+ *
+ * Used only when the CPU has AMX-TILE and AMX-BF16 and Linux lets the
+ * process use the tile registers (kernels.c asks once). */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define TARGET_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+
+enum {
+    TILE_ROWS = 16,   /* weight rows per accumulator tile */
+    TILE_X = 16,      /* rows of X per call of the tile loop */
+    BLOCK_COLS = 32,  /* bf16 columns per tile dot product */
+    CHUNK_BLOCKS = 32 /* blocks of X packed at a time: 32 KiB */
+};
+
+/* Palette 1: tiles 0-3 accumulate 64 weight rows, 4-5 hold weights,
+ * 6 holds X; every tile 16 rows of 64 bytes. */
+typedef struct tile_config {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+TARGET_AMX static void load_config(void)
+{
+    tile_config cfg __attribute__((aligned(64)));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 7; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* X's blocks [b0, b0 + nb) in the VNNI layout: xp[b][k][t] is the pair of
+ * columns 2k, 2k + 1 of block b in row t of X (zero for t >= n). */
+static void pack_x(const uint16_t *x, int cols, int n, int b0, int nb,
+                   uint32_t xp[][BLOCK_COLS / 2][TILE_X])
+{
+    for (int b = 0; b < nb; b++)
+        for (int t = 0; t < TILE_X; t++) {
+            if (t >= n) {
+                for (int k = 0; k < BLOCK_COLS / 2; k++)
+                    xp[b][k][t] = 0;
+                continue;
+            }
+            const uint16_t *row = x + (size_t)t * (size_t)cols + (size_t)(b0 + b) * BLOCK_COLS;
+            uint32_t pairs[BLOCK_COLS / 2];
+            memcpy(pairs, row, sizeof pairs);
+            for (int k = 0; k < BLOCK_COLS / 2; k++)
+                xp[b][k][t] = pairs[k];
+        }
+}
+
+/* acc (16 weight rows x 16 rows of X) into y: stored, or added to what an
+ * earlier chunk of columns stored. */
+static void put_rows(const float acc[TILE_ROWS][TILE_X], int n, int first_chunk, float *y,
+                     size_t ldy)
+{
+    for (int t = 0; t < n; t++) {
+        float *yt = y + (size_t)t * ldy;
+        for (int r = 0; r < TILE_ROWS; r++)
+            yt[r] = first_chunk ? acc[r][t] : yt[r] + acc[r][t];
+    }
+}
+
+/* Rows [0, rows) (rows % 16 == 0) times blocks [b0, b0 + nb) of X. */
+TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int b0, int nb,
+                                        const uint32_t xp[][BLOCK_COLS / 2][TILE_X], int n,
+                                        int first_chunk, float *y, size_t ldy)
+{
+    float acc[4][TILE_ROWS][TILE_X] __attribute__((aligned(64)));
+    const size_t col0 = (size_t)b0 * BLOCK_COLS * 2, step = BLOCK_COLS * 2;
+    const size_t tile = TILE_ROWS * ldw;
+    int r = 0;
+    for (; r + 4 * TILE_ROWS <= rows; r += 4 * TILE_ROWS) {
+        const char *wr = w + (size_t)r * ldw + col0;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int b = 0; b < nb; b++) {
+            const char *wb = wr + (size_t)b * step;
+            _tile_loadd(6, xp[b], 64);
+            _tile_loadd(4, wb, ldw);
+            _tile_loadd(5, wb + tile, ldw);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
+            _tile_loadd(4, wb + 2 * tile, ldw);
+            _tile_loadd(5, wb + 3 * tile, ldw);
+            _tile_dpbf16ps(2, 4, 6);
+            _tile_dpbf16ps(3, 5, 6);
+        }
+        _tile_stored(0, acc[0], 64);
+        _tile_stored(1, acc[1], 64);
+        _tile_stored(2, acc[2], 64);
+        _tile_stored(3, acc[3], 64);
+        for (int q = 0; q < 4; q++)
+            put_rows(acc[q], n, first_chunk, y + r + q * TILE_ROWS, ldy);
+    }
+    for (; r < rows; r += TILE_ROWS) {
+        const char *wr = w + (size_t)r * ldw + col0;
+        _tile_zero(0);
+        for (int b = 0; b < nb; b++) {
+            _tile_loadd(6, xp[b], 64);
+            _tile_loadd(4, wr + (size_t)b * step, ldw);
+            _tile_dpbf16ps(0, 4, 6);
+        }
+        _tile_stored(0, acc[0], 64);
+        put_rows(acc[0], n, first_chunk, y + r, ldy);
+    }
+}
+
+TARGET_AMX static void bf16_x16_amx(const uint16_t *w, size_t ldw, int rows, int cols,
+                                    const uint16_t *x, int n, float *y, size_t ldy)
+{
+    int tiled = rows / TILE_ROWS * TILE_ROWS;
+    /* one or two rows of X are bound by memory, where avx512bf16 widens X
+     * for its streaming loops; columns not in whole blocks and the last
+     * rows (< 16) go there too */
+    if (n <= 2 || cols % BLOCK_COLS || tiled == 0) {
+        t2_kernels_avx512bf16.bf16_x16(w, ldw, rows, cols, x, n, y, ldy);
+        return;
+    }
+    if (tiled < rows)
+        t2_kernels_avx512bf16.bf16_x16(
+            (const uint16_t *)(const void *)((const char *)w + (size_t)tiled * ldw), ldw,
+            rows - tiled, cols, x, n, y + tiled, ldy);
+    uint32_t xp[CHUNK_BLOCKS][BLOCK_COLS / 2][TILE_X] __attribute__((aligned(64)));
+    int blocks = cols / BLOCK_COLS;
+    load_config();
+    for (int t0 = 0; t0 < n; t0 += TILE_X) {
+        int nt = n - t0 < TILE_X ? n - t0 : TILE_X;
+        const uint16_t *xt = x + (size_t)t0 * (size_t)cols;
+        for (int b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
+            int nb = blocks - b0 < CHUNK_BLOCKS ? blocks - b0 : CHUNK_BLOCKS;
+            pack_x(xt, cols, nt, b0, nb, xp);
+            rows_times_chunk((const char *)w, ldw, tiled, b0, nb,
+                             (const uint32_t(*)[BLOCK_COLS / 2][TILE_X]) xp, nt, b0 == 0,
+                             y + (size_t)t0 * ldy, ldy);
+        }
+    }
+    _tile_release();
+}
+
+static void f32_amx(const float *w, size_t ldw, int rows, int cols, const float *x, int n, float *y,
+                    size_t ldy)
+{
+    t2_kernels_avx512bf16.f32(w, ldw, rows, cols, x, n, y, ldy);
+}
+
+static void bf16_amx(const uint16_t *w, size_t ldw, int rows, int cols, const float *x, int n,
+                     float *y, size_t ldy)
+{
+    t2_kernels_avx512bf16.bf16(w, ldw, rows, cols, x, n, y, ldy);
+}
+
+static void q8_0_amx(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x, int n,
+                     float *y, size_t ldy)
+{
+    t2_kernels_avx512bf16.q8_0(w, ldw, rows, cols, x, n, y, ldy);
+}
+
+static void q8_act_amx(const float *x, int n, int cols, t2_q8_act *out)
+{
+    t2_kernels_avx512bf16.q8_act(x, n, cols, out);
+}
+
+const t2_kernels t2_kernels_amx = {"amx", f32_amx, bf16_amx, q8_0_amx, q8_act_amx, bf16_x16_amx};
