@@ -114,7 +114,54 @@ static void test_forward_batch_matches_single(void **state)
  * factored logits stay as close to the float32 reference as its
  * materialised ones (requantised to the model's format), and greedy text
  * agrees. Returns the two errors (materialised, factored). */
-static void check_format_factors(fixture *f, t2_wtype type, double tol, double d[2])
+/* The math expert's logits for every reference prompt under `w`: the
+ * relative L2 error against the reference after the whole prompt as one
+ * prefill (*d) and after its last token decoded alone (*dd: one row of X,
+ * the decode kernels and, for q8_0, the factors' decode formats), each
+ * averaged over the prompts; the greedy text of prompt 0 into text. */
+static void factor_errors(fixture *f, t2_engine *e, t2_adapted *w, double *d, double *dd,
+                          char *text, size_t cap)
+{
+    t2_err err = {{0}};
+    json_t *vs = json_object_get(f->vectors, "vectors");
+    size_t count = json_array_size(vs);
+    assert_true(count >= 1);
+    *d = *dd = 0;
+    for (size_t i = 0; i < count; i++) {
+        json_t *v = json_array_get(vs, i);
+        size_t n;
+        int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+        float *ref = reference_logits(v, "logits_math");
+        assert_non_null(ref);
+        t2_ctx *ctx;
+        assert_int_equal(t2_ctx_create(&ctx, e->model, e->pool, 0, &err), 0);
+        t2_ctx_set_layers(ctx, w->layers);
+        const float *logits;
+        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
+        *d += rel_l2(logits, ref, 1024) / (double)count;
+        t2_ctx_truncate(ctx, n - 1);
+        assert_int_equal(t2_forward(ctx, ids + n - 1, 1, false, &logits, &err), 0);
+        *dd += rel_l2(logits, ref, 1024) / (double)count;
+        if (i == 0) {
+            t2_ctx_truncate(ctx, 0);
+            t2_gen_params gp;
+            t2_gen_params_defaults(&gp);
+            gp.max_tokens = 16;
+            t2_gen_result r;
+            assert_int_equal(t2_generate(ctx, e->model, ids, n, &gp, NULL, NULL, &r, &err), 0);
+            snprintf(text, cap, "%s", r.text);
+            t2_gen_result_free(&r);
+        }
+        t2_ctx_free(ctx);
+        free(ref);
+        free(ids);
+    }
+}
+
+/* A `type` model with the math expert materialised (form 0) and factored
+ * (form 1): d[form], dd[form] as factor_errors, each below tol, and the
+ * same greedy text. */
+static void check_format_factors(fixture *f, t2_wtype type, double tol, double d[2], double dd[2])
 {
     char p[1024], ex[1100];
     t2_engine_opts o;
@@ -132,39 +179,19 @@ static void check_format_factors(fixture *f, t2_wtype type, double tol, double d
     assert_non_null(mat->u_bf16);
     assert_non_null(mat->vt_bf16);
     assert_true(mat->u_bf16[5] == t2_f32_to_bf16(mat->u[5]));
-    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
-    size_t n;
-    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-    float *ref = reference_logits(v, "logits_math");
-    assert_non_null(ref);
     char text[2][256];
     for (int factored = 0; factored < 2; factored++) {
         t2_adapted *w = test_expert_weights(e, "math", factored);
-        t2_ctx *ctx;
-        assert_int_equal(t2_ctx_create(&ctx, e->model, e->pool, 0, &err), 0);
-        t2_ctx_set_layers(ctx, w->layers);
-        const float *logits;
-        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
-        d[factored] = rel_l2(logits, ref, 1024);
-        printf("# %s model (%zu prompt tokens), math expert %s: relative L2 error of the logits "
-               "%.3g\n",
-               t2_wtype_name(type), n, factored ? "factored (bf16 U, Vt)" : "materialised",
-               d[factored]);
+        factor_errors(f, e, w, &d[factored], &dd[factored], text[factored], sizeof text[0]);
+        printf("# %s model, math expert %s: relative L2 error of the logits (mean of the "
+               "reference prompts) %.3g, %.3g with the last token decoded alone\n",
+               t2_wtype_name(type), factored ? "factored" : "materialised", d[factored],
+               dd[factored]);
         assert_true(d[factored] < tol);
-        t2_ctx_truncate(ctx, 0);
-        t2_gen_params gp;
-        t2_gen_params_defaults(&gp);
-        gp.max_tokens = 16;
-        t2_gen_result r;
-        assert_int_equal(t2_generate(ctx, e->model, ids, n, &gp, NULL, NULL, &r, &err), 0);
-        snprintf(text[factored], sizeof text[factored], "%s", r.text);
-        t2_gen_result_free(&r);
-        t2_ctx_free(ctx);
+        assert_true(dd[factored] < tol);
         t2_adapted_unref(w);
     }
     assert_string_equal(text[0], text[1]);
-    free(ref);
-    free(ids);
     t2_engine_free(e);
 }
 
@@ -176,22 +203,25 @@ static void test_bf16_factors(void **state)
      * are CPU-minutes there; the release and sanitizer runs cover it */
     if (test_quick())
         skip();
-    double d[2];
-    check_format_factors(f, T2_W_BF16, 5e-3, d);
+    double d[2], dd[2];
+    check_format_factors(f, T2_W_BF16, 5e-3, d, dd);
 }
 
 /* q8_0: the factored form (bf16 factors, X and Vt X rounded to bf16 for
  * the bf16 x bf16 kernel, prefill and decode) is closer to the reference
  * than the materialised Q8_0 set, whose MLP weights and activations are
- * rounded to Q8_0. */
+ * rounded to Q8_0, after a prefill and after a decoded token (a Q8_0 copy
+ * of Vt for decode, tried in stop 15, failed the second: 7.6e-3 against
+ * the set's 7.1e-3). */
 static void test_q8_0_factors(void **state)
 {
     fixture *f = *state;
     if (test_quick())
         skip();
-    double d[2];
-    check_format_factors(f, T2_W_Q8_0, 3e-2, d);
+    double d[2], dd[2];
+    check_format_factors(f, T2_W_Q8_0, 3e-2, d, dd);
     assert_true(d[1] < d[0]);
+    assert_true(dd[1] < dd[0]);
 }
 
 /* ---- scheduler ---- */
