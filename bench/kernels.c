@@ -25,8 +25,6 @@
 
 static const int row_counts[] = {1, 2, 4, 8, 16};
 #define N_COUNTS (int)(sizeof row_counts / sizeof row_counts[0])
-static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16", "amx"};
-#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 static const t2_wtype formats[] = {T2_W_F32, T2_W_BF16, T2_W_Q8_0};
 #define N_FORMATS 3
 
@@ -139,8 +137,8 @@ int t2_bench_kernels(bool json, t2_err *err)
             printf("   n=%-2d GMAC/s", row_counts[c]);
         printf("\n");
     }
-    for (int v = 0; v < N_VARIANTS; v++) {
-        const t2_kernels *kern = t2_kernels_variant(variants[v]);
+    for (int v = 0; t2_kernels_variant_name(v); v++) {
+        const t2_kernels *kern = t2_kernels_variant(t2_kernels_variant_name(v));
         if (!kern)
             continue;
         kern->q8_act(x, 16, COLS, &xq);
@@ -156,11 +154,11 @@ int t2_bench_kernels(bool json, t2_err *err)
                 int wf = x16 ? 1 : f; /* formats[1]: bf16 */
                 const char *fmt = x16 ? "bf16x" : t2_wtype_name(formats[f]);
                 const t2_wmat *w = where ? &big.w[wf] : &cached.w[wf];
-                json_t *row = json_pack("{s:s,s:s,s:s}", "variant", variants[v], "format", fmt,
+                json_t *row = json_pack("{s:s,s:s,s:s}", "variant", kern->name, "format", fmt,
                                         "matrix", where ? "out_of_cache" : "cached");
                 json_t *g = json_object();
                 if (!json)
-                    printf("%-10s %-5s %-9s", variants[v], fmt, where ? "memory" : "cache");
+                    printf("%-10s %-5s %-9s", kern->name, fmt, where ? "memory" : "cache");
                 for (int c = 0; c < N_COUNTS; c++) {
                     double r = time_kernel(kern, w, x, &xq, x16 ? xb : NULL, row_counts[c], y);
                     char key[8];

@@ -95,20 +95,32 @@ static int cpu_has_amx_bf16(void)
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 
+static int cpu_any(void)
+{
+    return 1;
+}
+
+/* Every variant, from the portable reference up, and what it needs. */
+static const struct {
+    const t2_kernels *kernels;
+    int (*supported)(void);
+} variants[] = {
+    {&t2_kernels_scalar, cpu_any},        {&t2_kernels_avx2, cpu_has_avx2},
+    {&t2_kernels_avx512, cpu_has_avx512}, {&t2_kernels_avx512bf16, cpu_has_avx512bf16},
+    {&t2_kernels_amx, cpu_has_amx_bf16},
+};
+
+const char *t2_kernels_variant_name(int i)
+{
+    return i >= 0 && i < (int)(sizeof variants / sizeof variants[0]) ? variants[i].kernels->name
+                                                                     : NULL;
+}
+
 const t2_kernels *t2_kernels_variant(const char *name)
 {
-    if (!name)
-        return NULL;
-    if (strcmp(name, "scalar") == 0)
-        return &t2_kernels_scalar;
-    if (strcmp(name, "avx2") == 0)
-        return cpu_has_avx2() ? &t2_kernels_avx2 : NULL;
-    if (strcmp(name, "avx512") == 0)
-        return cpu_has_avx512() ? &t2_kernels_avx512 : NULL;
-    if (strcmp(name, "avx512bf16") == 0)
-        return cpu_has_avx512bf16() ? &t2_kernels_avx512bf16 : NULL;
-    if (strcmp(name, "amx") == 0)
-        return cpu_has_amx_bf16() ? &t2_kernels_amx : NULL;
+    for (size_t i = 0; name && i < sizeof variants / sizeof variants[0]; i++)
+        if (strcmp(name, variants[i].kernels->name) == 0)
+            return variants[i].supported() ? variants[i].kernels : NULL;
     return NULL;
 }
 

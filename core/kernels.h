@@ -97,6 +97,9 @@ const t2_kernels *t2_kernels_get(void);
 /* A named variant ("scalar", "avx2", "avx512", "avx512bf16", "amx") if this CPU
  * supports it, else NULL (for tests and benchmarks). */
 const t2_kernels *t2_kernels_variant(const char *name);
+/* The name of variant i (0: scalar, then the others in that order) whether
+ * or not this CPU supports it; NULL past the last. */
+const char *t2_kernels_variant_name(int i);
 
 /* The Q8_0 row layout's groups (see t2_wmat): a row of nb blocks has
  * t2_q8_0_groups(nb) groups; group g starts at t2_q8_0_group_offset(g)
