@@ -19,7 +19,8 @@
 
 #define COLS 960             /* SmolLM2-360M's hidden size */
 #define ROWS_CACHED 256      /* 960 KiB of f32: L2 or L3 */
-#define BYTES_OUT (64 << 20) /* in each format: beyond the caches of the machines we use */
+#define BYTES_OUT_MIN ((size_t)64 << 20)
+#define BYTES_OUT_MAX ((size_t)2 << 30)
 #define MIN_SECONDS 0.03     /* per timing; best of TIMINGS */
 #define TIMINGS 2
 
@@ -39,9 +40,19 @@ static void kmat_free(kmat *k)
         free(k->data[f]);
 }
 
+/* Bytes of each format's out-of-cache matrix: four times the last-level
+ * cache, so a pass cannot be served from it (a fixed 64 MiB stayed in a
+ * Xeon's L3 and reported L3 rates as memory rates); 64 MiB at least,
+ * 2 GiB at most. */
+static size_t bytes_out(void)
+{
+    size_t b = 4 * t2_bench_llc_bytes();
+    return b < BYTES_OUT_MIN ? BYTES_OUT_MIN : b > BYTES_OUT_MAX ? BYTES_OUT_MAX : b;
+}
+
 /* Each format's matrix: `rows` rows, or (rows 0) as many as make
- * BYTES_OUT in that format, filled 4096 rows at a time. */
-static int kmat_make(kmat *k, int rows, t2_err *err)
+ * `bytes` in that format, filled 4096 rows at a time. */
+static int kmat_make(kmat *k, int rows, size_t bytes, t2_err *err)
 {
     memset(k, 0, sizeof *k);
     enum { STEP = 4096 };
@@ -53,7 +64,7 @@ static int kmat_make(kmat *k, int rows, t2_err *err)
         src[i] = t2_bench_rnd(&s, 0.5f);
     for (int f = 0; f < N_FORMATS; f++) {
         size_t rb = t2_wtype_row_bytes(formats[f], COLS);
-        int n = rows ? rows : (int)(BYTES_OUT / rb);
+        int n = rows ? rows : (int)(bytes / rb);
         k->data[f] = aligned_alloc(64, t2_wmat_alloc_bytes(formats[f], n, COLS));
         if (!k->data[f]) {
             free(src);
@@ -95,11 +106,12 @@ static double time_kernel(const t2_kernels *kern, const t2_wmat *w, const float 
 int t2_bench_kernels(bool json, t2_err *err)
 {
     kmat cached, big;
-    fprintf(stderr, "t2 bench: kernels on one core, %d x %d (in cache) and %d MiB...\n",
-            ROWS_CACHED, COLS, BYTES_OUT >> 20);
-    if (kmat_make(&cached, ROWS_CACHED, err) != 0)
+    size_t out_bytes = bytes_out();
+    fprintf(stderr, "t2 bench: kernels on one core, %d x %d (in cache) and %zu MiB...\n",
+            ROWS_CACHED, COLS, out_bytes >> 20);
+    if (kmat_make(&cached, ROWS_CACHED, 0, err) != 0)
         return -1;
-    if (kmat_make(&big, 0, err) != 0) {
+    if (kmat_make(&big, 0, out_bytes, err) != 0) {
         kmat_free(&cached);
         return -1;
     }
@@ -126,7 +138,7 @@ int t2_bench_kernels(bool json, t2_err *err)
         goto done;
     json_object_set_new(out, "cols", json_integer(COLS));
     json_object_set_new(out, "rows_cached", json_integer(ROWS_CACHED));
-    json_object_set_new(out, "bytes_out_of_cache", json_integer(BYTES_OUT));
+    json_object_set_new(out, "bytes_out_of_cache", json_integer((json_int_t)out_bytes));
     json_object_set_new(out, "sgemm_gflops_one_core", json_real(sgemm));
     if (!json) {
         printf("kernels on one core, %d columns; sgemm (OpenBLAS, one core) %.1f GFLOP/s = %.1f "
