@@ -45,7 +45,8 @@ int t2_bench_random_svf(const t2_model *m, t2_svf **out, t2_err *err)
             mat->r = w.rows < w.cols ? w.rows : w.cols;
             mat->wm = w;
             size_t nu = (size_t)mat->m * (size_t)mat->r, nv = (size_t)mat->r * (size_t)mat->n;
-            mat->u = malloc((nu + nv + (size_t)mat->r) * sizeof(float));
+            /* 64-byte aligned like t2_svf_factors_alloc's: the kernels load whole lines */
+            mat->u = aligned_alloc(64, ((nu + nv + (size_t)mat->r) * sizeof(float) + 63) / 64 * 64);
             if (!mat->u) {
                 t2_svf_free(svf);
                 return t2_err_set(err, "out of memory for factors");

@@ -89,7 +89,7 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     c->xq_rows = m->wtype == T2_W_Q8_0 ? T2_CHUNK : T2_KERNEL_ROWS;
     int xq_failed = t2_q8_act_alloc(&c->xq, c->xq_rows, (int)max_dim);
     if (m->wtype == T2_W_Q8_0)
-        c->xb = malloc(3 * c->fact_half * sizeof *c->xb);
+        c->xb = (uint16_t *)(void *)alloc_floats((3 * c->fact_half + 1) / 2);
     /* about 256 KB of rows per block: stays in L2 while sgemm reads it;
      * also T2_KERNEL_ROWS rows of X widened from bf16 (matmul_x16_rows) */
     c->deq_floats = max_r * T2_KERNEL_ROWS > 65536 ? max_r * T2_KERNEL_ROWS : 65536;

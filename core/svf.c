@@ -140,9 +140,12 @@ void t2_svf_factors_free(t2_svf_matrix *mat)
     mat->u_bf16 = mat->vt_bf16 = NULL;
 }
 
+/* 64-byte aligned, as the model's own matrices: the kernels load whole
+ * cache lines of a row (AMX tile rows are 64 bytes), and malloc's 16-byte
+ * alignment split every such load over two lines. */
 static uint16_t *to_bf16(const float *src, size_t n)
 {
-    uint16_t *dst = malloc(n * sizeof *dst);
+    uint16_t *dst = aligned_alloc(64, (n * sizeof *dst + 63) / 64 * 64);
     for (size_t i = 0; dst && i < n; i++)
         dst[i] = t2_f32_to_bf16(src[i]);
     return dst;

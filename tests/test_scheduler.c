@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -179,6 +180,11 @@ static void check_format_factors(fixture *f, t2_wtype type, double tol, double d
     assert_non_null(mat->u_bf16);
     assert_non_null(mat->vt_bf16);
     assert_true(mat->u_bf16[5] == t2_f32_to_bf16(mat->u[5]));
+    /* every copy starts on a cache line, as the kernels' row loads assume */
+    for (size_t i = 0; i < e->svf->n; i++) {
+        assert_int_equal((uintptr_t)e->svf->mats[i].u_bf16 % 64, 0);
+        assert_int_equal((uintptr_t)e->svf->mats[i].vt_bf16 % 64, 0);
+    }
     char text[2][256];
     for (int factored = 0; factored < 2; factored++) {
         t2_adapted *w = test_expert_weights(e, "math", factored);
