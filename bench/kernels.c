@@ -17,11 +17,11 @@
 #include "model.h"
 #include "pool.h"
 
-#define COLS 960             /* SmolLM2-360M's hidden size */
-#define ROWS_CACHED 256      /* 960 KiB of f32: L2 or L3 */
+#define COLS 960        /* SmolLM2-360M's hidden size */
+#define ROWS_CACHED 256 /* 960 KiB of f32: L2 or L3 */
 #define BYTES_OUT_MIN ((size_t)64 << 20)
 #define BYTES_OUT_MAX ((size_t)2 << 30)
-#define MIN_SECONDS 0.03     /* per timing; best of TIMINGS */
+#define MIN_SECONDS 0.03 /* per timing; best of TIMINGS */
 #define TIMINGS 2
 
 static const int row_counts[] = {1, 2, 4, 8, 16};
