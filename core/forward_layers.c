@@ -194,13 +194,9 @@ static void fused_worker(void *arg, int worker, int nw)
         t2_pool_share(rows, worker, nw, 16, &r0, &r1);
         matmul_range(g, worker, r0, r1);
         matmul_range(u, worker, r0, r1);
-        for (int i = 0; i < g->n; i++) {
-            float *gy = g->y + (size_t)i * (size_t)rows, *uy = u->y + (size_t)i * (size_t)rows;
-            for (int r = r0; r < r1; r++) {
-                float v = gy[r];
-                gy[r] = v / (1.0f + expf(-v)) * uy[r];
-            }
-        }
+        for (int i = 0; i < g->n && r0 < r1; i++)
+            g->c->kern->silu_mul(g->y + (size_t)i * (size_t)rows + r0,
+                                 u->y + (size_t)i * (size_t)rows + r0, (size_t)(r1 - r0));
         return;
     }
     t2_pool_share(f->total, worker, nw, 16, &r0, &r1);
@@ -644,10 +640,7 @@ static void mlp_block(t2_ctx *c, const t2_row *rows, int layer, int n)
         !fused_factored_swiglu(c, rows, layer, n)) {
         layer_matmul(c, rows, layer, 4, c->gate, c->xn, n, FF, H);
         layer_matmul(c, rows, layer, 5, c->up, c->xn, n, FF, H);
-        for (size_t i = 0; i < (size_t)n * (size_t)FF; i++) {
-            float g = c->gate[i];
-            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];
-        }
+        c->kern->silu_mul(c->gate, c->up, (size_t)n * (size_t)FF);
     }
     layer_matmul(c, rows, layer, 6, c->xn, c->gate, n, H, FF);
     for (size_t i = 0; i < (size_t)n * (size_t)H; i++)

@@ -188,4 +188,10 @@ static void q8_act_amx(const float *x, int n, int cols, t2_q8_act *out)
     t2_kernels_avx512bf16.q8_act(x, n, cols, out);
 }
 
-const t2_kernels t2_kernels_amx = {"amx", f32_amx, bf16_amx, q8_0_amx, q8_act_amx, bf16_x16_amx};
+static void silu_mul_amx(float *g, const float *u, size_t n)
+{
+    t2_kernels_avx512bf16.silu_mul(g, u, n);
+}
+
+const t2_kernels t2_kernels_amx = {"amx",      f32_amx,      bf16_amx,    q8_0_amx,
+                                   q8_act_amx, bf16_x16_amx, silu_mul_amx};

@@ -201,5 +201,44 @@ TARGET static void q8_0_avx2(const uint8_t *w, size_t ldw, int rows, int cols, c
     q8_0_rows(w, ldw, rows, cols, x, n, y, ldy);
 }
 
-const t2_kernels t2_kernels_avx2 = {"avx2",    f32_avx2,           bf16_avx2,
-                                    q8_0_avx2, t2_q8_act_quantize, NULL};
+/* exp(x) for x in [-87.3, 88.3] (callers clamp): x = n ln2 + r, |r| <=
+ * ln2 / 2, Cephes' expf polynomial for exp(r), times 2^n built in the
+ * exponent bits (n in [-126, 127]: a normal float). */
+INLINE __m256 exp_avx2(__m256 x)
+{
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* The last n % 8 values through masked loads and stores, so every value
+ * goes through the same arithmetic. Below -88.3, exp(-g) is clamped to
+ * 2.2e38 (the result: ~g / 2.2e38 instead of -0); above 87.3 to 1.2e-38
+ * (the result: g, as libm's). */
+TARGET static void silu_mul_avx2(float *g, const float *u, size_t n)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (size_t i = 0; i < n; i += 8) {
+        size_t left = n - i < 8 ? n - i : 8;
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), lane);
+        __m256 v = _mm256_maskload_ps(g + i, m), w = _mm256_maskload_ps(u + i, m);
+        __m256 x = _mm256_sub_ps(_mm256_setzero_ps(), v);
+        x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+        __m256 den = _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(x));
+        _mm256_maskstore_ps(g + i, m, _mm256_mul_ps(_mm256_div_ps(v, den), w));
+    }
+}
+
+const t2_kernels t2_kernels_avx2 = {"avx2", f32_avx2,     bf16_avx2, q8_0_avx2, t2_q8_act_quantize,
+                                    NULL,   silu_mul_avx2};

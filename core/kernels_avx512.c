@@ -396,8 +396,35 @@ TARGET static void q8_act_avx512(const float *x, int n, int cols, t2_q8_act *out
     }
 }
 
-const t2_kernels t2_kernels_avx512 = {"avx512",    f32_avx512,    bf16_avx512,
-                                      q8_0_avx512, q8_act_avx512, NULL};
+/* g / (1 + exp(-g)) * u, 16 at a time (the last n % 16 masked): exp as
+ * in kernels_avx2.c, but 2^n applied by scalef, which saturates to inf or
+ * 0 as libm's expf does, so -g only needs clamping to keep n finite. */
+TARGET static void silu_mul_avx512(float *g, const float *u, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        size_t left = n - i < 16 ? n - i : 16;
+        __mmask16 m = (__mmask16)((1u << left) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, g + i), w = _mm512_maskz_loadu_ps(m, u + i);
+        __m512 x = _mm512_sub_ps(_mm512_setzero_ps(), v);
+        x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+        __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+        r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+        __m512 den = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(p, k));
+        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_div_ps(v, den), w));
+    }
+}
+
+const t2_kernels t2_kernels_avx512 = {"avx512",      f32_avx512, bf16_avx512,    q8_0_avx512,
+                                      q8_act_avx512, NULL,       silu_mul_avx512};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -466,5 +493,6 @@ TARGET_BF16 static void bf16_x16_avx512bf16(const uint16_t *w, size_t ldw, int r
     tiled_dp_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
-const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16", f32_avx512,    bf16_avx512,
-                                          q8_0_avx512,  q8_act_avx512, bf16_x16_avx512bf16};
+const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16",   f32_avx512,    bf16_avx512,
+                                          q8_0_avx512,    q8_act_avx512, bf16_x16_avx512bf16,
+                                          silu_mul_avx512};

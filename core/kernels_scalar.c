@@ -1,5 +1,6 @@
 /* The portable reference kernels: plain C, one float accumulator per
  * output, in column order. Every vector variant is tested against these. */
+#include <math.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -77,5 +78,12 @@ static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const 
     }
 }
 
-const t2_kernels t2_kernels_scalar = {"scalar",    f32_scalar,         bf16_scalar,
-                                      q8_0_scalar, t2_q8_act_quantize, bf16_x16_scalar};
+static void silu_mul_scalar(float *g, const float *u, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+const t2_kernels t2_kernels_scalar = {"scalar",       f32_scalar,         bf16_scalar,
+                                      q8_0_scalar,    t2_q8_act_quantize, bf16_x16_scalar,
+                                      silu_mul_scalar};
