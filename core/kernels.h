@@ -94,6 +94,18 @@ typedef struct t2_kernels {
      * scalar reference (test_kernels), and 2560 exps per token and layer
      * were a few percent of a decode step. */
     void (*silu_mul)(float *g, const float *u, size_t n);
+    /* Attention of one query head over n cached positions (rows of d
+     * floats, ld floats apart: one head's slice of the KV cache):
+     * attn_scores: s[p] = scale * (k[p] . q); attn_mix: out = scale *
+     * sum_p w[p] v[p]. Any d (vector variants mask the last columns). */
+    void (*attn_scores)(const float *k, size_t ld, int n, int d, const float *q, float scale,
+                        float *s);
+    void (*attn_mix)(const float *v, size_t ld, int n, int d, const float *w, float scale,
+                     float *out);
+    /* The softmax's exponentials: s[p] = exp(s[p] - mx) (mx >= every
+     * finite s[p]; -inf gives exactly 0), returns their sum. Exp as in
+     * silu_mul. */
+    float (*exp_shift)(float *s, int n, float mx);
 } t2_kernels;
 
 /* The variant in use: the best the CPU supports, or T2_KERNELS's choice

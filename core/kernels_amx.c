@@ -193,5 +193,23 @@ static void silu_mul_amx(float *g, const float *u, size_t n)
     t2_kernels_avx512bf16.silu_mul(g, u, n);
 }
 
-const t2_kernels t2_kernels_amx = {"amx",      f32_amx,      bf16_amx,    q8_0_amx,
-                                   q8_act_amx, bf16_x16_amx, silu_mul_amx};
+static void attn_scores_amx(const float *k, size_t ld, int n, int d, const float *q, float scale,
+                            float *s)
+{
+    t2_kernels_avx512bf16.attn_scores(k, ld, n, d, q, scale, s);
+}
+
+static void attn_mix_amx(const float *v, size_t ld, int n, int d, const float *w, float scale,
+                         float *out)
+{
+    t2_kernels_avx512bf16.attn_mix(v, ld, n, d, w, scale, out);
+}
+
+static float exp_shift_amx(float *s, int n, float mx)
+{
+    return t2_kernels_avx512bf16.exp_shift(s, n, mx);
+}
+
+const t2_kernels t2_kernels_amx = {"amx",        f32_amx,      bf16_amx,     q8_0_amx,
+                                   q8_act_amx,   bf16_x16_amx, silu_mul_amx, attn_scores_amx,
+                                   attn_mix_amx, exp_shift_amx};

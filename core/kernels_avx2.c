@@ -240,5 +240,94 @@ TARGET static void silu_mul_avx2(float *g, const float *u, size_t n)
     }
 }
 
-const t2_kernels t2_kernels_avx2 = {"avx2", f32_avx2,     bf16_avx2, q8_0_avx2, t2_q8_act_quantize,
-                                    NULL,   silu_mul_avx2};
+/* Lanes of the 8 columns from c that lie before d, as a maskload mask. */
+INLINE __m256i cols_mask8(int c, int d)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(d - c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* As attn_scores_avx512: four positions at a time. */
+TARGET static void attn_scores_avx2(const float *k, size_t ld, int n, int d, const float *q,
+                                    float scale, float *s)
+{
+    int p = 0;
+    for (; p + 4 <= n; p += 4) {
+        const float *k0 = k + (size_t)p * ld;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < d; c += 8) {
+            __m256i m = cols_mask8(c, d);
+            __m256 qv = _mm256_maskload_ps(q + c, m);
+            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + c, m), qv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + ld + c, m), qv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + 2 * ld + c, m), qv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + 3 * ld + c, m), qv, a3);
+        }
+        s[p] = scale * hsum256(a0);
+        s[p + 1] = scale * hsum256(a1);
+        s[p + 2] = scale * hsum256(a2);
+        s[p + 3] = scale * hsum256(a3);
+    }
+    for (; p < n; p++) {
+        const float *kp = k + (size_t)p * ld;
+        __m256 a = _mm256_setzero_ps();
+        for (int c = 0; c < d; c += 8) {
+            __m256i m = cols_mask8(c, d);
+            a = _mm256_fmadd_ps(_mm256_maskload_ps(kp + c, m), _mm256_maskload_ps(q + c, m), a);
+        }
+        s[p] = scale * hsum256(a);
+    }
+}
+
+/* As attn_mix_avx512, 32 columns at a time. */
+TARGET static void attn_mix_avx2(const float *v, size_t ld, int n, int d, const float *w,
+                                 float scale, float *out)
+{
+    for (int c = 0; c < d; c += 32) {
+        __m256i m[4];
+        __m256 a[4], b[4];
+        for (int i = 0; i < 4; i++) {
+            m[i] = cols_mask8(c + 8 * i, d);
+            a[i] = b[i] = _mm256_setzero_ps();
+        }
+        int p = 0;
+        for (; p + 2 <= n; p += 2) {
+            const float *v0 = v + (size_t)p * ld + c, *v1 = v0 + ld;
+            __m256 w0 = _mm256_set1_ps(w[p]), w1 = _mm256_set1_ps(w[p + 1]);
+            for (int i = 0; i < 4; i++) {
+                a[i] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(v0 + 8 * i, m[i]), a[i]);
+                b[i] = _mm256_fmadd_ps(w1, _mm256_maskload_ps(v1 + 8 * i, m[i]), b[i]);
+            }
+        }
+        if (p < n) {
+            const float *v0 = v + (size_t)p * ld + c;
+            __m256 w0 = _mm256_set1_ps(w[p]);
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(v0 + 8 * i, m[i]), a[i]);
+        }
+        __m256 sc = _mm256_set1_ps(scale);
+        for (int i = 0; i < 4; i++)
+            _mm256_maskstore_ps(out + c + 8 * i, m[i],
+                                _mm256_mul_ps(sc, _mm256_add_ps(a[i], b[i])));
+    }
+}
+
+/* Arguments below -87.3 (where exp_avx2 would clamp) give exactly 0, as
+ * libm's expf does for a masked position's -inf. */
+TARGET static float exp_shift_avx2(float *s, int n, float mx)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 sum = _mm256_setzero_ps(), vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.3f);
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - i), lane);
+        __m256 x = _mm256_sub_ps(_mm256_maskload_ps(s + i, m), vmx);
+        __m256 keep = _mm256_and_ps(_mm256_cmp_ps(x, lo, _CMP_GE_OQ), _mm256_castsi256_ps(m));
+        __m256 e = _mm256_and_ps(exp_avx2(_mm256_max_ps(x, lo)), keep);
+        _mm256_maskstore_ps(s + i, m, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return hsum256(sum);
+}
+
+const t2_kernels t2_kernels_avx2 = {
+    "avx2", f32_avx2,      bf16_avx2,        q8_0_avx2,     t2_q8_act_quantize,
+    NULL,   silu_mul_avx2, attn_scores_avx2, attn_mix_avx2, exp_shift_avx2};

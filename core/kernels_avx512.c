@@ -396,35 +396,134 @@ TARGET static void q8_act_avx512(const float *x, int n, int cols, t2_q8_act *out
     }
 }
 
-/* g / (1 + exp(-g)) * u, 16 at a time (the last n % 16 masked): exp as
- * in kernels_avx2.c, but 2^n applied by scalef, which saturates to inf or
- * 0 as libm's expf does, so -g only needs clamping to keep n finite. */
+/* exp(x) for x in [-104, 89] (callers clamp, to keep k finite): x = k ln2
+ * + r, |r| <= ln2 / 2, Cephes' expf polynomial for exp(r), times 2^k by
+ * scalef, which saturates to inf or 0 as libm's expf does. */
+INLINE __m512 exp_avx512(__m512 x)
+{
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, k);
+}
+
+INLINE __m512 clamp_exp_arg(__m512 x)
+{
+    return _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+}
+
+/* g / (1 + exp(-g)) * u, 16 at a time (the last n % 16 masked). */
 TARGET static void silu_mul_avx512(float *g, const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i += 16) {
         size_t left = n - i < 16 ? n - i : 16;
         __mmask16 m = (__mmask16)((1u << left) - 1);
         __m512 v = _mm512_maskz_loadu_ps(m, g + i), w = _mm512_maskz_loadu_ps(m, u + i);
-        __m512 x = _mm512_sub_ps(_mm512_setzero_ps(), v);
-        x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
-        __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-        r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-        __m512 den = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(p, k));
+        __m512 e = exp_avx512(clamp_exp_arg(_mm512_sub_ps(_mm512_setzero_ps(), v)));
+        __m512 den = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
         _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_div_ps(v, den), w));
     }
 }
 
-const t2_kernels t2_kernels_avx512 = {"avx512",      f32_avx512, bf16_avx512,    q8_0_avx512,
-                                      q8_act_avx512, NULL,       silu_mul_avx512};
+TARGET static float exp_shift_avx512(float *s, int n, float mx)
+{
+    __m512 sum = _mm512_setzero_ps(), vmx = _mm512_set1_ps(mx);
+    for (int i = 0; i < n; i += 16) {
+        int left = n - i < 16 ? n - i : 16;
+        __mmask16 m = (__mmask16)((1u << left) - 1);
+        __m512 e = exp_avx512(clamp_exp_arg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), vmx)));
+        _mm512_mask_storeu_ps(s + i, m, e);
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+/* Lanes of the 16 columns from c that lie before d. */
+INLINE __mmask16 cols_mask(int c, int d)
+{
+    int left = d - c;
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
+
+/* Four positions at a time (four independent sums), each a 16-lane
+ * accumulator over the columns, reduced at the end. */
+TARGET static void attn_scores_avx512(const float *k, size_t ld, int n, int d, const float *q,
+                                      float scale, float *s)
+{
+    int p = 0;
+    for (; p + 4 <= n; p += 4) {
+        const float *k0 = k + (size_t)p * ld;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < d; c += 16) {
+            __mmask16 m = cols_mask(c, d);
+            __m512 qv = _mm512_maskz_loadu_ps(m, q + c);
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + c), qv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + ld + c), qv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + 2 * ld + c), qv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + 3 * ld + c), qv, a3);
+        }
+        s[p] = scale * _mm512_reduce_add_ps(a0);
+        s[p + 1] = scale * _mm512_reduce_add_ps(a1);
+        s[p + 2] = scale * _mm512_reduce_add_ps(a2);
+        s[p + 3] = scale * _mm512_reduce_add_ps(a3);
+    }
+    for (; p < n; p++) {
+        const float *kp = k + (size_t)p * ld;
+        __m512 a = _mm512_setzero_ps();
+        for (int c = 0; c < d; c += 16) {
+            __mmask16 m = cols_mask(c, d);
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, kp + c), _mm512_maskz_loadu_ps(m, q + c),
+                                a);
+        }
+        s[p] = scale * _mm512_reduce_add_ps(a);
+    }
+}
+
+/* 64 columns at a time in four accumulators, two positions per step into
+ * two sets of them (FMA latency), added at the end. */
+TARGET static void attn_mix_avx512(const float *v, size_t ld, int n, int d, const float *w,
+                                   float scale, float *out)
+{
+    for (int c = 0; c < d; c += 64) {
+        __mmask16 m[4];
+        __m512 a[4], b[4];
+        for (int i = 0; i < 4; i++) {
+            m[i] = cols_mask(c + 16 * i, d);
+            a[i] = b[i] = _mm512_setzero_ps();
+        }
+        int p = 0;
+        for (; p + 2 <= n; p += 2) {
+            const float *v0 = v + (size_t)p * ld + c, *v1 = v0 + ld;
+            __m512 w0 = _mm512_set1_ps(w[p]), w1 = _mm512_set1_ps(w[p + 1]);
+            for (int i = 0; i < 4; i++) {
+                a[i] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m[i], v0 + 16 * i), a[i]);
+                b[i] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m[i], v1 + 16 * i), b[i]);
+            }
+        }
+        if (p < n) {
+            const float *v0 = v + (size_t)p * ld + c;
+            __m512 w0 = _mm512_set1_ps(w[p]);
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m[i], v0 + 16 * i), a[i]);
+        }
+        __m512 sc = _mm512_set1_ps(scale);
+        for (int i = 0; i < 4; i++)
+            _mm512_mask_storeu_ps(out + c + 16 * i, m[i],
+                                  _mm512_mul_ps(sc, _mm512_add_ps(a[i], b[i])));
+    }
+}
+
+const t2_kernels t2_kernels_avx512 = {
+    "avx512", f32_avx512,      bf16_avx512,        q8_0_avx512,     q8_act_avx512,
+    NULL,     silu_mul_avx512, attn_scores_avx512, attn_mix_avx512, exp_shift_avx512};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -493,6 +592,6 @@ TARGET_BF16 static void bf16_x16_avx512bf16(const uint16_t *w, size_t ldw, int r
     tiled_dp_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
-const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16",   f32_avx512,    bf16_avx512,
-                                          q8_0_avx512,    q8_act_avx512, bf16_x16_avx512bf16,
-                                          silu_mul_avx512};
+const t2_kernels t2_kernels_avx512bf16 = {
+    "avx512bf16",        f32_avx512,      bf16_avx512,        q8_0_avx512,     q8_act_avx512,
+    bf16_x16_avx512bf16, silu_mul_avx512, attn_scores_avx512, attn_mix_avx512, exp_shift_avx512};

@@ -84,6 +84,42 @@ static void silu_mul_scalar(float *g, const float *u, size_t n)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-const t2_kernels t2_kernels_scalar = {"scalar",       f32_scalar,         bf16_scalar,
-                                      q8_0_scalar,    t2_q8_act_quantize, bf16_x16_scalar,
-                                      silu_mul_scalar};
+static void attn_scores_scalar(const float *k, size_t ld, int n, int d, const float *q, float scale,
+                               float *s)
+{
+    for (int p = 0; p < n; p++) {
+        const float *kp = k + (size_t)p * ld;
+        float acc = 0.0f;
+        for (int c = 0; c < d; c++)
+            acc += kp[c] * q[c];
+        s[p] = scale * acc;
+    }
+}
+
+static void attn_mix_scalar(const float *v, size_t ld, int n, int d, const float *w, float scale,
+                            float *out)
+{
+    for (int c = 0; c < d; c++)
+        out[c] = 0.0f;
+    for (int p = 0; p < n; p++) {
+        const float *vp = v + (size_t)p * ld;
+        for (int c = 0; c < d; c++)
+            out[c] += w[p] * vp[c];
+    }
+    for (int c = 0; c < d; c++)
+        out[c] *= scale;
+}
+
+static float exp_shift_scalar(float *s, int n, float mx)
+{
+    float sum = 0.0f;
+    for (int p = 0; p < n; p++) {
+        s[p] = expf(s[p] - mx);
+        sum += s[p];
+    }
+    return sum;
+}
+
+const t2_kernels t2_kernels_scalar = {
+    "scalar",        f32_scalar,      bf16_scalar,        q8_0_scalar,     t2_q8_act_quantize,
+    bf16_x16_scalar, silu_mul_scalar, attn_scores_scalar, attn_mix_scalar, exp_shift_scalar};

@@ -499,6 +499,131 @@ static void test_silu_mul(void **state)
     free(got);
 }
 
+/* The softmax's exponentials: every variant within 1e-6 relative of the
+ * scalar reference (libm's expf), its sum too; masked positions (-inf)
+ * and ones far below the maximum give exactly 0. */
+static void test_exp_shift(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    float s0[N], ref[N], got[N];
+    for (int i = 0; i < N; i++)
+        s0[i] = 15.0f * frand() - 10.0f;
+    s0[3] = -INFINITY;
+    s0[10] = -200.0f;
+    s0[11] = 5.0f; /* the maximum */
+    const float mx = 5.0f;
+    memcpy(ref, s0, sizeof ref);
+    float ref_sum = t2_kernels_variant("scalar")->exp_shift(ref, N, mx);
+    double exact_sum = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(fabs(ref[i] - exp((double)s0[i] - mx)) <=
+                    1e-6 * exp((double)s0[i] - mx) + 1e-38);
+        exact_sum += exp((double)s0[i] - mx);
+    }
+    assert_true(fabs(ref_sum - exact_sum) <= 1e-6 * exact_sum);
+    assert_true(ref[3] == 0.0f && ref[10] == 0.0f && ref[11] == 1.0f);
+    for (int v = 1; t2_kernels_variant_name(v); v++) {
+        const t2_kernels *k = t2_kernels_variant(t2_kernels_variant_name(v));
+        if (!k)
+            continue;
+        static const int lengths[] = {N, 1, 7, 12, 15, 17, 33};
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            int n = lengths[l];
+            for (int i = 0; i < N; i++)
+                got[i] = s0[i] + 1.0f; /* past n: must stay as it is */
+            memcpy(got, s0, (size_t)n * sizeof *got);
+            float sum = k->exp_shift(got, n, mx), want = 0.0f;
+            for (int i = 0; i < n; i++) {
+                want += ref[i];
+                if (!(fabsf(got[i] - ref[i]) <= 1e-6f * ref[i]))
+                    fail_msg("%s: exp(%g - %g) = %g, reference %g", k->name, (double)s0[i],
+                             (double)mx, (double)got[i], (double)ref[i]);
+            }
+            assert_true(fabsf(sum - want) <= 1e-6f * want);
+            for (int i = n; i < N; i++)
+                assert_true(got[i] == s0[i] + 1.0f);
+        }
+    }
+}
+
+/* Attention over one head's cache rows: the scalar reference against
+ * double sums, every variant against it, within 1e-5 of the sum of the
+ * absolute products (float rounding of differently ordered sums), for
+ * head sizes that fill whole vectors and ones that leave 1..15 columns,
+ * position counts around the kernels' steps of 2 and 4, and rows further
+ * apart than d (the cache's layout); nothing past out[d - 1] is written. */
+static void test_attention(void **state)
+{
+    (void)state;
+    static const int dims[] = {64, 128, 80, 17, 3};
+    static const int counts[] = {1, 2, 3, 4, 5, 33, 130};
+    enum { MAX_D = 128, MAX_N = 130, LD = 3 * MAX_D + 5 };
+    float *k = malloc((size_t)MAX_N * LD * sizeof *k), *v = malloc((size_t)MAX_N * LD * sizeof *v);
+    float q[MAX_D], w[MAX_N], s_ref[MAX_N], s_got[MAX_N], o_ref[MAX_D + 1], o_got[MAX_D + 1];
+    assert_non_null(k);
+    assert_non_null(v);
+    for (size_t i = 0; i < (size_t)MAX_N * LD; i++) {
+        k[i] = frand();
+        v[i] = frand();
+    }
+    for (int i = 0; i < MAX_D; i++)
+        q[i] = frand();
+    for (int i = 0; i < MAX_N; i++)
+        w[i] = 0.5f * (frand() + 1.0f);
+    const t2_kernels *ref = t2_kernels_variant("scalar");
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (size_t ni = 0; ni < sizeof counts / sizeof counts[0]; ni++) {
+            int d = dims[di], n = counts[ni];
+            const float scale = 0.125f, mix_scale = 0.3f;
+            ref->attn_scores(k, LD, n, d, q, scale, s_ref);
+            ref->attn_mix(v, LD, n, d, w, mix_scale, o_ref);
+            for (int p = 0; p < n; p++) {
+                double exact = 0, mag = 0;
+                for (int c = 0; c < d; c++) {
+                    exact += (double)k[(size_t)p * LD + c] * q[c];
+                    mag += fabs((double)k[(size_t)p * LD + c] * q[c]);
+                }
+                assert_true(fabs(s_ref[p] - scale * exact) <= 1e-5 * scale * mag);
+            }
+            for (int c = 0; c < d; c++) {
+                double exact = 0, mag = 0;
+                for (int p = 0; p < n; p++) {
+                    exact += (double)w[p] * v[(size_t)p * LD + c];
+                    mag += fabs((double)w[p] * v[(size_t)p * LD + c]);
+                }
+                assert_true(fabs(o_ref[c] - mix_scale * exact) <= 1e-5 * mix_scale * mag);
+            }
+            for (int vi = 1; t2_kernels_variant_name(vi); vi++) {
+                const t2_kernels *kern = t2_kernels_variant(t2_kernels_variant_name(vi));
+                if (!kern)
+                    continue;
+                kern->attn_scores(k, LD, n, d, q, scale, s_got);
+                o_got[d] = 42.0f;
+                kern->attn_mix(v, LD, n, d, w, mix_scale, o_got);
+                for (int p = 0; p < n; p++) {
+                    double mag = 0;
+                    for (int c = 0; c < d; c++)
+                        mag += fabs((double)k[(size_t)p * LD + c] * q[c]);
+                    if (!(fabs(s_got[p] - s_ref[p]) <= 1e-5 * scale * mag))
+                        fail_msg("%s attn_scores d=%d n=%d p=%d: %g vs %g", kern->name, d, n, p,
+                                 (double)s_got[p], (double)s_ref[p]);
+                }
+                for (int c = 0; c < d; c++) {
+                    double mag = 0;
+                    for (int p = 0; p < n; p++)
+                        mag += fabs((double)w[p] * v[(size_t)p * LD + c]);
+                    if (!(fabs(o_got[c] - o_ref[c]) <= 1e-5 * mix_scale * mag))
+                        fail_msg("%s attn_mix d=%d n=%d c=%d: %g vs %g", kern->name, d, n, c,
+                                 (double)o_got[c], (double)o_ref[c]);
+                }
+                assert_true(o_got[d] == 42.0f);
+            }
+        }
+    free(k);
+    free(v);
+}
+
 /* The Q8_0 row layout as kernels.h documents it, byte for byte: groups of
  * 16 blocks (here 16 + 3), quants interleaved by 4 and stored + 128, then
  * the group's scales. */
@@ -562,6 +687,8 @@ int main(void)
         cmocka_unit_test(test_amx),
         cmocka_unit_test(test_bf16_round),
         cmocka_unit_test(test_silu_mul),
+        cmocka_unit_test(test_exp_shift),
+        cmocka_unit_test(test_attention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
