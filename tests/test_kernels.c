@@ -499,31 +499,26 @@ static void test_silu_mul(void **state)
     free(got);
 }
 
-/* The softmax's exponentials: every variant within 1e-6 relative of the
- * scalar reference (libm's expf), its sum too; masked positions (-inf)
- * and ones far below the maximum give exactly 0. */
+/* The softmax's exponentials: every variant, the scalar one (libm's
+ * expf) included, within 2e-6 relative of exp in double, and so their
+ * sums; masked positions (-inf) and ones far below the maximum give
+ * exactly 0. (Not against the scalar variant: under valgrind, which
+ * does not fuse the FMAs of glibc's expf, that is off by 1e-6.) */
 static void test_exp_shift(void **state)
 {
     (void)state;
     enum { N = 300 };
-    float s0[N], ref[N], got[N];
+    float s0[N], got[N];
+    double exact[N];
     for (int i = 0; i < N; i++)
         s0[i] = 15.0f * frand() - 10.0f;
     s0[3] = -INFINITY;
     s0[10] = -200.0f;
     s0[11] = 5.0f; /* the maximum */
     const float mx = 5.0f;
-    memcpy(ref, s0, sizeof ref);
-    float ref_sum = t2_kernels_variant("scalar")->exp_shift(ref, N, mx);
-    double exact_sum = 0;
-    for (int i = 0; i < N; i++) {
-        assert_true(fabs(ref[i] - exp((double)s0[i] - mx)) <=
-                    1e-6 * exp((double)s0[i] - mx) + 1e-38);
-        exact_sum += exp((double)s0[i] - mx);
-    }
-    assert_true(fabs(ref_sum - exact_sum) <= 1e-6 * exact_sum);
-    assert_true(ref[3] == 0.0f && ref[10] == 0.0f && ref[11] == 1.0f);
-    for (int v = 1; t2_kernels_variant_name(v); v++) {
+    for (int i = 0; i < N; i++)
+        exact[i] = exp((double)s0[i] - mx);
+    for (int v = 0; t2_kernels_variant_name(v); v++) {
         const t2_kernels *k = t2_kernels_variant(t2_kernels_variant_name(v));
         if (!k)
             continue;
@@ -533,14 +528,16 @@ static void test_exp_shift(void **state)
             for (int i = 0; i < N; i++)
                 got[i] = s0[i] + 1.0f; /* past n: must stay as it is */
             memcpy(got, s0, (size_t)n * sizeof *got);
-            float sum = k->exp_shift(got, n, mx), want = 0.0f;
+            double sum = k->exp_shift(got, n, mx), want = 0;
             for (int i = 0; i < n; i++) {
-                want += ref[i];
-                if (!(fabsf(got[i] - ref[i]) <= 1e-6f * ref[i]))
-                    fail_msg("%s: exp(%g - %g) = %g, reference %g", k->name, (double)s0[i],
-                             (double)mx, (double)got[i], (double)ref[i]);
+                want += exact[i];
+                if (!(fabs(got[i] - exact[i]) <= 2e-6 * exact[i] + 1e-38))
+                    fail_msg("%s: exp(%g - %g) = %g, exact %g", k->name, (double)s0[i], (double)mx,
+                             (double)got[i], exact[i]);
             }
-            assert_true(fabsf(sum - want) <= 1e-6f * want);
+            assert_true(fabs(sum - want) <= 2e-6 * want);
+            if (n == N)
+                assert_true(got[3] == 0.0f && got[10] == 0.0f && got[11] == 1.0f);
             for (int i = n; i < N; i++)
                 assert_true(got[i] == s0[i] + 1.0f);
         }
