@@ -74,28 +74,24 @@ static void test_reference_logits(void **state)
     /* quick mode: the first reference prompt only */
     size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
     for (size_t i = 0; i < n_vecs; i++) {
-        json_t *v = json_array_get(vecs, i);
-        size_t n;
-        int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-        float *ref = reference_logits(v, "logits_base");
-        assert_non_null(ref);
+        ref_prompt r;
+        assert_true(ref_prompt_load(&r, vecs, i, "logits_base"));
         t2_ctx *ctx;
         t2_err err;
         assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
         const float *logits;
-        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
-        double e = rel_l2(logits, ref, 1024);
+        assert_int_equal(t2_forward(ctx, r.ids, (int)r.n, false, &logits, &err), 0);
+        double e = rel_l2(logits, r.logits, 1024);
         printf("# %s: relative L2 error of the logits %.3g\n",
-               json_string_value(json_object_get(v, "family")), e);
+               json_string_value(json_object_get(r.v, "family")), e);
         assert_true(e < 1e-4);
         /* the same prompt token by token (decode path) gives the same logits */
         t2_ctx_truncate(ctx, 0);
-        for (size_t t = 0; t < n; t++)
-            assert_int_equal(t2_forward(ctx, &ids[t], 1, false, &logits, &err), 0);
-        assert_true(rel_l2(logits, ref, 1024) < 1e-4);
+        for (size_t t = 0; t < r.n; t++)
+            assert_int_equal(t2_forward(ctx, &r.ids[t], 1, false, &logits, &err), 0);
+        assert_true(rel_l2(logits, r.logits, 1024) < 1e-4);
         t2_ctx_free(ctx);
-        free(ref);
-        free(ids);
+        ref_prompt_free(&r);
     }
 }
 
@@ -410,24 +406,20 @@ static double format_error(fixture *f, t2_model *m)
     /* quick mode: the first reference prompt only */
     size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
     for (size_t i = 0; i < n_vecs; i++) {
-        json_t *v = json_array_get(vecs, i);
-        size_t n;
-        int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-        float *ref = reference_logits(v, "logits_base");
-        assert_non_null(ref);
+        ref_prompt r;
+        assert_true(ref_prompt_load(&r, vecs, i, "logits_base"));
         t2_ctx *ctx;
         t2_err err;
         assert_int_equal(t2_ctx_create(&ctx, m, f->pool, 0, &err), 0);
         const float *logits;
-        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
-        worst = fmax(worst, rel_l2(logits, ref, 1024));
+        assert_int_equal(t2_forward(ctx, r.ids, (int)r.n, false, &logits, &err), 0);
+        worst = fmax(worst, rel_l2(logits, r.logits, 1024));
         t2_ctx_truncate(ctx, 0);
-        for (size_t t = 0; t < n; t++)
-            assert_int_equal(t2_forward(ctx, &ids[t], 1, false, &logits, &err), 0);
-        worst = fmax(worst, rel_l2(logits, ref, 1024));
+        for (size_t t = 0; t < r.n; t++)
+            assert_int_equal(t2_forward(ctx, &r.ids[t], 1, false, &logits, &err), 0);
+        worst = fmax(worst, rel_l2(logits, r.logits, 1024));
         t2_ctx_free(ctx);
-        free(ref);
-        free(ids);
+        ref_prompt_free(&r);
     }
     return worst;
 }

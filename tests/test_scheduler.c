@@ -129,33 +129,29 @@ static void factor_errors(fixture *f, t2_engine *e, t2_adapted *w, double *d, do
     assert_true(count >= 1);
     *d = *dd = 0;
     for (size_t i = 0; i < count; i++) {
-        json_t *v = json_array_get(vs, i);
-        size_t n;
-        int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-        float *ref = reference_logits(v, "logits_math");
-        assert_non_null(ref);
+        ref_prompt r;
+        assert_true(ref_prompt_load(&r, vs, i, "logits_math"));
         t2_ctx *ctx;
         assert_int_equal(t2_ctx_create(&ctx, e->model, e->pool, 0, &err), 0);
         t2_ctx_set_layers(ctx, w->layers);
         const float *logits;
-        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
-        *d += rel_l2(logits, ref, 1024) / (double)count;
-        t2_ctx_truncate(ctx, n - 1);
-        assert_int_equal(t2_forward(ctx, ids + n - 1, 1, false, &logits, &err), 0);
-        *dd += rel_l2(logits, ref, 1024) / (double)count;
+        assert_int_equal(t2_forward(ctx, r.ids, (int)r.n, false, &logits, &err), 0);
+        *d += rel_l2(logits, r.logits, 1024) / (double)count;
+        t2_ctx_truncate(ctx, r.n - 1);
+        assert_int_equal(t2_forward(ctx, r.ids + r.n - 1, 1, false, &logits, &err), 0);
+        *dd += rel_l2(logits, r.logits, 1024) / (double)count;
         if (i == 0) {
             t2_ctx_truncate(ctx, 0);
             t2_gen_params gp;
             t2_gen_params_defaults(&gp);
             gp.max_tokens = 16;
-            t2_gen_result r;
-            assert_int_equal(t2_generate(ctx, e->model, ids, n, &gp, NULL, NULL, &r, &err), 0);
-            snprintf(text, cap, "%s", r.text);
-            t2_gen_result_free(&r);
+            t2_gen_result g;
+            assert_int_equal(t2_generate(ctx, e->model, r.ids, r.n, &gp, NULL, NULL, &g, &err), 0);
+            snprintf(text, cap, "%s", g.text);
+            t2_gen_result_free(&g);
         }
         t2_ctx_free(ctx);
-        free(ref);
-        free(ids);
+        ref_prompt_free(&r);
     }
 }
 

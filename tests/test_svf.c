@@ -401,21 +401,19 @@ static void test_math_expert_reference(void **state)
     /* quick mode: the first reference prompt only */
     size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
     for (size_t i = 0; i < n_vecs; i++) {
-        json_t *v = json_array_get(vecs, i);
-        size_t n, n_ref;
-        int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
-        int32_t *greedy = json_ids(json_object_get(json_object_get(v, "greedy"), "math"), &n_ref);
-        float *ref = reference_logits(v, "logits_math");
-        assert_non_null(ref);
+        ref_prompt r;
+        assert_true(ref_prompt_load(&r, vecs, i, "logits_math"));
+        size_t n_ref;
+        int32_t *greedy = json_ids(json_object_get(json_object_get(r.v, "greedy"), "math"), &n_ref);
         t2_ctx *ctx;
         t2_err err = {{0}};
         assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
         t2_ctx_set_layers(ctx, layers);
         const float *logits;
-        assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
-        double e = rel_l2(logits, ref, 1024);
+        assert_int_equal(t2_forward(ctx, r.ids, (int)r.n, false, &logits, &err), 0);
+        double e = rel_l2(logits, r.logits, 1024);
         printf("# math expert, %s prompt: relative L2 error of the logits %.3g\n",
-               json_string_value(json_object_get(v, "family")), e);
+               json_string_value(json_object_get(r.v, "family")), e);
         assert_true(e < 1e-4);
 
         t2_ctx_truncate(ctx, 0);
@@ -423,15 +421,14 @@ static void test_math_expert_reference(void **state)
         t2_gen_params_defaults(&gp);
         gp.max_tokens = 16;
         t2_gen_result res;
-        assert_int_equal(t2_generate(ctx, f->m, ids, n, &gp, NULL, NULL, &res, &err), 0);
+        assert_int_equal(t2_generate(ctx, f->m, r.ids, r.n, &gp, NULL, NULL, &res, &err), 0);
         assert_int_equal(res.n_tokens, (int)n_ref);
         for (size_t t = 0; t < n_ref; t++)
             assert_int_equal(res.tokens[t], greedy[t]);
         t2_gen_result_free(&res);
         t2_ctx_free(ctx);
-        free(ref);
+        ref_prompt_free(&r);
         free(greedy);
-        free(ids);
     }
     free(layers);
     free(bufs);

@@ -97,6 +97,34 @@ static inline float *reference_logits(json_t *vec, const char *field)
     return read_f32_file(shared_path(p, sizeof p, rel), 1024);
 }
 
+/* Reference prompt i of vectors.json's "vectors": the entry, its token
+ * ids and the reference logits that `field` names. false (and nothing
+ * to free) when either is missing; else free with ref_prompt_free. */
+typedef struct ref_prompt {
+    json_t *v;
+    int32_t *ids;
+    size_t n;
+    float *logits; /* 1024 */
+} ref_prompt;
+
+static inline bool ref_prompt_load(ref_prompt *r, json_t *vectors, size_t i, const char *field)
+{
+    r->v = json_array_get(vectors, i);
+    r->ids = json_ids(json_object_get(r->v, "ids"), &r->n);
+    r->logits = reference_logits(r->v, field);
+    if (r->ids && r->logits)
+        return true;
+    free(r->ids);
+    free(r->logits);
+    return false;
+}
+
+static inline void ref_prompt_free(ref_prompt *r)
+{
+    free(r->ids);
+    free(r->logits);
+}
+
 static inline json_t *load_vectors(void)
 {
     char p[1024];
