@@ -222,28 +222,41 @@ INLINE __m256 exp_avx2(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* The last n % 8 values through masked loads and stores, so every value
- * goes through the same arithmetic. Below -88.3, exp(-g) is clamped to
- * 2.2e38 (the result: ~g / 2.2e38 instead of -0); above 87.3 to 1.2e-38
- * (the result: g, as libm's). */
+INLINE __m256 silu_mul8(__m256 v, __m256 w)
+{
+    __m256 x = _mm256_sub_ps(_mm256_setzero_ps(), v);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 den = _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(x));
+    return _mm256_mul_ps(_mm256_div_ps(v, den), w);
+}
+
+/* Lanes [0, left) of 8 as a maskload / maskstore mask. */
+INLINE __m256i lanes_below(int left)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Whole vectors by plain loads and stores (vmaskmovps stores are slow on
+ * some AMD cores, and valgrind emulates masked moves slowly); the last
+ * n % 8 values through masks, so every value gets the same arithmetic.
+ * Below -88.3, exp(-g) is clamped to 2.2e38 (the result: ~g / 2.2e38
+ * instead of -0); above 87.3 to 1.2e-38 (the result: g, as libm's). */
 TARGET static void silu_mul_avx2(float *g, const float *u, size_t n)
 {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (size_t i = 0; i < n; i += 8) {
-        size_t left = n - i < 8 ? n - i : 8;
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), lane);
-        __m256 v = _mm256_maskload_ps(g + i, m), w = _mm256_maskload_ps(u + i, m);
-        __m256 x = _mm256_sub_ps(_mm256_setzero_ps(), v);
-        x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-        __m256 den = _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(x));
-        _mm256_maskstore_ps(g + i, m, _mm256_mul_ps(_mm256_div_ps(v, den), w));
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(g + i, silu_mul8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+    if (i < n) {
+        __m256i m = lanes_below((int)(n - i));
+        __m256 v = silu_mul8(_mm256_maskload_ps(g + i, m), _mm256_maskload_ps(u + i, m));
+        _mm256_maskstore_ps(g + i, m, v);
     }
 }
 
-/* Lanes of the 8 columns from c that lie before d, as a maskload mask. */
-INLINE __m256i cols_mask8(int c, int d)
+/* A row's 8 columns from c: plain load when all lie before d. */
+INLINE __m256 load_cols8(const float *row, int c, int d)
 {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(d - c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return c + 8 <= d ? _mm256_loadu_ps(row + c) : _mm256_maskload_ps(row + c, lanes_below(d - c));
 }
 
 /* As attn_scores_avx512: four positions at a time. */
@@ -255,12 +268,11 @@ TARGET static void attn_scores_avx2(const float *k, size_t ld, int n, int d, con
         const float *k0 = k + (size_t)p * ld;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int c = 0; c < d; c += 8) {
-            __m256i m = cols_mask8(c, d);
-            __m256 qv = _mm256_maskload_ps(q + c, m);
-            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + c, m), qv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + ld + c, m), qv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + 2 * ld + c, m), qv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_maskload_ps(k0 + 3 * ld + c, m), qv, a3);
+            __m256 qv = load_cols8(q, c, d);
+            a0 = _mm256_fmadd_ps(load_cols8(k0, c, d), qv, a0);
+            a1 = _mm256_fmadd_ps(load_cols8(k0 + ld, c, d), qv, a1);
+            a2 = _mm256_fmadd_ps(load_cols8(k0 + 2 * ld, c, d), qv, a2);
+            a3 = _mm256_fmadd_ps(load_cols8(k0 + 3 * ld, c, d), qv, a3);
         }
         s[p] = scale * hsum256(a0);
         s[p + 1] = scale * hsum256(a1);
@@ -270,10 +282,8 @@ TARGET static void attn_scores_avx2(const float *k, size_t ld, int n, int d, con
     for (; p < n; p++) {
         const float *kp = k + (size_t)p * ld;
         __m256 a = _mm256_setzero_ps();
-        for (int c = 0; c < d; c += 8) {
-            __m256i m = cols_mask8(c, d);
-            a = _mm256_fmadd_ps(_mm256_maskload_ps(kp + c, m), _mm256_maskload_ps(q + c, m), a);
-        }
+        for (int c = 0; c < d; c += 8)
+            a = _mm256_fmadd_ps(load_cols8(kp, c, d), load_cols8(q, c, d), a);
         s[p] = scale * hsum256(a);
     }
 }
@@ -283,45 +293,59 @@ TARGET static void attn_mix_avx2(const float *v, size_t ld, int n, int d, const 
                                  float scale, float *out)
 {
     for (int c = 0; c < d; c += 32) {
-        __m256i m[4];
         __m256 a[4], b[4];
-        for (int i = 0; i < 4; i++) {
-            m[i] = cols_mask8(c + 8 * i, d);
+        for (int i = 0; i < 4; i++)
             a[i] = b[i] = _mm256_setzero_ps();
-        }
         int p = 0;
         for (; p + 2 <= n; p += 2) {
-            const float *v0 = v + (size_t)p * ld + c, *v1 = v0 + ld;
+            const float *v0 = v + (size_t)p * ld, *v1 = v0 + ld;
             __m256 w0 = _mm256_set1_ps(w[p]), w1 = _mm256_set1_ps(w[p + 1]);
             for (int i = 0; i < 4; i++) {
-                a[i] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(v0 + 8 * i, m[i]), a[i]);
-                b[i] = _mm256_fmadd_ps(w1, _mm256_maskload_ps(v1 + 8 * i, m[i]), b[i]);
+                a[i] = _mm256_fmadd_ps(w0, load_cols8(v0, c + 8 * i, d), a[i]);
+                b[i] = _mm256_fmadd_ps(w1, load_cols8(v1, c + 8 * i, d), b[i]);
             }
         }
         if (p < n) {
-            const float *v0 = v + (size_t)p * ld + c;
+            const float *v0 = v + (size_t)p * ld;
             __m256 w0 = _mm256_set1_ps(w[p]);
             for (int i = 0; i < 4; i++)
-                a[i] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(v0 + 8 * i, m[i]), a[i]);
+                a[i] = _mm256_fmadd_ps(w0, load_cols8(v0, c + 8 * i, d), a[i]);
         }
         __m256 sc = _mm256_set1_ps(scale);
-        for (int i = 0; i < 4; i++)
-            _mm256_maskstore_ps(out + c + 8 * i, m[i],
-                                _mm256_mul_ps(sc, _mm256_add_ps(a[i], b[i])));
+        for (int i = 0; i < 4; i++) {
+            int col = c + 8 * i;
+            __m256 r = _mm256_mul_ps(sc, _mm256_add_ps(a[i], b[i]));
+            if (col + 8 <= d)
+                _mm256_storeu_ps(out + col, r);
+            else if (col < d)
+                _mm256_maskstore_ps(out + col, lanes_below(d - col), r);
+        }
     }
 }
 
-/* Arguments below -87.3 (where exp_avx2 would clamp) give exactly 0, as
- * libm's expf does for a masked position's -inf. */
+/* exp(s - mx) of 8 values, 0 below -87.3 (where exp_avx2 would clamp), as
+ * libm's expf gives for a masked position's -inf. */
+INLINE __m256 exp_shift8(__m256 s, __m256 mx)
+{
+    const __m256 lo = _mm256_set1_ps(-87.3f);
+    __m256 x = _mm256_sub_ps(s, mx);
+    __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+    return _mm256_and_ps(exp_avx2(_mm256_max_ps(x, lo)), keep);
+}
+
 TARGET static float exp_shift_avx2(float *s, int n, float mx)
 {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256 sum = _mm256_setzero_ps(), vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.3f);
-    for (int i = 0; i < n; i += 8) {
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - i), lane);
-        __m256 x = _mm256_sub_ps(_mm256_maskload_ps(s + i, m), vmx);
-        __m256 keep = _mm256_and_ps(_mm256_cmp_ps(x, lo, _CMP_GE_OQ), _mm256_castsi256_ps(m));
-        __m256 e = _mm256_and_ps(exp_avx2(_mm256_max_ps(x, lo)), keep);
+    __m256 sum = _mm256_setzero_ps(), vmx = _mm256_set1_ps(mx);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp_shift8(_mm256_loadu_ps(s + i), vmx);
+        _mm256_storeu_ps(s + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (i < n) {
+        __m256i m = lanes_below(n - i);
+        __m256 e =
+            _mm256_and_ps(exp_shift8(_mm256_maskload_ps(s + i, m), vmx), _mm256_castsi256_ps(m));
         _mm256_maskstore_ps(s + i, m, e);
         sum = _mm256_add_ps(sum, e);
     }

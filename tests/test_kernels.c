@@ -553,7 +553,7 @@ static void test_exp_shift(void **state)
 static void test_attention(void **state)
 {
     (void)state;
-    static const int dims[] = {64, 128, 80, 17, 3};
+    static const int dims[] = {64, 128, 80, 23, 17, 3};
     static const int counts[] = {1, 2, 3, 4, 5, 33, 130};
     enum { MAX_D = 128, MAX_N = 130, LD = 3 * MAX_D + 5 };
     float *k = malloc((size_t)MAX_N * LD * sizeof *k), *v = malloc((size_t)MAX_N * LD * sizeof *v);
