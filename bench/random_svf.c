@@ -45,16 +45,14 @@ int t2_bench_random_svf(const t2_model *m, t2_svf **out, t2_err *err)
             mat->r = w.rows < w.cols ? w.rows : w.cols;
             mat->wm = w;
             size_t nu = (size_t)mat->m * (size_t)mat->r, nv = (size_t)mat->r * (size_t)mat->n;
-            /* 64-byte aligned like t2_svf_factors_alloc's: the kernels load whole lines */
-            mat->u = aligned_alloc(64, ((nu + nv + (size_t)mat->r) * sizeof(float) + 63) / 64 * 64);
-            if (!mat->u) {
+            if (t2_svf_factors_alloc(mat) != 0) {
                 t2_svf_free(svf);
                 return t2_err_set(err, "out of memory for factors");
             }
-            mat->vt = mat->u + nu;
-            mat->s = mat->vt + nv;
-            for (size_t i = 0; i < nu + nv; i++)
+            for (size_t i = 0; i < nu; i++)
                 mat->u[i] = t2_bench_rnd(&seed, 0.05f);
+            for (size_t i = 0; i < nv; i++)
+                mat->vt[i] = t2_bench_rnd(&seed, 0.05f);
             for (int i = 0; i < mat->r; i++)
                 mat->s[i] = 1.0f + t2_bench_rnd(&seed, 0.5f);
             t2_svf_update_sum(mat);
