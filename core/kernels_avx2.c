@@ -8,6 +8,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_exp.h"
 #include "kernels_q8.h"
 #include "kernels_tiled.h"
 
@@ -201,21 +202,17 @@ TARGET static void q8_0_avx2(const uint8_t *w, size_t ldw, int rows, int cols, c
     q8_0_rows(w, ldw, rows, cols, x, n, y, ldy);
 }
 
-/* exp(x) for x in [-87.3, 88.3] (callers clamp): x = n ln2 + r, |r| <=
- * ln2 / 2, Cephes' expf polynomial for exp(r), times 2^n built in the
- * exponent bits (n in [-126, 127]: a normal float). */
+/* exp(x) for x in [-87.3, 88.3] (callers clamp) as kernels_exp.h says,
+ * 2^n built in the exponent bits (n in [-126, 127]: a normal float). */
 INLINE __m256 exp_avx2(__m256 x)
 {
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(T2_EXP_LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(T2_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(T2_EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(t2_exp_poly[0]);
+    for (int i = 1; i < T2_EXP_DEGREE; i++)
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(t2_exp_poly[i]));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i e =
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);

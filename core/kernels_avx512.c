@@ -12,6 +12,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_exp.h"
 #include "kernels_q8.h"
 #include "kernels_tiled.h"
 
@@ -396,21 +397,18 @@ TARGET static void q8_act_avx512(const float *x, int n, int cols, t2_q8_act *out
     }
 }
 
-/* exp(x) for x in [-104, 89] (callers clamp, to keep k finite): x = k ln2
- * + r, |r| <= ln2 / 2, Cephes' expf polynomial for exp(r), times 2^k by
- * scalef, which saturates to inf or 0 as libm's expf does. */
+/* exp(x) for x in [-104, 89] (callers clamp, to keep k finite) as
+ * kernels_exp.h says, 2^k applied by scalef, which saturates to inf or 0
+ * as libm's expf does. */
 INLINE __m512 exp_avx512(__m512 x)
 {
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(T2_EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(T2_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(T2_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(t2_exp_poly[0]);
+    for (int i = 1; i < T2_EXP_DEGREE; i++)
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(t2_exp_poly[i]));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, k);
 }
