@@ -19,7 +19,7 @@ struct t2_ctx {
     t2_pool *pool;
     int n_ctx;
     int n_past;
-    float *k_cache; /* [n_layers][n_ctx][kv_dim] */
+    float *k_cache; /* [n_layers][n_kv_heads][n_ctx][head_dim] */
     float *v_cache;
     /* scratch for one pass of up to T2_CHUNK rows */
     float *x, *xn, *q, *k, *v, *att, *gate, *up;

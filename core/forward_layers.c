@@ -542,31 +542,36 @@ typedef struct attn_job {
     int layer, n;
 } attn_job;
 
+/* A sequence's cache of one layer's kv head: n_ctx rows of head_dim
+ * floats, contiguous (heads apart, not interleaved per position), so a
+ * head's keys stream in one run. */
+static float *kv_head(const t2_ctx *s, float *cache, int layer, int kvh)
+{
+    const t2_config *cfg = &s->m->cfg;
+    size_t head = (size_t)layer * (size_t)cfg->n_kv_heads + (size_t)kvh;
+    return cache + head * (size_t)s->n_ctx * (size_t)cfg->head_dim;
+}
+
 static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q, float *out,
                        int kvh, float *scores)
 {
-    const t2_config *cfg = &ws->m->cfg;
-    int d = cfg->head_dim;
-    size_t kv_dim = (size_t)cfg->n_kv_heads * (size_t)d;
+    int d = ws->m->cfg.head_dim;
     const t2_ctx *s = row->seq;
-    const float *kc =
-        s->k_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
-    const float *vc =
-        s->v_cache + (size_t)layer * (size_t)s->n_ctx * kv_dim + (size_t)kvh * (size_t)d;
+    const float *kc = kv_head(s, s->k_cache, layer, kvh);
+    const float *vc = kv_head(s, s->v_cache, layer, kvh);
     int n = row->pos + row->kv_shift + 1; /* causal: keys 0..own slot */
-    /* scores = K q and out = Vᵀ p over the keys of one head: rows kv_dim
-     * apart in the cache. The kernels' loops and exps, not OpenBLAS's
-     * sgemv and libm's expf: a q8_0 smollm2-360m's 1024-token prefill ran
-     * 25 % faster with them (2 threads, dev EPYC). */
+    /* scores = K q and out = Vᵀ p over the keys of one head. The kernels' loops and exps, not
+     * OpenBLAS's sgemv and libm's expf: a q8_0 smollm2-360m's 1024-token prefill ran 25 % faster
+     * with them (2 threads, dev EPYC). */
     const t2_kernels *kern = ws->kern;
-    kern->attn_scores(kc, kv_dim, n, d, q, 1.0f / sqrtf((float)d), scores);
+    kern->attn_scores(kc, (size_t)d, n, d, q, 1.0f / sqrtf((float)d), scores);
     for (int p = row->gap_from; p < row->gap_to; p++)
         scores[p] = -INFINITY; /* another branch's tokens */
     float mx = -INFINITY;
     for (int p = 0; p < n; p++)
         mx = scores[p] > mx ? scores[p] : mx;
     float sum = kern->exp_shift(scores, n, mx);
-    kern->attn_mix(vc, kv_dim, n, d, scores, 1.0f / sum, out);
+    kern->attn_mix(vc, (size_t)d, n, d, scores, 1.0f / sum, out);
 }
 
 static void attn_worker(void *arg, int w, int nw)
@@ -590,13 +595,16 @@ static void attn_worker(void *arg, int w, int nw)
 
 static void store_kv(t2_ctx *ws, const t2_row *rows, int layer, int n)
 {
-    size_t kv_dim = (size_t)ws->m->cfg.n_kv_heads * (size_t)ws->m->cfg.head_dim;
+    int d = ws->m->cfg.head_dim, n_kv = ws->m->cfg.n_kv_heads;
+    size_t kv_dim = (size_t)n_kv * (size_t)d, bytes = (size_t)d * sizeof(float);
     for (int t = 0; t < n; t++) {
         t2_ctx *s = rows[t].seq;
-        size_t slot = (size_t)(rows[t].pos + rows[t].kv_shift);
-        size_t off = ((size_t)layer * (size_t)s->n_ctx + slot) * kv_dim;
-        memcpy(s->k_cache + off, ws->k + (size_t)t * kv_dim, kv_dim * sizeof(float));
-        memcpy(s->v_cache + off, ws->v + (size_t)t * kv_dim, kv_dim * sizeof(float));
+        size_t slot = (size_t)(rows[t].pos + rows[t].kv_shift) * (size_t)d;
+        for (int h = 0; h < n_kv; h++) {
+            size_t from = (size_t)t * kv_dim + (size_t)h * (size_t)d;
+            memcpy(kv_head(s, s->k_cache, layer, h) + slot, ws->k + from, bytes);
+            memcpy(kv_head(s, s->v_cache, layer, h) + slot, ws->v + from, bytes);
+        }
     }
 }
 
