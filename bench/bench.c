@@ -35,6 +35,7 @@ typedef struct bench_opts {
     int batch, sets;     /* --batch N --sets K (batch.c); 0: single-stream figures */
     bool fresh;          /* time a never-seen mixture's factored weights too (fresh.c) */
     bool kernels;        /* only the kernels on one core, no model (kernels.c) */
+    int kernels_mib;     /* --kernels' out-of-cache matrix; 0: 4x the last-level cache */
 } bench_opts;
 
 /* What the machine allows, measured with the benchmark's pool. */
@@ -72,7 +73,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: t2 bench --model PATH | --synthetic SHAPE [options]\n"
-            "       t2 bench --kernels [--json]\n"
+            "       t2 bench --kernels [--kernels-mib N] [--json]\n"
             "\n"
             "  -m, --model PATH        Hugging Face model directory or GGUF file\n"
             "  -s, --synthetic SHAPE   random weights of a real model's shape, no files:\n"
@@ -88,6 +89,8 @@ static void usage(FILE *f)
             "                          (one expert, and spread over K weight sets) vs one\n"
             "      --kernels           instead: every kernel variant and format with 1..16\n"
             "                          rows of x on one core, in cache and out of it\n"
+            "      --kernels-mib N     --kernels' out-of-cache matrix in MiB (default: 4x the\n"
+            "                          last-level cache, 64..2048)\n"
             "      --pp N              prompt tokens of the prefill (default 512)\n"
             "      --tg N              tokens decoded after it (default 128)\n"
             "  -t, --threads N         worker threads (default: all cores)\n"
@@ -113,15 +116,23 @@ static int parse_int(const char *s, long lo, long hi, const char *what, int *out
 
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},   {"synthetic", required_argument, 0, 's'},
-        {"pp", required_argument, 0, 'P'},      {"tg", required_argument, 0, 'G'},
-        {"threads", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
-        {"json", no_argument, 0, 'j'},          {"format", required_argument, 0, 'F'},
-        {"expert", required_argument, 0, 'E'},  {"experts", required_argument, 0, 'X'},
-        {"batch", required_argument, 0, 'B'},   {"sets", required_argument, 0, 'S'},
-        {"fresh", no_argument, 0, 'N'},         {"kernels", no_argument, 0, 'K'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"synthetic", required_argument, 0, 's'},
+                                             {"pp", required_argument, 0, 'P'},
+                                             {"tg", required_argument, 0, 'G'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"reps", required_argument, 0, 'r'},
+                                             {"json", no_argument, 0, 'j'},
+                                             {"format", required_argument, 0, 'F'},
+                                             {"expert", required_argument, 0, 'E'},
+                                             {"experts", required_argument, 0, 'X'},
+                                             {"batch", required_argument, 0, 'B'},
+                                             {"sets", required_argument, 0, 'S'},
+                                             {"fresh", no_argument, 0, 'N'},
+                                             {"kernels", no_argument, 0, 'K'},
+                                             {"kernels-mib", required_argument, 0, 'M'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:s:t:r:h", longopts, NULL)) != -1) {
@@ -146,6 +157,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'S': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--sets", &o->sets); break;
         case 'N': o->fresh = true; break;
         case 'K': o->kernels = true; break;
+        case 'M': bad = parse_int(optarg, 1, 2048, "--kernels-mib", &o->kernels_mib); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -162,6 +174,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             return -1;
         }
         return 0;
+    }
+    if (o->kernels_mib) {
+        fprintf(stderr, "t2 bench: --kernels-mib goes with --kernels\n");
+        return -1;
     }
     if (o->expert && !o->model) {
         fprintf(stderr, "t2 bench: --expert needs --model (a synthetic model has no experts)\n");
@@ -657,7 +673,7 @@ int t2_cli_bench(int argc, char **argv)
         return 2;
     if (o.kernels) {
         t2_err err = {{0}};
-        if (t2_bench_kernels(o.json, &err) != 0) {
+        if (t2_bench_kernels(o.kernels_mib, o.json, &err) != 0) {
             fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
             return 1;
         }

@@ -47,9 +47,10 @@ int t2_bench_expert(const t2_model *m, t2_pool *pool, const char *dir, const cha
                     t2_svf **svf_out, t2_adapted **out, t2_err *err);
 
 /* --kernels: every kernel variant, format and 1..16 rows of x on one core,
- * in cache and out of it, next to one core's sgemm (kernels.c); a table,
- * or one JSON object with json. */
-int t2_bench_kernels(bool json, t2_err *err);
+ * in cache and out of it (out_mib MiB; 0: sized from the last-level
+ * cache), next to one core's sgemm (kernels.c); a table, or one JSON
+ * object with json. */
+int t2_bench_kernels(int out_mib, bool json, t2_err *err);
 
 /* Uniform in [-scale, scale) from a xorshift64 state. */
 float t2_bench_rnd(uint64_t *s, float scale);

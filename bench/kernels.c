@@ -40,12 +40,14 @@ static void kmat_free(kmat *k)
         free(k->data[f]);
 }
 
-/* Bytes of each format's out-of-cache matrix: four times the last-level
- * cache, so a pass cannot be served from it (a fixed 64 MiB stayed in a
- * Xeon's L3 and reported L3 rates as memory rates); 64 MiB at least,
- * 2 GiB at most. */
-static size_t bytes_out(void)
+/* Bytes of each format's out-of-cache matrix: out_mib MiB where given,
+ * else four times the last-level cache, so a pass cannot be served from it
+ * (a fixed 64 MiB stayed in a Xeon's L3 and reported L3 rates as memory
+ * rates); 64 MiB at least, 2 GiB at most. */
+static size_t bytes_out(int out_mib)
 {
+    if (out_mib > 0)
+        return (size_t)out_mib << 20;
     size_t b = 4 * t2_bench_llc_bytes();
     return b < BYTES_OUT_MIN ? BYTES_OUT_MIN : b > BYTES_OUT_MAX ? BYTES_OUT_MAX : b;
 }
@@ -103,10 +105,10 @@ static double time_kernel(const t2_kernels *kern, const t2_wmat *w, const float 
     return best;
 }
 
-int t2_bench_kernels(bool json, t2_err *err)
+int t2_bench_kernels(int out_mib, bool json, t2_err *err)
 {
     kmat cached, big;
-    size_t out_bytes = bytes_out();
+    size_t out_bytes = bytes_out(out_mib);
     fprintf(stderr, "t2 bench: kernels on one core, %d x %d (in cache) and %zu MiB...\n",
             ROWS_CACHED, COLS, out_bytes >> 20);
     if (kmat_make(&cached, ROWS_CACHED, 0, err) != 0)

@@ -67,9 +67,12 @@ R.check("--fresh table has the TTFT row",
         rc == 0 and "time to first token / base" in out and "next to each decode run" in out,
         out[-600:])
 
-rc, out, err = bench(["--kernels", "--json"])
+# a small out-of-cache matrix keeps this quick under ASan (the default is
+# 4x the last-level cache: 128 MiB..2 GiB)
+rc, out, err = bench(["--kernels", "--kernels-mib", "8", "--json"])
 j = json.loads(out) if rc == 0 else {}
 R.check("--kernels --json runs", rc == 0, (rc, err[-300:]))
+R.check("--kernels-mib sizes the out-of-cache matrix", j.get("bytes_out_of_cache") == 8 << 20, j)
 rows = j.get("results") or []
 kinds = {(r.get("variant"), r.get("format"), r.get("matrix")) for r in rows}
 R.check("--kernels times the scalar reference in cache for every format",
@@ -81,6 +84,8 @@ R.check("--kernels measures one core's sgemm as the limit", positive(j, "sgemm_g
 
 for args, needle in ((["--synthetic", "seedling", "--fresh", "--batch", "2"], "--fresh goes alone"),
                      (["--kernels", "--synthetic", "seedling"], "--kernels goes alone"),
+                     (["--synthetic", "seedling", "--kernels-mib", "8"], "goes with --kernels"),
+                     (["--kernels", "--kernels-mib", "0"], "--kernels-mib"),
                      (["--synthetic", "nope"], "nope"),
                      (["--synthetic", "seedling", "--pp", "0"], "--pp"),
                      (["--model", "x", "--synthetic", "seedling"], "exactly one")):
