@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static float *alloc_floats(size_t n)
 {
@@ -43,6 +44,34 @@ static void compute_inv_freq(const t2_config *c, float *inv_freq)
     }
 }
 
+/* A context's buffers, carved from one anonymous mapping (zeroed pages
+ * the kernel commits as they are first touched): the K/V cache is sized
+ * for n_ctx tokens and the scratch for a chunk of T2_CHUNK rows, but a
+ * short conversation touches a sliver of either, so resident memory
+ * follows use. Every part starts on a cache line. */
+typedef struct arena_part {
+    float **at;
+    size_t floats;
+} arena_part;
+
+static int map_arena(t2_ctx *c, const arena_part *parts, int n)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += (parts[i].floats * sizeof(float) + 63) / 64 * 64;
+    void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return -1;
+    c->arena = base;
+    c->arena_bytes = bytes;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        *parts[i].at = parts[i].floats ? (float *)(void *)((char *)base + off) : NULL;
+        off += (parts[i].floats * sizeof(float) + 63) / 64 * 64;
+    }
+    return 0;
+}
+
 int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_err *err)
 {
     *out = NULL;
@@ -59,46 +88,47 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     size_t H = (size_t)cfg->hidden, FF = (size_t)cfg->intermediate, V = (size_t)cfg->vocab;
     size_t Q = (size_t)cfg->n_heads * (size_t)cfg->head_dim;
     size_t KV = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
-    size_t half = (size_t)cfg->head_dim / 2;
-    c->k_cache = alloc_floats((size_t)cfg->n_layers * (size_t)n_ctx * KV);
-    c->v_cache = alloc_floats((size_t)cfg->n_layers * (size_t)n_ctx * KV);
-    c->x = alloc_floats(T2_CHUNK * H);
-    c->xn = alloc_floats(T2_CHUNK * H);
-    c->q = alloc_floats(T2_CHUNK * Q);
-    c->k = alloc_floats(T2_CHUNK * KV);
-    c->v = alloc_floats(T2_CHUNK * KV);
-    c->att = alloc_floats(T2_CHUNK * Q);
-    c->gate = alloc_floats(T2_CHUNK * FF);
-    c->up = alloc_floats(T2_CHUNK * FF);
-    c->rope_cos = alloc_floats(T2_CHUNK * half);
-    c->rope_sin = alloc_floats(T2_CHUNK * half);
-    c->inv_freq = alloc_floats(half);
-    c->scores = alloc_floats((size_t)t2_pool_size(pool) * (size_t)n_ctx);
-    c->logits = alloc_floats(T2_CHUNK * V);
+    size_t half = (size_t)cfg->head_dim / 2, threads = (size_t)t2_pool_size(pool);
     size_t max_r = H > FF ? H : FF; /* r = min(m, n) <= max dimension */
     if (Q > max_r)
         max_r = Q;
     c->fact_half = T2_CHUNK * max_r;
-    c->fact_tmp = alloc_floats(2 * c->fact_half); /* gate and up side by side */
     size_t max_dim = max_r > KV ? max_r : KV;
-    c->gather_x = alloc_floats(T2_CHUNK * max_dim);
-    c->gather_y = alloc_floats(T2_CHUNK * max_dim);
+    /* about 256 KB of rows per block: stays in L2 while sgemm reads it;
+     * also T2_KERNEL_ROWS rows of X widened from bf16 (matmul_x16_rows) */
+    c->deq_floats = max_r * T2_KERNEL_ROWS > 65536 ? max_r * T2_KERNEL_ROWS : 65536;
+    size_t cache = (size_t)cfg->n_layers * (size_t)n_ctx * KV;
+    float *xb = NULL;
+    const arena_part parts[] = {
+        {&c->k_cache, cache},
+        {&c->v_cache, cache},
+        {&c->x, T2_CHUNK * H},
+        {&c->xn, T2_CHUNK * H},
+        {&c->q, T2_CHUNK * Q},
+        {&c->k, T2_CHUNK * KV},
+        {&c->v, T2_CHUNK * KV},
+        {&c->att, T2_CHUNK * Q},
+        {&c->gate, T2_CHUNK * FF},
+        {&c->up, T2_CHUNK * FF},
+        {&c->rope_cos, T2_CHUNK * half},
+        {&c->rope_sin, T2_CHUNK * half},
+        {&c->inv_freq, half},
+        {&c->scores, threads * (size_t)n_ctx},
+        {&c->logits, T2_CHUNK * V},
+        {&c->fact_tmp, 2 * c->fact_half}, /* gate and up side by side */
+        {&c->gather_x, T2_CHUNK * max_dim},
+        {&c->gather_y, T2_CHUNK * max_dim},
+        {&xb, m->wtype == T2_W_Q8_0 ? (3 * c->fact_half + 1) / 2 : 0},
+        {&c->deq, m->wtype != T2_W_F32 ? threads * c->deq_floats : 0},
+    };
+    int mapped = map_arena(c, parts, (int)(sizeof parts / sizeof parts[0]));
+    c->xb = (uint16_t *)(void *)xb;
     c->hist = malloc((size_t)n_ctx * sizeof *c->hist);
     c->kern = t2_kernels_get();
     /* a q8_0 model's prefill quantises a whole chunk (matmul_q8_blocks) */
     c->xq_rows = m->wtype == T2_W_Q8_0 ? T2_CHUNK : T2_KERNEL_ROWS;
     int xq_failed = t2_q8_act_alloc(&c->xq, c->xq_rows, (int)max_dim);
-    if (m->wtype == T2_W_Q8_0)
-        c->xb = (uint16_t *)(void *)alloc_floats((3 * c->fact_half + 1) / 2);
-    /* about 256 KB of rows per block: stays in L2 while sgemm reads it;
-     * also T2_KERNEL_ROWS rows of X widened from bf16 (matmul_x16_rows) */
-    c->deq_floats = max_r * T2_KERNEL_ROWS > 65536 ? max_r * T2_KERNEL_ROWS : 65536;
-    if (m->wtype != T2_W_F32)
-        c->deq = alloc_floats((size_t)t2_pool_size(pool) * c->deq_floats);
-    if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att ||
-        !c->gate || !c->up || !c->rope_cos || !c->rope_sin || !c->inv_freq || !c->scores ||
-        !c->logits || !c->fact_tmp || !c->gather_x || !c->gather_y || xq_failed || !c->hist ||
-        (m->wtype != T2_W_F32 && !c->deq) || (m->wtype == T2_W_Q8_0 && !c->xb)) {
+    if (mapped != 0 || xq_failed || !c->hist) {
         t2_ctx_free(c);
         return t2_err_set(err, "out of memory for a context of %d tokens", n_ctx);
     }
@@ -114,27 +144,9 @@ void t2_ctx_free(t2_ctx *c)
 {
     if (!c)
         return;
-    free(c->k_cache);
-    free(c->v_cache);
-    free(c->x);
-    free(c->xn);
-    free(c->q);
-    free(c->k);
-    free(c->v);
-    free(c->att);
-    free(c->gate);
-    free(c->up);
-    free(c->rope_cos);
-    free(c->rope_sin);
-    free(c->inv_freq);
-    free(c->scores);
-    free(c->logits);
-    free(c->fact_tmp);
-    free(c->gather_x);
-    free(c->gather_y);
+    if (c->arena)
+        munmap(c->arena, c->arena_bytes);
     t2_q8_act_free(&c->xq);
-    free(c->xb);
-    free(c->deq);
     free(c->logits_all);
     free(c->hist);
     free(c->hist_key);

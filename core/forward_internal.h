@@ -19,6 +19,8 @@ struct t2_ctx {
     t2_pool *pool;
     int n_ctx;
     int n_past;
+    void *arena; /* one mapping for the caches and scratch below (forward.c) */
+    size_t arena_bytes;
     float *k_cache; /* [n_layers][n_kv_heads][n_ctx][head_dim] */
     float *v_cache;
     /* scratch for one pass of up to T2_CHUNK rows */

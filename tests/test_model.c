@@ -290,6 +290,46 @@ static void test_context_limits(void **state)
     t2_ctx_free(ctx);
 }
 
+/* Resident memory of this process in KiB (/proc/self/statm), or -1. */
+static long resident_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size, pages;
+    if (!f)
+        return -1;
+    int got = fscanf(f, "%ld %ld", &size, &pages);
+    fclose(f);
+    return got == 2 ? pages * (sysconf(_SC_PAGESIZE) / 1024) : -1;
+}
+
+/* A context's K/V cache is sized for n_ctx tokens (2 MiB for seedling's
+ * 512) and its scratch for a chunk of 128 rows (about 4 MiB more), but
+ * memory is committed only as it is touched: creating one, and a short
+ * prompt through it, keep well under the cache's size resident. */
+static void test_context_memory_follows_use(void **state)
+{
+    fixture *f = *state;
+    const t2_config *cfg = &f->m->cfg;
+    long cache_kib = 2L * cfg->n_layers * cfg->max_pos * cfg->n_kv_heads * cfg->head_dim * 4 / 1024;
+    long r0 = resident_kib();
+    if (r0 < 0)
+        skip();
+    t2_ctx *ctx;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+    long created = resident_kib() - r0;
+    int32_t ids[6] = {1, 278, 201, 286, 280, 223};
+    const float *logits;
+    assert_int_equal(t2_forward(ctx, ids, 6, false, &logits, &err), 0);
+    long used = resident_kib() - r0;
+    t2_ctx_free(ctx);
+    print_message("K/V cache %ld KiB; resident after create +%ld KiB, after 6 tokens +%ld KiB\n",
+                  cache_kib, created, used);
+    assert_true(cache_kib >= 2048);
+    assert_true(created < cache_kib / 4);
+    assert_true(used < cache_kib / 2);
+}
+
 typedef struct collected {
     char text[4096];
     size_t len;
@@ -523,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_reuse_prefix),
         cmocka_unit_test(test_greedy_base),
         cmocka_unit_test(test_context_limits),
+        cmocka_unit_test(test_context_memory_follows_use),
         cmocka_unit_test(test_generation_text),
         cmocka_unit_test(test_sampled_reproducible),
         cmocka_unit_test(test_weight_formats),
