@@ -36,6 +36,7 @@ typedef struct bench_opts {
     bool fresh;          /* time a never-seen mixture's factored weights too (fresh.c) */
     bool kernels;        /* only the kernels on one core, no model (kernels.c) */
     int kernels_mib;     /* --kernels' out-of-cache matrix; 0: 4x the last-level cache */
+    bool kv_f16;         /* --kv-cache f16 */
 } bench_opts;
 
 /* What the machine allows, measured with the benchmark's pool. */
@@ -79,6 +80,7 @@ static void usage(FILE *f)
             "  -s, --synthetic SHAPE   random weights of a real model's shape, no files:\n"
             "                          %s\n"
             "      --format FMT        weights in memory: f32 (default), bf16, q8_0\n"
+            "      --kv-cache FMT      K/V cache: f32 (default), f16\n"
             "      --expert NAME       also time decode with this expert's materialised\n"
             "                          weights (--model only; from --experts DIR, default\n"
             "                          <model>/experts)\n"
@@ -131,6 +133,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
                                              {"fresh", no_argument, 0, 'N'},
                                              {"kernels", no_argument, 0, 'K'},
                                              {"kernels-mib", required_argument, 0, 'M'},
+                                             {"kv-cache", required_argument, 0, 'V'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int ch;
@@ -158,6 +161,11 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'N': o->fresh = true; break;
         case 'K': o->kernels = true; break;
         case 'M': bad = parse_int(optarg, 1, 2048, "--kernels-mib", &o->kernels_mib); break;
+        case 'V':
+            if ((bad = strcmp(optarg, "f32") != 0 && strcmp(optarg, "f16") != 0))
+                fprintf(stderr, "t2 bench: --kv-cache: expected f32 or f16, not '%s'\n", optarg);
+            o->kv_f16 = strcmp(optarg, "f16") == 0;
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -250,12 +258,14 @@ static int load_model(const bench_opts *o, t2_pool *pool, t2_model **m, t2_err *
     if (o->synthetic) {
         if (t2_bench_synthetic(m, o->synthetic, need, pool, err) != 0)
             return -1;
+        (*m)->kv_f16 = o->kv_f16;
         fprintf(stderr, "t2 bench: weights as %s...\n", t2_wtype_name(o->format));
         return t2_model_convert(*m, o->format, err);
     }
     fprintf(stderr, "t2 bench: loading %s as %s...\n", o->model, t2_wtype_name(o->format));
     if (t2_model_load_as(m, o->model, o->format, err) != 0)
         return -1;
+    (*m)->kv_f16 = o->kv_f16;
     if ((*m)->cfg.max_pos < need) {
         /* positions past the trained length cost the same: time them anyway */
         fprintf(stderr,
@@ -322,7 +332,7 @@ static double kv_bytes_per_token(const t2_model *m, int pp, int tg)
     const t2_config *c = &m->cfg;
     double kv_dim = (double)c->n_kv_heads * c->head_dim;
     double avg_pos = pp + (tg + 1) / 2.0;
-    return 2 * kv_dim * c->n_layers * avg_pos * sizeof(float);
+    return 2 * kv_dim * c->n_layers * avg_pos * (m->kv_f16 ? 2 : sizeof(float));
 }
 
 static void random_tokens(int32_t *t, int n, int vocab, uint32_t seed)
@@ -492,8 +502,9 @@ static const char *model_label(const bench_opts *o, const t2_model *m)
 static void print_table(const bench_opts *o, int threads, const t2_model *m, const limits *l,
                         const figures *f, const derived *d)
 {
-    printf("t2 bench: %s, %.3f B params, %d threads, pp %d, tg %d, median of %d\n\n",
-           model_label(o, m), f->params / 1e9, threads, o->pp, o->tg, o->reps);
+    printf("t2 bench: %s, %.3f B params, %d threads, pp %d, tg %d, K/V cache %s, median of %d\n\n",
+           model_label(o, m), f->params / 1e9, threads, o->pp, o->tg, m->kv_f16 ? "f16" : "f32",
+           o->reps);
     printf("%-30s %14s %22s %7s\n", "figure", "measured", "limit (same run)", "ratio");
     printf("%-30s %10.2f GB/s %22s %7s\n", "memory read bandwidth", l->read_gbs, "", "");
     printf("%-30s %10.2f GB/s %22s %7s\n", "  next to each decode run", f->bw_paired, "", "");
@@ -595,6 +606,7 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
     json_object_set_new(j, "bandwidth_array_bytes", json_integer((json_int_t)l->bw_bytes));
     json_object_set_new(j, "format", json_string(t2_wtype_name(o->format)));
     json_object_set_new(j, "kernels", json_string(t2_kernels_get()->name));
+    json_object_set_new(j, "kv_cache", json_string(m->kv_f16 ? "f16" : "f32"));
     set_num(j, "sgemv_gbs", l->sgemv_gbs);
     set_num(j, "kernel_gbs", l->kernel_gbs);
     set_num(j, "tg_gbs", d->tg_gbs);

@@ -20,6 +20,7 @@ typedef struct t2_conf {
     char *svd_cache;       /* "none": no cache */
     char *svf_set;         /* adapted matrices: mlp, attn, mlp,attn */
     char *weights;         /* weight format in memory: f32, bf16, q8_0 */
+    char *kv_cache;        /* K/V cache format: f32, f16 */
     char *host;
     int port;    /* 0: any free port (the URL is logged) */
     int threads; /* 0: all cores */

@@ -95,6 +95,10 @@ const t2_conf_key t2_conf_schema[] = {
      "matrices the experts adapt: mlp, attn or mlp,attn", check_svf_set},
     {"weights", T2_CONF_STR, OFF(weights), 0, 0, "f32|bf16|q8_0", "f32", "FMT",
      "weight format in memory: f32, bf16 (half the bytes) or q8_0 (about a quarter)", NULL},
+    {"kv_cache", T2_CONF_STR, OFF(kv_cache), 0, 0, "f32|f16", "f32", "FMT",
+     "K/V cache format: f32, or f16 (half the memory and attention bytes per token; logits "
+     "within ~1e-3 of f32's)",
+     NULL},
     {"host", T2_CONF_STR, OFF(host), 0, 0, NULL, "127.0.0.1", "HOST",
      "address to listen on (0.0.0.0 or :: for every interface)", check_nonempty},
     {"port", T2_CONF_INT, OFF(port), 0, 65535, NULL, "8080", "N",

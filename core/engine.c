@@ -66,9 +66,12 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
     int rc = e->classify_prompt ? 0 : t2_err_set(err, "out of memory");
     if (rc == 0)
         rc = t2_model_load_as(&e->model, o->model_path, o->weights, err);
-    if (rc == 0)
-        log_msg(o, "model %s: %d layers, hidden %d, vocab %d", e->model->name,
-                e->model->cfg.n_layers, e->model->cfg.hidden, e->model->cfg.vocab);
+    if (rc == 0) {
+        e->model->kv_f16 = o->kv_f16;
+        log_msg(o, "model %s: %d layers, hidden %d, vocab %d, K/V cache %s", e->model->name,
+                e->model->cfg.n_layers, e->model->cfg.hidden, e->model->cfg.vocab,
+                o->kv_f16 ? "f16" : "f32");
+    }
     if (rc == 0)
         rc = t2_pool_create(&e->pool, o->threads, err);
     /* the factors are only needed to apply experts */

@@ -36,6 +36,7 @@ typedef struct t2_engine_opts {
     const char *classify_prompt; /* NULL: T2_DEFAULT_CLASSIFY_PROMPT */
     int materialise_min_tokens;  /* policy, default 32 */
     t2_wtype weights;            /* weight format kept in memory, default f32 */
+    bool kv_f16;                 /* contexts keep K/V in f16 (default f32) */
     /* progress and warnings while opening (may be NULL) */
     void (*log)(void *user, const char *msg);
     void *log_user;

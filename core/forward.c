@@ -97,11 +97,13 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     /* about 256 KB of rows per block: stays in L2 while sgemm reads it;
      * also T2_KERNEL_ROWS rows of X widened from bf16 (matmul_x16_rows) */
     c->deq_floats = max_r * T2_KERNEL_ROWS > 65536 ? max_r * T2_KERNEL_ROWS : 65536;
+    c->kv_f16 = m->kv_f16;
     size_t cache = (size_t)cfg->n_layers * (size_t)n_ctx * KV;
-    float *xb = NULL;
+    size_t cache_floats = c->kv_f16 ? (cache + 1) / 2 : cache;
+    float *xb = NULL, *kc = NULL, *vc = NULL;
     const arena_part parts[] = {
-        {&c->k_cache, cache},
-        {&c->v_cache, cache},
+        {&kc, cache_floats},
+        {&vc, cache_floats},
         {&c->x, T2_CHUNK * H},
         {&c->xn, T2_CHUNK * H},
         {&c->q, T2_CHUNK * Q},
@@ -123,6 +125,8 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     };
     int mapped = map_arena(c, parts, (int)(sizeof parts / sizeof parts[0]));
     c->xb = (uint16_t *)(void *)xb;
+    c->k_cache = kc;
+    c->v_cache = vc;
     c->hist = malloc((size_t)n_ctx * sizeof *c->hist);
     c->kern = t2_kernels_get();
     /* a q8_0 model's prefill quantises a whole chunk (matmul_q8_blocks) */
@@ -326,8 +330,9 @@ int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const fl
     t2_row rows[T2_CHUNK];
     for (int i = 0; i < n; i++) {
         t2_ctx *c = seqs[i];
-        if (c->m != ws->m || c->pool != ws->pool)
-            return t2_err_set(err, "batched sequences must share the model and the pool");
+        if (c->m != ws->m || c->pool != ws->pool || c->kv_f16 != ws->kv_f16)
+            return t2_err_set(err, "batched sequences must share the model, the pool and the "
+                                   "K/V cache format");
         if (c->n_past >= c->n_ctx)
             return t2_err_set(err, "sequence %d: context full (%d tokens)", i, c->n_ctx);
         for (int j = 0; j < i; j++)

@@ -21,8 +21,9 @@ struct t2_ctx {
     int n_past;
     void *arena; /* one mapping for the caches and scratch below (forward.c) */
     size_t arena_bytes;
-    float *k_cache; /* [n_layers][n_kv_heads][n_ctx][head_dim] */
-    float *v_cache;
+    /* [n_layers][n_kv_heads][n_ctx][head_dim], floats or (kv_f16) f16 */
+    void *k_cache, *v_cache;
+    bool kv_f16;
     /* scratch for one pass of up to T2_CHUNK rows */
     float *x, *xn, *q, *k, *v, *att, *gate, *up;
     float *rope_cos, *rope_sin; /* [T2_CHUNK][head_dim/2] */

@@ -543,13 +543,14 @@ typedef struct attn_job {
 } attn_job;
 
 /* A sequence's cache of one layer's kv head: n_ctx rows of head_dim
- * floats, contiguous (heads apart, not interleaved per position), so a
- * head's keys stream in one run. */
-static float *kv_head(const t2_ctx *s, float *cache, int layer, int kvh)
+ * values (floats, or f16 with kv_f16), contiguous (heads apart, not
+ * interleaved per position), so a head's keys stream in one run. */
+static void *kv_head(const t2_ctx *s, void *cache, int layer, int kvh)
 {
     const t2_config *cfg = &s->m->cfg;
     size_t head = (size_t)layer * (size_t)cfg->n_kv_heads + (size_t)kvh;
-    return cache + head * (size_t)s->n_ctx * (size_t)cfg->head_dim;
+    size_t elem = s->kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    return (char *)cache + head * (size_t)s->n_ctx * (size_t)cfg->head_dim * elem;
 }
 
 static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q, float *out,
@@ -557,21 +558,28 @@ static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q,
 {
     int d = ws->m->cfg.head_dim;
     const t2_ctx *s = row->seq;
-    const float *kc = kv_head(s, s->k_cache, layer, kvh);
-    const float *vc = kv_head(s, s->v_cache, layer, kvh);
     int n = row->pos + row->kv_shift + 1; /* causal: keys 0..own slot */
-    /* scores = K q and out = Vᵀ p over the keys of one head. The kernels' loops and exps, not
-     * OpenBLAS's sgemv and libm's expf: a q8_0 smollm2-360m's 1024-token prefill ran 25 % faster
-     * with them (2 threads, dev EPYC). */
+    /* scores = K q and out = Vᵀ p over the keys of one head. The kernels'
+     * loops and exps, not OpenBLAS's sgemv and libm's expf: a q8_0
+     * smollm2-360m's 1024-token prefill ran 25 % faster with them (2
+     * threads, dev EPYC). */
     const t2_kernels *kern = ws->kern;
-    kern->attn_scores(kc, (size_t)d, n, d, q, 1.0f / sqrtf((float)d), scores);
+    const void *kc = kv_head(s, s->k_cache, layer, kvh), *vc = kv_head(s, s->v_cache, layer, kvh);
+    float scale = 1.0f / sqrtf((float)d);
+    if (s->kv_f16)
+        kern->attn_scores_f16(kc, (size_t)d, n, d, q, scale, scores);
+    else
+        kern->attn_scores(kc, (size_t)d, n, d, q, scale, scores);
     for (int p = row->gap_from; p < row->gap_to; p++)
         scores[p] = -INFINITY; /* another branch's tokens */
     float mx = -INFINITY;
     for (int p = 0; p < n; p++)
         mx = scores[p] > mx ? scores[p] : mx;
-    float sum = kern->exp_shift(scores, n, mx);
-    kern->attn_mix(vc, (size_t)d, n, d, scores, 1.0f / sum, out);
+    float inv_sum = 1.0f / kern->exp_shift(scores, n, mx);
+    if (s->kv_f16)
+        kern->attn_mix_f16(vc, (size_t)d, n, d, scores, inv_sum, out);
+    else
+        kern->attn_mix(vc, (size_t)d, n, d, scores, inv_sum, out);
 }
 
 static void attn_worker(void *arg, int w, int nw)
@@ -596,14 +604,21 @@ static void attn_worker(void *arg, int w, int nw)
 static void store_kv(t2_ctx *ws, const t2_row *rows, int layer, int n)
 {
     int d = ws->m->cfg.head_dim, n_kv = ws->m->cfg.n_kv_heads;
-    size_t kv_dim = (size_t)n_kv * (size_t)d, bytes = (size_t)d * sizeof(float);
+    size_t kv_dim = (size_t)n_kv * (size_t)d;
     for (int t = 0; t < n; t++) {
         t2_ctx *s = rows[t].seq;
         size_t slot = (size_t)(rows[t].pos + rows[t].kv_shift) * (size_t)d;
         for (int h = 0; h < n_kv; h++) {
-            size_t from = (size_t)t * kv_dim + (size_t)h * (size_t)d;
-            memcpy(kv_head(s, s->k_cache, layer, h) + slot, ws->k + from, bytes);
-            memcpy(kv_head(s, s->v_cache, layer, h) + slot, ws->v + from, bytes);
+            const float *k = ws->k + (size_t)t * kv_dim + (size_t)h * (size_t)d;
+            const float *v = ws->v + (size_t)t * kv_dim + (size_t)h * (size_t)d;
+            void *kc = kv_head(s, s->k_cache, layer, h), *vc = kv_head(s, s->v_cache, layer, h);
+            if (s->kv_f16) {
+                ws->kern->f16_store(k, (size_t)d, (uint16_t *)kc + slot);
+                ws->kern->f16_store(v, (size_t)d, (uint16_t *)vc + slot);
+            } else {
+                memcpy((float *)kc + slot, k, (size_t)d * sizeof(float));
+                memcpy((float *)vc + slot, v, (size_t)d * sizeof(float));
+            }
         }
     }
 }

@@ -106,7 +106,21 @@ typedef struct t2_kernels {
      * finite s[p]; -inf gives exactly 0), returns their sum. Exp as in
      * silu_mul. */
     float (*exp_shift)(float *s, int n, float mx);
+    /* An f16 K/V cache (t2_model.kv_f16): f16_store rounds x to f16 as
+     * t2_f32_to_f16 does (nearest even) but saturates at +-65504 instead
+     * of overflowing to infinity (NaN stays NaN), F16C in the vector
+     * variants, bit-identical to the scalar one; attn_scores_f16 and
+     * attn_mix_f16 are attn_scores and attn_mix on f16 rows, widened as
+     * they are loaded. */
+    void (*f16_store)(const float *x, size_t n, uint16_t *out);
+    void (*attn_scores_f16)(const uint16_t *k, size_t ld, int n, int d, const float *q, float scale,
+                            float *s);
+    void (*attn_mix_f16)(const uint16_t *v, size_t ld, int n, int d, const float *w, float scale,
+                         float *out);
 } t2_kernels;
+
+/* The F16C f16_store (kernels_avx2.c), shared by every vector variant. */
+void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out);
 
 /* The variant in use: the best the CPU supports, or T2_KERNELS's choice
  * (an unknown or unsupported name falls back to the best, with a warning

@@ -205,11 +205,25 @@ static void attn_mix_amx(const float *v, size_t ld, int n, int d, const float *w
     t2_kernels_avx512bf16.attn_mix(v, ld, n, d, w, scale, out);
 }
 
+static void attn_scores_f16_amx(const uint16_t *k, size_t ld, int n, int d, const float *q,
+                                float scale, float *s)
+{
+    t2_kernels_avx512bf16.attn_scores_f16(k, ld, n, d, q, scale, s);
+}
+
+static void attn_mix_f16_amx(const uint16_t *v, size_t ld, int n, int d, const float *w,
+                             float scale, float *out)
+{
+    t2_kernels_avx512bf16.attn_mix_f16(v, ld, n, d, w, scale, out);
+}
+
 static float exp_shift_amx(float *s, int n, float mx)
 {
     return t2_kernels_avx512bf16.exp_shift(s, n, mx);
 }
 
-const t2_kernels t2_kernels_amx = {"amx",        f32_amx,      bf16_amx,     q8_0_amx,
-                                   q8_act_amx,   bf16_x16_amx, silu_mul_amx, attn_scores_amx,
-                                   attn_mix_amx, exp_shift_amx};
+const t2_kernels t2_kernels_amx = {"amx",           f32_amx,           bf16_amx,
+                                   q8_0_amx,        q8_act_amx,        bf16_x16_amx,
+                                   silu_mul_amx,    attn_scores_amx,   attn_mix_amx,
+                                   exp_shift_amx,   t2_f16_store_f16c, attn_scores_f16_amx,
+                                   attn_mix_f16_amx};

@@ -4,6 +4,7 @@
  * by up to 4 rows of X, Q8_0 one weight row against up to 4 rows of X
  * (kernels_q8.h), so every weight row is read from memory once. */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -256,20 +257,35 @@ INLINE __m256 load_cols8(const float *row, int c, int d)
     return c + 8 <= d ? _mm256_loadu_ps(row + c) : _mm256_maskload_ps(row + c, lanes_below(d - c));
 }
 
+/* 8 columns from c of row `at` (floats, or f16 when half), zero past d;
+ * f16 tails go through a zeroed copy (no 16-bit masked loads in AVX2) */
+INLINE __m256 load_any8(const void *row, size_t at, int c, int d, bool half)
+{
+    if (!half)
+        return load_cols8((const float *)row + at, c, d);
+    const uint16_t *h = (const uint16_t *)row + at + c;
+    if (c + 8 <= d)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+    uint16_t tail[8] = {0};
+    if (c < d)
+        memcpy(tail, h, (size_t)(d - c) * sizeof *h);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)tail));
+}
+
 /* As attn_scores_avx512: four positions at a time. */
-TARGET static void attn_scores_avx2(const float *k, size_t ld, int n, int d, const float *q,
-                                    float scale, float *s)
+INLINE void attn_scores_any(const void *k, size_t ld, int n, int d, const float *q, float scale,
+                            float *s, bool half)
 {
     int p = 0;
     for (; p + 4 <= n; p += 4) {
-        const float *k0 = k + (size_t)p * ld;
+        size_t k0 = (size_t)p * ld;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int c = 0; c < d; c += 8) {
             __m256 qv = load_cols8(q, c, d);
-            a0 = _mm256_fmadd_ps(load_cols8(k0, c, d), qv, a0);
-            a1 = _mm256_fmadd_ps(load_cols8(k0 + ld, c, d), qv, a1);
-            a2 = _mm256_fmadd_ps(load_cols8(k0 + 2 * ld, c, d), qv, a2);
-            a3 = _mm256_fmadd_ps(load_cols8(k0 + 3 * ld, c, d), qv, a3);
+            a0 = _mm256_fmadd_ps(load_any8(k, k0, c, d, half), qv, a0);
+            a1 = _mm256_fmadd_ps(load_any8(k, k0 + ld, c, d, half), qv, a1);
+            a2 = _mm256_fmadd_ps(load_any8(k, k0 + 2 * ld, c, d, half), qv, a2);
+            a3 = _mm256_fmadd_ps(load_any8(k, k0 + 3 * ld, c, d, half), qv, a3);
         }
         s[p] = scale * hsum256(a0);
         s[p + 1] = scale * hsum256(a1);
@@ -277,17 +293,16 @@ TARGET static void attn_scores_avx2(const float *k, size_t ld, int n, int d, con
         s[p + 3] = scale * hsum256(a3);
     }
     for (; p < n; p++) {
-        const float *kp = k + (size_t)p * ld;
         __m256 a = _mm256_setzero_ps();
         for (int c = 0; c < d; c += 8)
-            a = _mm256_fmadd_ps(load_cols8(kp, c, d), load_cols8(q, c, d), a);
+            a = _mm256_fmadd_ps(load_any8(k, (size_t)p * ld, c, d, half), load_cols8(q, c, d), a);
         s[p] = scale * hsum256(a);
     }
 }
 
 /* As attn_mix_avx512, 32 columns at a time. */
-TARGET static void attn_mix_avx2(const float *v, size_t ld, int n, int d, const float *w,
-                                 float scale, float *out)
+INLINE void attn_mix_any(const void *v, size_t ld, int n, int d, const float *w, float scale,
+                         float *out, bool half)
 {
     for (int c = 0; c < d; c += 32) {
         __m256 a[4], b[4];
@@ -295,18 +310,17 @@ TARGET static void attn_mix_avx2(const float *v, size_t ld, int n, int d, const 
             a[i] = b[i] = _mm256_setzero_ps();
         int p = 0;
         for (; p + 2 <= n; p += 2) {
-            const float *v0 = v + (size_t)p * ld, *v1 = v0 + ld;
+            size_t v0 = (size_t)p * ld, v1 = v0 + ld;
             __m256 w0 = _mm256_set1_ps(w[p]), w1 = _mm256_set1_ps(w[p + 1]);
             for (int i = 0; i < 4; i++) {
-                a[i] = _mm256_fmadd_ps(w0, load_cols8(v0, c + 8 * i, d), a[i]);
-                b[i] = _mm256_fmadd_ps(w1, load_cols8(v1, c + 8 * i, d), b[i]);
+                a[i] = _mm256_fmadd_ps(w0, load_any8(v, v0, c + 8 * i, d, half), a[i]);
+                b[i] = _mm256_fmadd_ps(w1, load_any8(v, v1, c + 8 * i, d, half), b[i]);
             }
         }
         if (p < n) {
-            const float *v0 = v + (size_t)p * ld;
             __m256 w0 = _mm256_set1_ps(w[p]);
             for (int i = 0; i < 4; i++)
-                a[i] = _mm256_fmadd_ps(w0, load_cols8(v0, c + 8 * i, d), a[i]);
+                a[i] = _mm256_fmadd_ps(w0, load_any8(v, (size_t)p * ld, c + 8 * i, d, half), a[i]);
         }
         __m256 sc = _mm256_set1_ps(scale);
         for (int i = 0; i < 4; i++) {
@@ -318,6 +332,30 @@ TARGET static void attn_mix_avx2(const float *v, size_t ld, int n, int d, const 
                 _mm256_maskstore_ps(out + col, lanes_below(d - col), r);
         }
     }
+}
+
+TARGET static void attn_scores_avx2(const float *k, size_t ld, int n, int d, const float *q,
+                                    float scale, float *s)
+{
+    attn_scores_any(k, ld, n, d, q, scale, s, false);
+}
+
+TARGET static void attn_mix_avx2(const float *v, size_t ld, int n, int d, const float *w,
+                                 float scale, float *out)
+{
+    attn_mix_any(v, ld, n, d, w, scale, out, false);
+}
+
+TARGET static void attn_scores_f16_avx2(const uint16_t *k, size_t ld, int n, int d, const float *q,
+                                        float scale, float *s)
+{
+    attn_scores_any(k, ld, n, d, q, scale, s, true);
+}
+
+TARGET static void attn_mix_f16_avx2(const uint16_t *v, size_t ld, int n, int d, const float *w,
+                                     float scale, float *out)
+{
+    attn_mix_any(v, ld, n, d, w, scale, out, true);
 }
 
 /* exp(s - mx) of 8 values, 0 below -87.3 (where exp_avx2 would clamp), as
@@ -349,6 +387,26 @@ TARGET static float exp_shift_avx2(float *s, int n, float mx)
     return hsum256(sum);
 }
 
-const t2_kernels t2_kernels_avx2 = {
-    "avx2", f32_avx2,      bf16_avx2,        q8_0_avx2,     t2_q8_act_quantize,
-    NULL,   silu_mul_avx2, attn_scores_avx2, attn_mix_avx2, exp_shift_avx2};
+/* max(lo, v) and min(hi, v) return v when v is NaN (the second operand) */
+TARGET void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out)
+{
+    const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_loadu_ps(x + i)));
+        _mm_storeu_si128((__m128i *)(void *)(out + i),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++) {
+        __m128 v =
+            _mm_min_ss(_mm_set_ss(65504.0f), _mm_max_ss(_mm_set_ss(-65504.0f), _mm_set_ss(x[i])));
+        out[i] = (uint16_t)_mm_extract_epi16(
+            _mm_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 0);
+    }
+}
+
+const t2_kernels t2_kernels_avx2 = {"avx2",           f32_avx2,           bf16_avx2,
+                                    q8_0_avx2,        t2_q8_act_quantize, NULL,
+                                    silu_mul_avx2,    attn_scores_avx2,   attn_mix_avx2,
+                                    exp_shift_avx2,   t2_f16_store_f16c,  attn_scores_f16_avx2,
+                                    attn_mix_f16_avx2};

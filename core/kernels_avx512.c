@@ -8,6 +8,7 @@
  * bf16_x16, where x is already bf16 (a q8_0 model's factored products),
  * uses AVX512-BF16's dot product, in the avx512bf16 variant at the end. */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -451,22 +452,30 @@ INLINE __mmask16 cols_mask(int c, int d)
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
+/* 16 columns from c of row `at` (floats, or f16 when half), zero past d */
+INLINE __m512 load_cols16(const void *row, size_t at, int c, int d, bool half)
+{
+    __mmask16 m = cols_mask(c, d);
+    if (half)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + at + c));
+    return _mm512_maskz_loadu_ps(m, (const float *)row + at + c);
+}
+
 /* Four positions at a time (four independent sums), each a 16-lane
  * accumulator over the columns, reduced at the end. */
-TARGET static void attn_scores_avx512(const float *k, size_t ld, int n, int d, const float *q,
-                                      float scale, float *s)
+INLINE void attn_scores_any(const void *k, size_t ld, int n, int d, const float *q, float scale,
+                            float *s, bool half)
 {
     int p = 0;
     for (; p + 4 <= n; p += 4) {
-        const float *k0 = k + (size_t)p * ld;
+        size_t k0 = (size_t)p * ld;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int c = 0; c < d; c += 16) {
-            __mmask16 m = cols_mask(c, d);
-            __m512 qv = _mm512_maskz_loadu_ps(m, q + c);
-            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + c), qv, a0);
-            a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + ld + c), qv, a1);
-            a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + 2 * ld + c), qv, a2);
-            a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + 3 * ld + c), qv, a3);
+            __m512 qv = _mm512_maskz_loadu_ps(cols_mask(c, d), q + c);
+            a0 = _mm512_fmadd_ps(load_cols16(k, k0, c, d, half), qv, a0);
+            a1 = _mm512_fmadd_ps(load_cols16(k, k0 + ld, c, d, half), qv, a1);
+            a2 = _mm512_fmadd_ps(load_cols16(k, k0 + 2 * ld, c, d, half), qv, a2);
+            a3 = _mm512_fmadd_ps(load_cols16(k, k0 + 3 * ld, c, d, half), qv, a3);
         }
         s[p] = scale * _mm512_reduce_add_ps(a0);
         s[p + 1] = scale * _mm512_reduce_add_ps(a1);
@@ -474,54 +483,75 @@ TARGET static void attn_scores_avx512(const float *k, size_t ld, int n, int d, c
         s[p + 3] = scale * _mm512_reduce_add_ps(a3);
     }
     for (; p < n; p++) {
-        const float *kp = k + (size_t)p * ld;
         __m512 a = _mm512_setzero_ps();
-        for (int c = 0; c < d; c += 16) {
-            __mmask16 m = cols_mask(c, d);
-            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, kp + c), _mm512_maskz_loadu_ps(m, q + c),
-                                a);
-        }
+        for (int c = 0; c < d; c += 16)
+            a = _mm512_fmadd_ps(load_cols16(k, (size_t)p * ld, c, d, half),
+                                _mm512_maskz_loadu_ps(cols_mask(c, d), q + c), a);
         s[p] = scale * _mm512_reduce_add_ps(a);
     }
 }
 
 /* 64 columns at a time in four accumulators, two positions per step into
  * two sets of them (FMA latency), added at the end. */
-TARGET static void attn_mix_avx512(const float *v, size_t ld, int n, int d, const float *w,
-                                   float scale, float *out)
+INLINE void attn_mix_any(const void *v, size_t ld, int n, int d, const float *w, float scale,
+                         float *out, bool half)
 {
     for (int c = 0; c < d; c += 64) {
-        __mmask16 m[4];
         __m512 a[4], b[4];
-        for (int i = 0; i < 4; i++) {
-            m[i] = cols_mask(c + 16 * i, d);
+        for (int i = 0; i < 4; i++)
             a[i] = b[i] = _mm512_setzero_ps();
-        }
         int p = 0;
         for (; p + 2 <= n; p += 2) {
-            const float *v0 = v + (size_t)p * ld + c, *v1 = v0 + ld;
+            size_t v0 = (size_t)p * ld, v1 = v0 + ld;
             __m512 w0 = _mm512_set1_ps(w[p]), w1 = _mm512_set1_ps(w[p + 1]);
             for (int i = 0; i < 4; i++) {
-                a[i] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m[i], v0 + 16 * i), a[i]);
-                b[i] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m[i], v1 + 16 * i), b[i]);
+                a[i] = _mm512_fmadd_ps(w0, load_cols16(v, v0, c + 16 * i, d, half), a[i]);
+                b[i] = _mm512_fmadd_ps(w1, load_cols16(v, v1, c + 16 * i, d, half), b[i]);
             }
         }
         if (p < n) {
-            const float *v0 = v + (size_t)p * ld + c;
             __m512 w0 = _mm512_set1_ps(w[p]);
             for (int i = 0; i < 4; i++)
-                a[i] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m[i], v0 + 16 * i), a[i]);
+                a[i] =
+                    _mm512_fmadd_ps(w0, load_cols16(v, (size_t)p * ld, c + 16 * i, d, half), a[i]);
         }
         __m512 sc = _mm512_set1_ps(scale);
         for (int i = 0; i < 4; i++)
-            _mm512_mask_storeu_ps(out + c + 16 * i, m[i],
+            _mm512_mask_storeu_ps(out + c + 16 * i, cols_mask(c + 16 * i, d),
                                   _mm512_mul_ps(sc, _mm512_add_ps(a[i], b[i])));
     }
 }
 
+TARGET static void attn_scores_avx512(const float *k, size_t ld, int n, int d, const float *q,
+                                      float scale, float *s)
+{
+    attn_scores_any(k, ld, n, d, q, scale, s, false);
+}
+
+TARGET static void attn_mix_avx512(const float *v, size_t ld, int n, int d, const float *w,
+                                   float scale, float *out)
+{
+    attn_mix_any(v, ld, n, d, w, scale, out, false);
+}
+
+TARGET static void attn_scores_f16_avx512(const uint16_t *k, size_t ld, int n, int d,
+                                          const float *q, float scale, float *s)
+{
+    attn_scores_any(k, ld, n, d, q, scale, s, true);
+}
+
+TARGET static void attn_mix_f16_avx512(const uint16_t *v, size_t ld, int n, int d, const float *w,
+                                       float scale, float *out)
+{
+    attn_mix_any(v, ld, n, d, w, scale, out, true);
+}
+
 const t2_kernels t2_kernels_avx512 = {
-    "avx512", f32_avx512,      bf16_avx512,        q8_0_avx512,     q8_act_avx512,
-    NULL,     silu_mul_avx512, attn_scores_avx512, attn_mix_avx512, exp_shift_avx512};
+    "avx512",           f32_avx512,         bf16_avx512,
+    q8_0_avx512,        q8_act_avx512,      NULL,
+    silu_mul_avx512,    attn_scores_avx512, attn_mix_avx512,
+    exp_shift_avx512,   t2_f16_store_f16c,  attn_scores_f16_avx512,
+    attn_mix_f16_avx512};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -591,5 +621,7 @@ TARGET_BF16 static void bf16_x16_avx512bf16(const uint16_t *w, size_t ldw, int r
 }
 
 const t2_kernels t2_kernels_avx512bf16 = {
-    "avx512bf16",        f32_avx512,      bf16_avx512,        q8_0_avx512,     q8_act_avx512,
-    bf16_x16_avx512bf16, silu_mul_avx512, attn_scores_avx512, attn_mix_avx512, exp_shift_avx512};
+    "avx512bf16",       f32_avx512,          bf16_avx512,       q8_0_avx512,
+    q8_act_avx512,      bf16_x16_avx512bf16, silu_mul_avx512,   attn_scores_avx512,
+    attn_mix_avx512,    exp_shift_avx512,    t2_f16_store_f16c, attn_scores_f16_avx512,
+    attn_mix_f16_avx512};

@@ -1,6 +1,7 @@
 /* The portable reference kernels: plain C, one float accumulator per
  * output, in column order. Every vector variant is tested against these. */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -84,30 +85,57 @@ static void silu_mul_scalar(float *g, const float *u, size_t n)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* Element i of a cache row: floats, or f16 when half. */
+static inline float kv_at(const void *row, size_t i, bool half)
+{
+    return half ? t2_f16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+static void attn_scores_any(const void *k, size_t ld, int n, int d, const float *q, float scale,
+                            float *s, bool half)
+{
+    for (int p = 0; p < n; p++) {
+        float acc = 0.0f;
+        for (int c = 0; c < d; c++)
+            acc += kv_at(k, (size_t)p * ld + (size_t)c, half) * q[c];
+        s[p] = scale * acc;
+    }
+}
+
+static void attn_mix_any(const void *v, size_t ld, int n, int d, const float *w, float scale,
+                         float *out, bool half)
+{
+    for (int c = 0; c < d; c++)
+        out[c] = 0.0f;
+    for (int p = 0; p < n; p++)
+        for (int c = 0; c < d; c++)
+            out[c] += w[p] * kv_at(v, (size_t)p * ld + (size_t)c, half);
+    for (int c = 0; c < d; c++)
+        out[c] *= scale;
+}
+
 static void attn_scores_scalar(const float *k, size_t ld, int n, int d, const float *q, float scale,
                                float *s)
 {
-    for (int p = 0; p < n; p++) {
-        const float *kp = k + (size_t)p * ld;
-        float acc = 0.0f;
-        for (int c = 0; c < d; c++)
-            acc += kp[c] * q[c];
-        s[p] = scale * acc;
-    }
+    attn_scores_any(k, ld, n, d, q, scale, s, false);
 }
 
 static void attn_mix_scalar(const float *v, size_t ld, int n, int d, const float *w, float scale,
                             float *out)
 {
-    for (int c = 0; c < d; c++)
-        out[c] = 0.0f;
-    for (int p = 0; p < n; p++) {
-        const float *vp = v + (size_t)p * ld;
-        for (int c = 0; c < d; c++)
-            out[c] += w[p] * vp[c];
-    }
-    for (int c = 0; c < d; c++)
-        out[c] *= scale;
+    attn_mix_any(v, ld, n, d, w, scale, out, false);
+}
+
+static void attn_scores_f16_scalar(const uint16_t *k, size_t ld, int n, int d, const float *q,
+                                   float scale, float *s)
+{
+    attn_scores_any(k, ld, n, d, q, scale, s, true);
+}
+
+static void attn_mix_f16_scalar(const uint16_t *v, size_t ld, int n, int d, const float *w,
+                                float scale, float *out)
+{
+    attn_mix_any(v, ld, n, d, w, scale, out, true);
 }
 
 static float exp_shift_scalar(float *s, int n, float mx)
@@ -120,6 +148,16 @@ static float exp_shift_scalar(float *s, int n, float mx)
     return sum;
 }
 
+static void f16_store_scalar(const float *x, size_t n, uint16_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] > 65504.0f ? 65504.0f : x[i] < -65504.0f ? -65504.0f : x[i];
+        out[i] = t2_f32_to_f16(v);
+    }
+}
+
 const t2_kernels t2_kernels_scalar = {
-    "scalar",        f32_scalar,      bf16_scalar,        q8_0_scalar,     t2_q8_act_quantize,
-    bf16_x16_scalar, silu_mul_scalar, attn_scores_scalar, attn_mix_scalar, exp_shift_scalar};
+    "scalar",           f32_scalar,       bf16_scalar,      q8_0_scalar,
+    t2_q8_act_quantize, bf16_x16_scalar,  silu_mul_scalar,  attn_scores_scalar,
+    attn_mix_scalar,    exp_shift_scalar, f16_store_scalar, attn_scores_f16_scalar,
+    attn_mix_f16_scalar};

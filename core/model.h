@@ -105,7 +105,10 @@ typedef struct t2_model {
     /* embed and lm_head in the weight format (embed/lm_head are NULL when
      * that is not f32; head.data == embed_w.data when tied) */
     t2_wmat embed_w, head;
-    t2_wtype wtype;   /* the weight format of the projection matrices */
+    t2_wtype wtype; /* the weight format of the projection matrices */
+    /* contexts created from now on keep their K/V cache in f16 (half the
+     * memory and the attention's bytes) instead of f32 */
+    bool kv_f16;
     t2_layer *layers; /* [n_layers] */
     t2_tokenizer *tok;
     bool *loaded; /* per tensor slot, for "missing tensor" checks */

@@ -67,7 +67,8 @@ static void usage(FILE *f)
         "      --profiles DIR      adaptation profiles (from t2 adapt); --profile NAME uses one\n"
         "      --svd-cache DIR     cache of the SVD factors (default: none)\n"
         "      --svf-set SET       adapted matrices: mlp (default), attn, mlp,attn\n"
-        "      --weights FMT       weights in memory: f32 (default), bf16, q8_0\n",
+        "      --weights FMT       weights in memory: f32 (default), bf16, q8_0\n"
+        "      --kv-cache FMT      K/V cache: f32 (default), f16 (half the memory)\n",
         MAX_STOPS, T2_DEFAULT_CLASSIFY_PROMPT);
 }
 
@@ -139,6 +140,7 @@ static int parse_args(int argc, char **argv, gen_opts *o)
                                              {"svd-cache", required_argument, 0, 1009},
                                              {"svf-set", required_argument, 0, 1010},
                                              {"weights", required_argument, 0, 1011},
+                                             {"kv-cache", required_argument, 0, 1012},
                                              {0, 0, 0, 0}};
     bool strategy_given = false;
     t2_err err;
@@ -232,6 +234,13 @@ static int parse_args(int argc, char **argv, gen_opts *o)
                 fprintf(stderr, "t2 generate: %s\n", err.msg);
                 return -1;
             }
+            break;
+        case 1012:
+            if (strcmp(optarg, "f32") != 0 && strcmp(optarg, "f16") != 0) {
+                fprintf(stderr, "t2 generate: --kv-cache: expected f32 or f16, not '%s'\n", optarg);
+                return -1;
+            }
+            o->eo.kv_f16 = optarg[1] == '1';
             break;
         default: usage(stderr); return -1;
         }

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -544,12 +545,59 @@ static void test_exp_shift(void **state)
     }
 }
 
+/* The f16 K/V cache's rounding: every variant bit-identical to the
+ * scalar one (itself t2_f32_to_f16 after clamping to +-65504), specials
+ * included; nothing written past n. */
+static void test_f16_kv(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    float x[N];
+    uint16_t ref[N], got[N + 1];
+    for (int i = 0; i < N; i++)
+        x[i] = (frand() - 0.5f) * powf(2.0f, (float)(i % 40) - 26.0f); /* 2^-27..2^13 */
+    const float specials[] = {0.0f,    -0.0f,  65504.0f,          65519.0f,  65520.0f,
+                              7e4f,    -1e9f,  INFINITY,          -INFINITY, 6e-8f,
+                              2.9e-8f, -3e-5f, 1.0f + 1.0f / 2048};
+    memcpy(x, specials, sizeof specials);
+    x[20] = NAN;
+    const t2_kernels *scalar = t2_kernels_variant("scalar");
+    scalar->f16_store(x, N, ref);
+    assert_int_equal(ref[2], 0x7bff);  /* 65504 */
+    assert_int_equal(ref[4], 0x7bff);  /* 65520 saturates, where t2_f32_to_f16 gives inf */
+    assert_int_equal(ref[7], 0x7bff);  /* +inf saturates too */
+    assert_int_equal(ref[8], 0xfbff);  /* -inf */
+    assert_int_equal(ref[9], 0x0001);  /* 6e-8: the smallest subnormal */
+    assert_int_equal(ref[12], 0x3c00); /* 1 + 2^-11: a tie, to even */
+    assert_true((ref[20] & 0x7c00) == 0x7c00 && (ref[20] & 0x3ff)); /* NaN */
+    for (int v = 0; t2_kernels_variant_name(v); v++) {
+        const t2_kernels *k = t2_kernels_variant(t2_kernels_variant_name(v));
+        if (!k)
+            continue;
+        static const int lengths[] = {N, 1, 7, 8, 15, 17};
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            int n = lengths[l];
+            got[n] = 0xabcd;
+            k->f16_store(x, (size_t)n, got);
+            for (int i = 0; i < n; i++) {
+                bool nan = (ref[i] & 0x7c00) == 0x7c00 && (ref[i] & 0x3ff);
+                if (nan ? !((got[i] & 0x7c00) == 0x7c00 && (got[i] & 0x3ff)) : got[i] != ref[i])
+                    fail_msg("%s: f16(%g) = %#x, scalar %#x", k->name, (double)x[i], got[i],
+                             ref[i]);
+            }
+            assert_int_equal(got[n], 0xabcd);
+        }
+    }
+}
+
 /* Attention over one head's cache rows: the scalar reference against
  * double sums, every variant against it, within 1e-5 of the sum of the
  * absolute products (float rounding of differently ordered sums), for
  * head sizes that fill whole vectors and ones that leave 1..15 columns,
  * position counts around the kernels' steps of 2 and 4, and rows further
- * apart than d (the cache's layout); nothing past out[d - 1] is written. */
+ * apart than d (the cache's layout); nothing past out[d - 1] is written.
+ * K and V hold f16 values, so each variant's f16 entries on f16 copies
+ * must give exactly its f32 entries' results. */
 static void test_attention(void **state)
 {
     (void)state;
@@ -558,11 +606,17 @@ static void test_attention(void **state)
     enum { MAX_D = 128, MAX_N = 130, LD = 3 * MAX_D + 5 };
     float *k = malloc((size_t)MAX_N * LD * sizeof *k), *v = malloc((size_t)MAX_N * LD * sizeof *v);
     float q[MAX_D], w[MAX_N], s_ref[MAX_N], s_got[MAX_N], o_ref[MAX_D + 1], o_got[MAX_D + 1];
+    uint16_t *kh = malloc((size_t)MAX_N * LD * sizeof *kh);
+    uint16_t *vh = malloc((size_t)MAX_N * LD * sizeof *vh);
     assert_non_null(k);
     assert_non_null(v);
+    assert_non_null(kh);
+    assert_non_null(vh);
     for (size_t i = 0; i < (size_t)MAX_N * LD; i++) {
-        k[i] = frand();
-        v[i] = frand();
+        kh[i] = t2_f32_to_f16(frand());
+        vh[i] = t2_f32_to_f16(frand());
+        k[i] = t2_f16_to_f32(kh[i]);
+        v[i] = t2_f16_to_f32(vh[i]);
     }
     for (int i = 0; i < MAX_D; i++)
         q[i] = frand();
@@ -591,10 +645,21 @@ static void test_attention(void **state)
                 }
                 assert_true(fabs(o_ref[c] - mix_scale * exact) <= 1e-5 * mix_scale * mag);
             }
-            for (int vi = 1; t2_kernels_variant_name(vi); vi++) {
+            for (int vi = 0; t2_kernels_variant_name(vi); vi++) {
                 const t2_kernels *kern = t2_kernels_variant(t2_kernels_variant_name(vi));
                 if (!kern)
                     continue;
+                float s16[MAX_N], o16[MAX_D + 1];
+                kern->attn_scores(k, LD, n, d, q, scale, s_got);
+                kern->attn_scores_f16(kh, LD, n, d, q, scale, s16);
+                kern->attn_mix(v, LD, n, d, w, mix_scale, o_got);
+                o16[d] = 42.0f;
+                kern->attn_mix_f16(vh, LD, n, d, w, mix_scale, o16);
+                if (memcmp(s16, s_got, (size_t)n * sizeof *s16) != 0 ||
+                    memcmp(o16, o_got, (size_t)d * sizeof *o16) != 0)
+                    fail_msg("%s: f16 attention d=%d n=%d differs from f32 on the same values",
+                             kern->name, d, n);
+                assert_true(o16[d] == 42.0f);
                 kern->attn_scores(k, LD, n, d, q, scale, s_got);
                 o_got[d] = 42.0f;
                 kern->attn_mix(v, LD, n, d, w, mix_scale, o_got);
@@ -619,6 +684,8 @@ static void test_attention(void **state)
         }
     free(k);
     free(v);
+    free(kh);
+    free(vh);
 }
 
 /* The Q8_0 row layout as kernels.h documents it, byte for byte: groups of
@@ -677,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_q8_0_row_layout),
         cmocka_unit_test(test_act_quantize_matches_ggml),
         cmocka_unit_test(test_act_quantize_variants),
+        cmocka_unit_test(test_f16_kv),
         cmocka_unit_test(test_scalar),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),

@@ -12,6 +12,7 @@
 #include "gguf_export.h"
 #include "generate.h"
 #include "model.h"
+#include "test_greedy.h"
 #include "test_util.h"
 
 typedef struct fixture {
@@ -290,6 +291,65 @@ static void test_context_limits(void **state)
     t2_ctx_free(ctx);
 }
 
+/* An f16 K/V cache (t2_model.kv_f16): every reference prompt's logits,
+ * after the prompt as one prefill and after it token by token, stay
+ * within f16's rounding of the float32 reference (K/V rounded to 11
+ * significant bits), the greedy answers are the reference's, and a batch
+ * cannot mix the two cache formats. */
+static void test_kv_f16(void **state)
+{
+    fixture *f = *state;
+    json_t *vecs = json_object_get(f->vectors, "vectors");
+    size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
+    t2_err err;
+    t2_ctx *f32ctx;
+    assert_int_equal(t2_ctx_create(&f32ctx, f->m, f->pool, 0, &err), 0);
+    f->m->kv_f16 = true;
+    double worst = 0;
+    for (size_t i = 0; i < n_vecs; i++) {
+        ref_prompt r;
+        assert_true(ref_prompt_load(&r, vecs, i, "logits_base"));
+        t2_ctx *ctx;
+        assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+        const float *logits;
+        assert_int_equal(t2_forward(ctx, r.ids, (int)r.n, false, &logits, &err), 0);
+        double e = rel_l2(logits, r.logits, 1024);
+        t2_ctx_truncate(ctx, 0);
+        for (size_t t = 0; t < r.n; t++)
+            assert_int_equal(t2_forward(ctx, &r.ids[t], 1, false, &logits, &err), 0);
+        double e1 = rel_l2(logits, r.logits, 1024);
+        worst = e > worst ? e : worst;
+        worst = e1 > worst ? e1 : worst;
+        size_t n_ref;
+        int32_t *ref = json_ids(json_object_get(json_object_get(r.v, "greedy"), "base"), &n_ref);
+        assert_true(greedy_gives(ctx, f->m, r.ids, r.n, ref, n_ref));
+        free(ref);
+        if (i == 0) {
+            /* the cache really is rounded: not the f32 cache's logits */
+            float *wide = malloc(1024 * sizeof *wide);
+            t2_ctx_truncate(ctx, 0);
+            assert_int_equal(t2_forward(ctx, r.ids, (int)r.n, false, &logits, &err), 0);
+            memcpy(wide, logits, 1024 * sizeof *wide);
+            assert_int_equal(t2_forward(f32ctx, r.ids, (int)r.n, false, &logits, &err), 0);
+            double apart = rel_l2(wide, logits, 1024);
+            print_message("f16 vs f32 cache, prompt 0: relative L2 %.3g\n", apart);
+            assert_true(apart > 1e-5);
+            free(wide);
+            /* f32 and f16 caches in one batch: refused */
+            int32_t tok[2] = {5, 5};
+            t2_ctx *both[2] = {ctx, f32ctx};
+            assert_int_equal(t2_forward_batch(both, tok, 2, &logits, &err), -1);
+            assert_non_null(strstr(err.msg, "K/V cache format"));
+        }
+        t2_ctx_free(ctx);
+        ref_prompt_free(&r);
+    }
+    f->m->kv_f16 = false;
+    t2_ctx_free(f32ctx);
+    print_message("f16 K/V cache: largest relative L2 error of the logits %.3g\n", worst);
+    assert_true(worst < 2e-3);
+}
+
 /* Resident memory of this process in KiB (/proc/self/statm), or -1. */
 static long resident_kib(void)
 {
@@ -564,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_greedy_base),
         cmocka_unit_test(test_context_limits),
         cmocka_unit_test(test_context_memory_follows_use),
+        cmocka_unit_test(test_kv_f16),
         cmocka_unit_test(test_generation_text),
         cmocka_unit_test(test_sampled_reproducible),
         cmocka_unit_test(test_weight_formats),

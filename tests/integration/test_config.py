@@ -79,12 +79,39 @@ R.check("JSON access line", acc and acc[-1]["path"] == "/health" and acc[-1]["st
 S.stop()
 
 # the request time limit: a long generation ends with finish_reason "timeout"
-S = Server(T2, "--timeout", "0.3")
+# (seedling decodes 450 tokens in ~0.25 s on a fast core: the limit is far below)
+S = Server(T2, "--timeout", "0.05")
 st, body, _ = S.json("POST", "/v1/generate", {"prompt": "a", "max_tokens": 450, "temperature": 20,
                                               "seed": 2, "adaptation": {"strategy": "none"}})
 R.check("timeout -> finish_reason timeout", st == 200 and body["finish_reason"] == "timeout"
         and body["usage"]["completion_tokens"] < 450, (st, body))
 R.eq("stopped cleanly", S.stop(), 0)
+
+# an f16 K/V cache: logged at load, greedy answers as with f32 (seedling's
+# logits move by ~5e-4, far from any argmax tie in these prompts)
+prompts = ["What is 461 + 129?", "Write a Python function that reverses a list.",
+           "If all cats are animals and Tom is a cat, is Tom an animal?"]
+
+
+def greedy(server):
+    out = []
+    for p in prompts:
+        st, body, _ = server.json("POST", "/v1/generate", {
+            "prompt": p, "max_tokens": 24, "temperature": 0, "adaptation": {"strategy": "none"}})
+        out.append(body.get("text") if st == 200 else (st, body))
+    return out
+
+
+S = Server(T2)
+f32_text = greedy(S)
+R.check("f32 cache: three answers", all(isinstance(t, str) and t for t in f32_text), f32_text)
+S.stop()
+S = Server(T2, "--kv-cache", "f16")
+R.check("--kv-cache f16 is logged", "K/V cache f16" in S.log(), S.log()[-600:])
+R.eq("--kv-cache f16: greedy text as with f32", greedy(S), f32_text)
+R.eq("stopped cleanly", S.stop(), 0)
+rc, out, err = run(["--kv-cache", "q4"])
+R.check("bad --kv-cache -> 2 naming the key", rc == 2 and "kv_cache" in err, (rc, err))
 
 # the documented example parses and serves
 example = os.path.join(SRC, "conf", "t2.conf.example")
