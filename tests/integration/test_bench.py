@@ -50,6 +50,16 @@ R.check("tg_fraction_of_limit is the median of the runs' ratios to their own pro
 R.check("read_bandwidth_gbs is the median of the probes",
         runs and j.get("read_bandwidth_gbs") == median([r["read_bandwidth_gbs"] for r in runs]), j)
 R.check("synthetic logits are finite", j.get("logits_finite") is True, j)
+R.eq("--json names the K/V cache format", j.get("kv_cache"), "f32")
+kv_f32 = j.get("kv_bytes_per_token", 0)
+
+rc, out, err = bench(["--synthetic", "seedling", "--pp", "8", "--tg", "4", "--reps", "1",
+                      "--threads", "2", "--kv-cache", "f16", "--json"])
+j = json.loads(out) if rc == 0 else {}
+R.check("--kv-cache f16 runs", rc == 0 and j.get("kv_cache") == "f16"
+        and j.get("logits_finite") is True, (rc, err[-300:], j))
+R.check("an f16 cache reads half the K/V bytes", kv_f32 > 0 and j.get("kv_bytes_per_token") * 2 == kv_f32,
+        (kv_f32, j.get("kv_bytes_per_token")))
 
 rc, out, err = bench(["--synthetic", "seedling", "--fresh", "--pp", "8", "--tg", "4", "--reps", "1",
                       "--threads", "2", "--json"])
@@ -86,6 +96,7 @@ for args, needle in ((["--synthetic", "seedling", "--fresh", "--batch", "2"], "-
                      (["--kernels", "--synthetic", "seedling"], "--kernels goes alone"),
                      (["--synthetic", "seedling", "--kernels-mib", "8"], "goes with --kernels"),
                      (["--kernels", "--kernels-mib", "0"], "--kernels-mib"),
+                     (["--synthetic", "seedling", "--kv-cache", "bf16"], "--kv-cache"),
                      (["--synthetic", "nope"], "nope"),
                      (["--synthetic", "seedling", "--pp", "0"], "--pp"),
                      (["--model", "x", "--synthetic", "seedling"], "exactly one")):
