@@ -100,8 +100,6 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     c->kv_f16 = m->kv_f16;
     size_t cache = (size_t)cfg->n_layers * (size_t)n_ctx * KV;
     size_t cache_floats = c->kv_f16 ? (cache + 1) / 2 : cache;
-    c->attn_block_floats = (size_t)T2_CHUNK * (size_t)n_ctx + T2_CHUNK +
-                           (c->kv_f16 ? 2 * (size_t)n_ctx * (size_t)cfg->head_dim : 0);
     float *xb = NULL, *kc = NULL, *vc = NULL;
     const arena_part parts[] = {
         {&kc, cache_floats},
@@ -118,7 +116,6 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
         {&c->rope_sin, T2_CHUNK * half},
         {&c->inv_freq, half},
         {&c->scores, threads * (size_t)n_ctx},
-        {&c->attn_block, threads * c->attn_block_floats},
         {&c->logits, T2_CHUNK * V},
         {&c->fact_tmp, 2 * c->fact_half}, /* gate and up side by side */
         {&c->gather_x, T2_CHUNK * max_dim},

@@ -9,10 +9,6 @@
  * for sgemm to run at full speed. Also the largest decode batch. */
 #define T2_CHUNK 128
 
-/* A prefill chunk of at least this many rows of one sequence does its
- * attention as two sgemm per head (forward_layers.c). */
-#define T2_ATTN_BLOCK_ROWS 16
-
 /* Products with at most this many rows of X run on core/kernels (each
  * weight row read once for all of them); larger ones on sgemm. */
 #define T2_KERNEL_ROWS 16
@@ -33,11 +29,6 @@ struct t2_ctx {
     float *rope_cos, *rope_sin; /* [T2_CHUNK][head_dim/2] */
     float *inv_freq;            /* [head_dim/2] */
     float *scores;              /* [n_threads][n_ctx] */
-    /* [n_threads][attn_block_floats]: a prefill chunk's scores (T2_CHUNK x
-     * n_ctx), the rows' 1/sums (T2_CHUNK) and, kv_f16, a head's K and V
-     * widened (2 x n_ctx x head_dim) */
-    float *attn_block;
-    size_t attn_block_floats;
     float *logits;              /* [T2_CHUNK][vocab] */
     float *fact_tmp;            /* 2 x [T2_CHUNK][max dim] for factored products */
     size_t fact_half;           /* floats in one half of fact_tmp */

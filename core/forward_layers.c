@@ -599,72 +599,6 @@ static void attn_worker(void *arg, int w, int nw)
     }
 }
 
-/* A prefill chunk of one sequence (consecutive slots, no branch gaps),
- * one head per task: its scores for every row against every cached key
- * are one sgemm (rows x keys), masked to each row's causal prefix and
- * softmaxed row by row, and its outputs a second sgemm (scores x V).
- * A long prompt's attention is then matrix products instead of a dot
- * product per (row, key). An f16 cache's K and V are widened once per
- * head into the worker's scratch. */
-static void attn_block_worker(void *arg, int w, int nw)
-{
-    const attn_job *j = arg;
-    t2_ctx *ws = j->ws;
-    const t2_ctx *s = j->rows[0].seq;
-    const t2_config *cfg = &ws->m->cfg;
-    int d = cfg->head_dim, nh = cfg->n_heads, group = nh / cfg->n_kv_heads;
-    int rows = j->n, first = j->rows[0].pos, keys = first + rows;
-    size_t q_dim = (size_t)nh * (size_t)d;
-    float *sc = ws->attn_block + (size_t)w * ws->attn_block_floats;
-    float *inv = sc + (size_t)T2_CHUNK * (size_t)ws->n_ctx;
-    float *wide = inv + T2_CHUNK; /* f16: K then V, keys x d each */
-    int b, e;
-    t2_pool_share(nh, w, nw, 1, &b, &e);
-    for (int h = b; h < e; h++) {
-        const void *kc = kv_head(s, s->k_cache, j->layer, h / group);
-        const void *vc = kv_head(s, s->v_cache, j->layer, h / group);
-        const float *K = kc, *V = vc;
-        if (s->kv_f16) {
-            size_t n = (size_t)keys * (size_t)d;
-            ws->kern->f16_widen(kc, n, wide);
-            ws->kern->f16_widen(vc, n, wide + n);
-            K = wide;
-            V = wide + n;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, d, 1.0f / sqrtf((float)d),
-                    ws->q + (size_t)h * (size_t)d, (int)q_dim, K, d, 0.0f, sc, keys);
-        for (int r = 0; r < rows; r++) {
-            float *row = sc + (size_t)r * (size_t)keys;
-            int n = first + r + 1; /* causal: keys 0..own slot */
-            float mx = -INFINITY;
-            for (int p = 0; p < n; p++)
-                mx = row[p] > mx ? row[p] : mx;
-            inv[r] = 1.0f / ws->kern->exp_shift(row, n, mx);
-            memset(row + n, 0, (size_t)(keys - n) * sizeof *row);
-        }
-        float *out = ws->att + (size_t)h * (size_t)d;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, keys, 1.0f, sc, keys, V, d,
-                    0.0f, out, (int)q_dim);
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < d; c++)
-                out[(size_t)r * q_dim + (size_t)c] *= inv[r];
-    }
-}
-
-/* Rows that attn_block_worker can take: at least T2_ATTN_BLOCK_ROWS of
- * the workspace's own sequence (its scratch is sized by that n_ctx), at
- * consecutive slots, without branch gaps. */
-static bool attn_blockable(const t2_ctx *ws, const t2_row *rows, int n)
-{
-    if (n < T2_ATTN_BLOCK_ROWS || rows[0].seq != ws)
-        return false;
-    for (int t = 0; t < n; t++)
-        if (rows[t].seq != rows[0].seq || rows[t].pos != rows[0].pos + t || rows[t].kv_shift ||
-            rows[t].gap_from != rows[t].gap_to)
-            return false;
-    return true;
-}
-
 /* ---- one pass through every layer ---- */
 
 static void store_kv(t2_ctx *ws, const t2_row *rows, int layer, int n)
@@ -707,7 +641,7 @@ static void attention_block(t2_ctx *c, const t2_row *rows, int layer, int n)
     rope_apply(c, c->k, n, cfg->n_kv_heads);
     store_kv(c, rows, layer, n);
     attn_job j = {c, rows, layer, n};
-    t2_pool_run(c->pool, attn_blockable(c, rows, n) ? attn_block_worker : attn_worker, &j);
+    t2_pool_run(c->pool, attn_worker, &j);
     layer_matmul(c, rows, layer, 3, c->xn, c->att, n, H, Q);
     for (size_t i = 0; i < (size_t)n * (size_t)H; i++)
         c->x[i] += c->xn[i];

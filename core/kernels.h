@@ -113,19 +113,14 @@ typedef struct t2_kernels {
      * attn_mix_f16 are attn_scores and attn_mix on f16 rows, widened as
      * they are loaded. */
     void (*f16_store)(const float *x, size_t n, uint16_t *out);
-    /* out = the f16 values h as floats (exact; a prefill chunk's
-     * attention widens a head's f16 K and V once for its sgemm) */
-    void (*f16_widen)(const uint16_t *h, size_t n, float *out);
     void (*attn_scores_f16)(const uint16_t *k, size_t ld, int n, int d, const float *q, float scale,
                             float *s);
     void (*attn_mix_f16)(const uint16_t *v, size_t ld, int n, int d, const float *w, float scale,
                          float *out);
 } t2_kernels;
 
-/* The F16C f16_store and f16_widen (kernels_avx2.c), shared by every
- * vector variant. */
+/* The F16C f16_store (kernels_avx2.c), shared by every vector variant. */
 void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out);
-void t2_f16_widen_f16c(const uint16_t *h, size_t n, float *out);
 
 /* The variant in use: the best the CPU supports, or T2_KERNELS's choice
  * (an unknown or unsupported name falls back to the best, with a warning

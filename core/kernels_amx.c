@@ -222,17 +222,8 @@ static float exp_shift_amx(float *s, int n, float mx)
     return t2_kernels_avx512bf16.exp_shift(s, n, mx);
 }
 
-const t2_kernels t2_kernels_amx = {"amx",
-                                   f32_amx,
-                                   bf16_amx,
-                                   q8_0_amx,
-                                   q8_act_amx,
-                                   bf16_x16_amx,
-                                   silu_mul_amx,
-                                   attn_scores_amx,
-                                   attn_mix_amx,
-                                   exp_shift_amx,
-                                   t2_f16_store_f16c,
-                                   t2_f16_widen_f16c,
-                                   attn_scores_f16_amx,
+const t2_kernels t2_kernels_amx = {"amx",           f32_amx,           bf16_amx,
+                                   q8_0_amx,        q8_act_amx,        bf16_x16_amx,
+                                   silu_mul_amx,    attn_scores_amx,   attn_mix_amx,
+                                   exp_shift_amx,   t2_f16_store_f16c, attn_scores_f16_amx,
                                    attn_mix_f16_amx};

@@ -405,27 +405,8 @@ TARGET void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out)
     }
 }
 
-TARGET void t2_f16_widen_f16c(const uint16_t *h, size_t n, float *out)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i,
-                         _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + i))));
-    for (; i < n; i++)
-        out[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h[i])));
-}
-
-const t2_kernels t2_kernels_avx2 = {"avx2",
-                                    f32_avx2,
-                                    bf16_avx2,
-                                    q8_0_avx2,
-                                    t2_q8_act_quantize,
-                                    NULL,
-                                    silu_mul_avx2,
-                                    attn_scores_avx2,
-                                    attn_mix_avx2,
-                                    exp_shift_avx2,
-                                    t2_f16_store_f16c,
-                                    t2_f16_widen_f16c,
-                                    attn_scores_f16_avx2,
+const t2_kernels t2_kernels_avx2 = {"avx2",           f32_avx2,           bf16_avx2,
+                                    q8_0_avx2,        t2_q8_act_quantize, NULL,
+                                    silu_mul_avx2,    attn_scores_avx2,   attn_mix_avx2,
+                                    exp_shift_avx2,   t2_f16_store_f16c,  attn_scores_f16_avx2,
                                     attn_mix_f16_avx2};

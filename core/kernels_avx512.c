@@ -546,20 +546,12 @@ TARGET static void attn_mix_f16_avx512(const uint16_t *v, size_t ld, int n, int 
     attn_mix_any(v, ld, n, d, w, scale, out, true);
 }
 
-const t2_kernels t2_kernels_avx512 = {"avx512",
-                                      f32_avx512,
-                                      bf16_avx512,
-                                      q8_0_avx512,
-                                      q8_act_avx512,
-                                      NULL,
-                                      silu_mul_avx512,
-                                      attn_scores_avx512,
-                                      attn_mix_avx512,
-                                      exp_shift_avx512,
-                                      t2_f16_store_f16c,
-                                      t2_f16_widen_f16c,
-                                      attn_scores_f16_avx512,
-                                      attn_mix_f16_avx512};
+const t2_kernels t2_kernels_avx512 = {
+    "avx512",           f32_avx512,         bf16_avx512,
+    q8_0_avx512,        q8_act_avx512,      NULL,
+    silu_mul_avx512,    attn_scores_avx512, attn_mix_avx512,
+    exp_shift_avx512,   t2_f16_store_f16c,  attn_scores_f16_avx512,
+    attn_mix_f16_avx512};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -629,7 +621,7 @@ TARGET_BF16 static void bf16_x16_avx512bf16(const uint16_t *w, size_t ldw, int r
 }
 
 const t2_kernels t2_kernels_avx512bf16 = {
-    "avx512bf16",           f32_avx512,          bf16_avx512,       q8_0_avx512,
-    q8_act_avx512,          bf16_x16_avx512bf16, silu_mul_avx512,   attn_scores_avx512,
-    attn_mix_avx512,        exp_shift_avx512,    t2_f16_store_f16c, t2_f16_widen_f16c,
-    attn_scores_f16_avx512, attn_mix_f16_avx512};
+    "avx512bf16",       f32_avx512,          bf16_avx512,       q8_0_avx512,
+    q8_act_avx512,      bf16_x16_avx512bf16, silu_mul_avx512,   attn_scores_avx512,
+    attn_mix_avx512,    exp_shift_avx512,    t2_f16_store_f16c, attn_scores_f16_avx512,
+    attn_mix_f16_avx512};

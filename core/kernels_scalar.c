@@ -156,23 +156,8 @@ static void f16_store_scalar(const float *x, size_t n, uint16_t *out)
     }
 }
 
-static void f16_widen_scalar(const uint16_t *h, size_t n, float *out)
-{
-    for (size_t i = 0; i < n; i++)
-        out[i] = t2_f16_to_f32(h[i]);
-}
-
-const t2_kernels t2_kernels_scalar = {"scalar",
-                                      f32_scalar,
-                                      bf16_scalar,
-                                      q8_0_scalar,
-                                      t2_q8_act_quantize,
-                                      bf16_x16_scalar,
-                                      silu_mul_scalar,
-                                      attn_scores_scalar,
-                                      attn_mix_scalar,
-                                      exp_shift_scalar,
-                                      f16_store_scalar,
-                                      f16_widen_scalar,
-                                      attn_scores_f16_scalar,
-                                      attn_mix_f16_scalar};
+const t2_kernels t2_kernels_scalar = {
+    "scalar",           f32_scalar,       bf16_scalar,      q8_0_scalar,
+    t2_q8_act_quantize, bf16_x16_scalar,  silu_mul_scalar,  attn_scores_scalar,
+    attn_mix_scalar,    exp_shift_scalar, f16_store_scalar, attn_scores_f16_scalar,
+    attn_mix_f16_scalar};
