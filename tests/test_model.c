@@ -291,6 +291,40 @@ static void test_context_limits(void **state)
     t2_ctx_free(ctx);
 }
 
+/* A 300-token prompt in one call (three chunks of up to 128 rows, later
+ * chunks attending to earlier ones) and token by token give the same
+ * logits, with an f32 cache to float rounding, with an f16 one to a few
+ * of its roundings (the two paths' sums differ in order, so a few K/V
+ * values round to neighbouring f16 values, 2^-11 apart). */
+static void test_long_prompt_chunks(void **state)
+{
+    fixture *f = *state;
+    enum { N = 300 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = (int32_t)(3 + (i * 37 + i / 7) % 1000);
+    for (int f16 = 0; f16 < 2; f16++) {
+        f->m->kv_f16 = f16;
+        t2_ctx *ctx;
+        t2_err err;
+        assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+        const float *logits;
+        assert_int_equal(t2_forward(ctx, ids, N, false, &logits, &err), 0);
+        float *whole = malloc(1024 * sizeof *whole);
+        memcpy(whole, logits, 1024 * sizeof *whole);
+        t2_ctx_truncate(ctx, 0);
+        for (int t = 0; t < N; t++)
+            assert_int_equal(t2_forward(ctx, &ids[t], 1, false, &logits, &err), 0);
+        double e = rel_l2(whole, logits, 1024);
+        print_message("%s cache: 300-token prompt at once vs token by token, relative L2 %.3g\n",
+                      f16 ? "f16" : "f32", e);
+        assert_true(e < (f16 ? 5e-4 : 1e-5));
+        free(whole);
+        t2_ctx_free(ctx);
+    }
+    f->m->kv_f16 = false;
+}
+
 /* An f16 K/V cache (t2_model.kv_f16): every reference prompt's logits,
  * after the prompt as one prefill and after it token by token, stay
  * within f16's rounding of the float32 reference (K/V rounded to 11
@@ -625,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_context_limits),
         cmocka_unit_test(test_context_memory_follows_use),
         cmocka_unit_test(test_kv_f16),
+        cmocka_unit_test(test_long_prompt_chunks),
         cmocka_unit_test(test_generation_text),
         cmocka_unit_test(test_sampled_reproducible),
         cmocka_unit_test(test_weight_formats),
