@@ -161,11 +161,12 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'N': o->fresh = true; break;
         case 'K': o->kernels = true; break;
         case 'M': bad = parse_int(optarg, 1, 2048, "--kernels-mib", &o->kernels_mib); break;
-        case 'V':
-            if ((bad = strcmp(optarg, "f32") != 0 && strcmp(optarg, "f16") != 0))
-                fprintf(stderr, "t2 bench: --kv-cache: expected f32 or f16, not '%s'\n", optarg);
-            o->kv_f16 = strcmp(optarg, "f16") == 0;
+        case 'V': {
+            t2_err err;
+            if ((bad = t2_kv_cache_parse(optarg, &o->kv_f16, &err)) != 0)
+                fprintf(stderr, "t2 bench: --kv-cache: %s\n", err.msg);
             break;
+        }
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -332,7 +333,7 @@ static double kv_bytes_per_token(const t2_model *m, int pp, int tg)
     const t2_config *c = &m->cfg;
     double kv_dim = (double)c->n_kv_heads * c->head_dim;
     double avg_pos = pp + (tg + 1) / 2.0;
-    return 2 * kv_dim * c->n_layers * avg_pos * (m->kv_f16 ? 2 : sizeof(float));
+    return 2 * kv_dim * c->n_layers * avg_pos * (m->kv_f16 ? sizeof(uint16_t) : sizeof(float));
 }
 
 static void random_tokens(int32_t *t, int n, int vocab, uint32_t seed)
@@ -503,7 +504,7 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
                         const figures *f, const derived *d)
 {
     printf("t2 bench: %s, %.3f B params, %d threads, pp %d, tg %d, K/V cache %s, median of %d\n\n",
-           model_label(o, m), f->params / 1e9, threads, o->pp, o->tg, m->kv_f16 ? "f16" : "f32",
+           model_label(o, m), f->params / 1e9, threads, o->pp, o->tg, t2_kv_cache_name(m->kv_f16),
            o->reps);
     printf("%-30s %14s %22s %7s\n", "figure", "measured", "limit (same run)", "ratio");
     printf("%-30s %10.2f GB/s %22s %7s\n", "memory read bandwidth", l->read_gbs, "", "");
@@ -606,7 +607,7 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
     json_object_set_new(j, "bandwidth_array_bytes", json_integer((json_int_t)l->bw_bytes));
     json_object_set_new(j, "format", json_string(t2_wtype_name(o->format)));
     json_object_set_new(j, "kernels", json_string(t2_kernels_get()->name));
-    json_object_set_new(j, "kv_cache", json_string(m->kv_f16 ? "f16" : "f32"));
+    json_object_set_new(j, "kv_cache", json_string(t2_kv_cache_name(m->kv_f16)));
     set_num(j, "sgemv_gbs", l->sgemv_gbs);
     set_num(j, "kernel_gbs", l->kernel_gbs);
     set_num(j, "tg_gbs", d->tg_gbs);

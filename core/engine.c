@@ -70,7 +70,7 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
         e->model->kv_f16 = o->kv_f16;
         log_msg(o, "model %s: %d layers, hidden %d, vocab %d, K/V cache %s", e->model->name,
                 e->model->cfg.n_layers, e->model->cfg.hidden, e->model->cfg.vocab,
-                o->kv_f16 ? "f16" : "f32");
+                t2_kv_cache_name(o->kv_f16));
     }
     if (rc == 0)
         rc = t2_pool_create(&e->pool, o->threads, err);

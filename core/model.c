@@ -230,3 +230,18 @@ bool t2_model_is_eos(const t2_model *m, int32_t id)
             return true;
     return false;
 }
+
+const char *t2_kv_cache_name(bool f16)
+{
+    return f16 ? "f16" : "f32";
+}
+
+int t2_kv_cache_parse(const char *s, bool *f16, t2_err *err)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(s, t2_kv_cache_name(i)) == 0) {
+            *f16 = i;
+            return 0;
+        }
+    return t2_err_set(err, "unknown K/V cache format '%s' (expected f32 or f16)", s);
+}

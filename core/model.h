@@ -126,6 +126,11 @@ int t2_model_load(t2_model **out, const char *path, t2_err *err);
  * stored: the round trip through float32 is exact for them). */
 int t2_model_load_as(t2_model **out, const char *path, t2_wtype wtype, t2_err *err);
 
+/* A K/V cache format (t2_model.kv_f16) by name: "f32" or "f16". */
+const char *t2_kv_cache_name(bool f16);
+/* "f32" / "f16" -> *f16; fails on anything else. */
+int t2_kv_cache_parse(const char *s, bool *f16, t2_err *err);
+
 /* Matrix `kind` (T2_WQ..T2_WDOWN) of a layer in its stored format. */
 t2_wmat t2_layer_wmat(const t2_layer *L, const t2_config *c, int kind);
 /* Converts every projection matrix, the embedding and the head of an f32

@@ -236,11 +236,10 @@ static int parse_args(int argc, char **argv, gen_opts *o)
             }
             break;
         case 1012:
-            if (strcmp(optarg, "f32") != 0 && strcmp(optarg, "f16") != 0) {
-                fprintf(stderr, "t2 generate: --kv-cache: expected f32 or f16, not '%s'\n", optarg);
+            if (t2_kv_cache_parse(optarg, &o->eo.kv_f16, &err) != 0) {
+                fprintf(stderr, "t2 generate: --kv-cache: %s\n", err.msg);
                 return -1;
             }
-            o->eo.kv_f16 = optarg[1] == '1';
             break;
         default: usage(stderr); return -1;
         }

@@ -185,7 +185,10 @@ int t2_serve_start_loading(t2_server *s)
         t2_log_msg(&s->log, T2_LOG_ERROR, "weights: %s", err.msg);
         return -1;
     }
-    o->kv_f16 = strcmp(c->kv_cache, "f16") == 0; /* the schema allows f32 and f16 only */
+    if (t2_kv_cache_parse(c->kv_cache, &o->kv_f16, &err) != 0) {
+        t2_log_msg(&s->log, T2_LOG_ERROR, "kv_cache: %s", err.msg);
+        return -1;
+    }
     t2_log_msg(&s->log, T2_LOG_INFO, "loading model %s (experts: %s, profiles: %s, SVD cache: %s)",
                c->model, s->experts_dir ? s->experts_dir : "none",
                s->profiles_dir ? s->profiles_dir : "none",

@@ -343,6 +343,14 @@ static void test_kv_f16(void **state)
     json_t *vecs = json_object_get(f->vectors, "vectors");
     size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
     t2_err err;
+    bool f16 = false;
+    assert_int_equal(t2_kv_cache_parse("f16", &f16, &err), 0);
+    assert_true(f16);
+    assert_int_equal(t2_kv_cache_parse("f32", &f16, &err), 0);
+    assert_false(f16);
+    assert_int_equal(t2_kv_cache_parse("bf16", &f16, &err), -1);
+    assert_non_null(strstr(err.msg, "'bf16'"));
+    assert_string_equal(t2_kv_cache_name(true), "f16");
     t2_ctx *f32ctx;
     assert_int_equal(t2_ctx_create(&f32ctx, f->m, f->pool, 0, &err), 0);
     f->m->kv_f16 = true;
