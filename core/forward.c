@@ -115,7 +115,7 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
         {&c->rope_cos, T2_CHUNK * half},
         {&c->rope_sin, T2_CHUNK * half},
         {&c->inv_freq, half},
-        {&c->scores, threads * (size_t)n_ctx},
+        {&c->scores, threads * T2_ATTN_LANES * (size_t)n_ctx},
         {&c->logits, T2_CHUNK * V},
         {&c->fact_tmp, 2 * c->fact_half}, /* gate and up side by side */
         {&c->gather_x, T2_CHUNK * max_dim},

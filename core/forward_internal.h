@@ -28,7 +28,7 @@ struct t2_ctx {
     float *x, *xn, *q, *k, *v, *att, *gate, *up;
     float *rope_cos, *rope_sin; /* [T2_CHUNK][head_dim/2] */
     float *inv_freq;            /* [head_dim/2] */
-    float *scores;              /* [n_threads][n_ctx] */
+    float *scores;              /* [n_threads][T2_ATTN_LANES * n_ctx] */
     float *logits;              /* [T2_CHUNK][vocab] */
     float *fact_tmp;            /* 2 x [T2_CHUNK][max dim] for factored products */
     size_t fact_half;           /* floats in one half of fact_tmp */

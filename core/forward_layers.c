@@ -582,20 +582,94 @@ static void attend_one(t2_ctx *ws, const t2_row *row, int layer, const float *q,
         kern->attn_mix(vc, (size_t)d, n, d, scores, inv_sum, out);
 }
 
+/* How many rows from t0 one attn16 call can take: rows of one sequence
+ * at consecutive positions with the same gap, at most max_rows. */
+static int lane_rows(const t2_row *rows, int t0, int n, int max_rows)
+{
+    int r = 1;
+    while (r < max_rows && t0 + r < n) {
+        const t2_row *a = &rows[t0 + r - 1], *b = &rows[t0 + r];
+        if (b->seq != a->seq || b->pos + b->kv_shift != a->pos + a->kv_shift + 1 ||
+            b->gap_from != a->gap_from || b->gap_to != a->gap_to)
+            break;
+        r++;
+    }
+    return r;
+}
+
+/* The query heads of kv head kvh for rows t0..t0+nr-1 as the lanes of one
+ * attn16 call (lane r * group + g: row t0 + r, head kvh * group + g). */
+static void attend_lanes(t2_ctx *ws, const t2_row *rows, int layer, int t0, int nr, int kvh,
+                         float *scores)
+{
+    const t2_config *cfg = &ws->m->cfg;
+    int d = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads, nq = nr * group;
+    size_t q_dim = (size_t)cfg->n_heads * (size_t)d;
+    float qt[T2_ATTN_MAX_D * T2_ATTN_LANES] __attribute__((aligned(64)));
+    float *out[T2_ATTN_LANES];
+    int n[T2_ATTN_LANES];
+    float scale = 1.0f / sqrtf((float)d);
+    memset(qt, 0, (size_t)d * T2_ATTN_LANES * sizeof *qt);
+    for (int r = 0; r < nr; r++)
+        for (int g = 0; g < group; g++) {
+            int j = r * group + g;
+            size_t off = (size_t)(t0 + r) * q_dim + (size_t)(kvh * group + g) * (size_t)d;
+            const float *q = ws->q + off;
+            for (int c = 0; c < d; c++)
+                qt[T2_ATTN_LANES * c + j] = q[c] * scale;
+            out[j] = ws->att + off;
+            n[j] = rows[t0 + r].pos + rows[t0 + r].kv_shift + 1;
+        }
+    const t2_ctx *s = rows[t0].seq;
+    const void *kc = kv_head(s, s->k_cache, layer, kvh), *vc = kv_head(s, s->v_cache, layer, kvh);
+    if (s->kv_f16)
+        ws->kern->attn16_f16(kc, vc, (size_t)d, d, qt, nq, n, rows[t0].gap_from, rows[t0].gap_to,
+                             scores, out);
+    else
+        ws->kern->attn16(kc, vc, (size_t)d, d, qt, nq, n, rows[t0].gap_from, rows[t0].gap_to,
+                         scores, out);
+}
+
+/* A run of rows of one sequence whose heads fill at least half of
+ * attn16's lanes goes through it, one task per kv head, dealt out
+ * round-robin (a prompt's later rows see more keys): each key and value
+ * read once for all those queries. Other rows (a decode step's, one per
+ * sequence) go query by query, each worker a contiguous share of them. */
 static void attn_worker(void *arg, int w, int nw)
 {
     const attn_job *j = arg;
     t2_ctx *ws = j->ws;
     const t2_config *cfg = &ws->m->cfg;
-    int d = cfg->head_dim, nh = cfg->n_heads, group = nh / cfg->n_kv_heads;
+    int d = cfg->head_dim, nh = cfg->n_heads, n_kv = cfg->n_kv_heads, group = nh / n_kv;
     size_t q_dim = (size_t)nh * (size_t)d;
-    float *scores = ws->scores + (size_t)w * (size_t)ws->n_ctx;
-    int b, e;
-    t2_pool_share(j->n * nh, w, nw, 1, &b, &e);
-    for (int task = b; task < e; task++) {
-        int t = task / nh, h = task % nh;
-        size_t off = (size_t)t * q_dim + (size_t)h * (size_t)d;
-        attend_one(ws, &j->rows[t], j->layer, ws->q + off, ws->att + off, h / group, scores);
+    bool lanes = ws->kern->attn16 && group <= T2_ATTN_LANES && d <= T2_ATTN_MAX_D;
+    int max_rows = lanes ? T2_ATTN_LANES / group : 1;
+    float *scores = ws->scores + (size_t)w * T2_ATTN_LANES * (size_t)ws->n_ctx;
+    int single = 0; /* rows that go query by query */
+    for (int t0 = 0, nr; t0 < j->n; t0 += nr) {
+        nr = lane_rows(j->rows, t0, j->n, max_rows);
+        if (nr * group * 2 < T2_ATTN_LANES)
+            single += nr;
+    }
+    int b, e, lane_task = 0, head_task = 0;
+    t2_pool_share(single * nh, w, nw, 1, &b, &e);
+    for (int t0 = 0, nr; t0 < j->n; t0 += nr) {
+        nr = lane_rows(j->rows, t0, j->n, max_rows);
+        if (nr * group * 2 >= T2_ATTN_LANES) {
+            for (int kvh = 0; kvh < n_kv; kvh++, lane_task++)
+                if (lane_task % nw == w)
+                    attend_lanes(ws, j->rows, j->layer, t0, nr, kvh, scores);
+            continue;
+        }
+        /* a worker's heads in one run, so the heads of one kv head
+         * mostly meet its keys in the same worker's caches */
+        for (int t = t0; t < t0 + nr; t++)
+            for (int h = 0; h < nh; h++, head_task++)
+                if (head_task >= b && head_task < e) {
+                    size_t off = (size_t)t * q_dim + (size_t)h * (size_t)d;
+                    attend_one(ws, &j->rows[t], j->layer, ws->q + off, ws->att + off, h / group,
+                               scores);
+                }
     }
 }
 

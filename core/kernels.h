@@ -117,7 +117,25 @@ typedef struct t2_kernels {
                             float *s);
     void (*attn_mix_f16)(const uint16_t *v, size_t ld, int n, int d, const float *w, float scale,
                          float *out);
+    /* Attention of up to T2_ATTN_LANES queries that read the same keys
+     * and values (a few rows of a prompt times the query heads of one kv
+     * head), each query one lane of a 16-float vector: qt[c * 16 + j] is
+     * column c of query j times the score scale (lanes nq.. zero, qt
+     * 64-byte aligned). Query j attends to the keys p < n[j] except
+     * [gap_from, gap_to), and its d outputs go to out[j]: what
+     * attn_scores, exp_shift (from the largest score) and attn_mix (times
+     * one over the sum) give per query, with each key and value read
+     * once for all of them and no horizontal sums. s: scratch of 16
+     * floats per key up to the largest n[j], 64-byte aligned; d <=
+     * T2_ATTN_MAX_D. NULL in avx2, where callers go query by query. */
+    void (*attn16)(const float *k, const float *v, size_t ld, int d, const float *qt, int nq,
+                   const int *n, int gap_from, int gap_to, float *s, float *const *out);
+    void (*attn16_f16)(const uint16_t *k, const uint16_t *v, size_t ld, int d, const float *qt,
+                       int nq, const int *n, int gap_from, int gap_to, float *s, float *const *out);
 } t2_kernels;
+
+#define T2_ATTN_LANES 16
+#define T2_ATTN_MAX_D 256
 
 /* The F16C f16_store (kernels_avx2.c), shared by every vector variant. */
 void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out);

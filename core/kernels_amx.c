@@ -222,8 +222,31 @@ static float exp_shift_amx(float *s, int n, float mx)
     return t2_kernels_avx512bf16.exp_shift(s, n, mx);
 }
 
-const t2_kernels t2_kernels_amx = {"amx",           f32_amx,           bf16_amx,
-                                   q8_0_amx,        q8_act_amx,        bf16_x16_amx,
-                                   silu_mul_amx,    attn_scores_amx,   attn_mix_amx,
-                                   exp_shift_amx,   t2_f16_store_f16c, attn_scores_f16_amx,
-                                   attn_mix_f16_amx};
+static void attn16_amx(const float *k, const float *v, size_t ld, int d, const float *qt, int nq,
+                       const int *n, int gap_from, int gap_to, float *s, float *const *out)
+{
+    t2_kernels_avx512bf16.attn16(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out);
+}
+
+static void attn16_f16_amx(const uint16_t *k, const uint16_t *v, size_t ld, int d, const float *qt,
+                           int nq, const int *n, int gap_from, int gap_to, float *s,
+                           float *const *out)
+{
+    t2_kernels_avx512bf16.attn16_f16(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out);
+}
+
+const t2_kernels t2_kernels_amx = {"amx",
+                                   f32_amx,
+                                   bf16_amx,
+                                   q8_0_amx,
+                                   q8_act_amx,
+                                   bf16_x16_amx,
+                                   silu_mul_amx,
+                                   attn_scores_amx,
+                                   attn_mix_amx,
+                                   exp_shift_amx,
+                                   t2_f16_store_f16c,
+                                   attn_scores_f16_amx,
+                                   attn_mix_f16_amx,
+                                   attn16_amx,
+                                   attn16_f16_amx};

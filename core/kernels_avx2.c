@@ -405,8 +405,18 @@ TARGET void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out)
     }
 }
 
-const t2_kernels t2_kernels_avx2 = {"avx2",           f32_avx2,           bf16_avx2,
-                                    q8_0_avx2,        t2_q8_act_quantize, NULL,
-                                    silu_mul_avx2,    attn_scores_avx2,   attn_mix_avx2,
-                                    exp_shift_avx2,   t2_f16_store_f16c,  attn_scores_f16_avx2,
-                                    attn_mix_f16_avx2};
+const t2_kernels t2_kernels_avx2 = {"avx2",
+                                    f32_avx2,
+                                    bf16_avx2,
+                                    q8_0_avx2,
+                                    t2_q8_act_quantize,
+                                    NULL,
+                                    silu_mul_avx2,
+                                    attn_scores_avx2,
+                                    attn_mix_avx2,
+                                    exp_shift_avx2,
+                                    t2_f16_store_f16c,
+                                    attn_scores_f16_avx2,
+                                    attn_mix_f16_avx2,
+                                    NULL,
+                                    NULL};

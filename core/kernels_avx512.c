@@ -8,6 +8,7 @@
  * bf16_x16, where x is already bf16 (a q8_0 model's factored products),
  * uses AVX512-BF16's dot product, in the avx512bf16 variant at the end. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -546,12 +547,211 @@ TARGET static void attn_mix_f16_avx512(const uint16_t *v, size_t ld, int n, int 
     attn_mix_any(v, ld, n, d, w, scale, out, true);
 }
 
-const t2_kernels t2_kernels_avx512 = {
-    "avx512",           f32_avx512,         bf16_avx512,
-    q8_0_avx512,        q8_act_avx512,      NULL,
-    silu_mul_avx512,    attn_scores_avx512, attn_mix_avx512,
-    exp_shift_avx512,   t2_f16_store_f16c,  attn_scores_f16_avx512,
-    attn_mix_f16_avx512};
+/* ---- attn16: up to 16 queries in the lanes of one vector ---- */
+
+enum { KEY_STEP = 8, MIX_KEYS = 64, MIX_COLS = 64, MIX_Q = 4 };
+
+/* d values of row p (floats, or f16 when half) into dst as floats. */
+INLINE void widen_row(const void *rows, size_t ld, int p, int d, float *dst, bool half)
+{
+    for (int c = 0; c < d; c += 16)
+        _mm512_mask_storeu_ps(dst + c, cols_mask(c, d),
+                              load_cols16(rows, (size_t)p * ld, c, d, half));
+}
+
+/* Scores of nk (<= KEY_STEP) float key rows ld apart: s[16 i + j] =
+ * k_i . q_j, one accumulator per key, each FMA a broadcast key value
+ * times the 16 queries' column. */
+INLINE void scores16_keys(const float *k, size_t ld, int d, const float *qt, const int nk, float *s)
+{
+    __m512 acc[KEY_STEP];
+    for (int i = 0; i < KEY_STEP; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (int c = 0; c < d; c++) {
+        __m512 qc = _mm512_load_ps(qt + T2_ATTN_LANES * c);
+        for (int i = 0; i < nk; i++)
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(k[(size_t)i * ld + (size_t)c]), qc, acc[i]);
+    }
+    for (int i = 0; i < nk; i++)
+        _mm512_store_ps(s + T2_ATTN_LANES * i, acc[i]);
+}
+
+/* Keys [p0, p0 + nk) of float rows ld apart, KEY_STEP at a time. */
+INLINE void scores16_rows(const float *k, size_t ld, int nk, int d, const float *qt, float *s)
+{
+    int p = 0;
+    for (; p + KEY_STEP <= nk; p += KEY_STEP)
+        scores16_keys(k + (size_t)p * ld, ld, d, qt, KEY_STEP, s + (size_t)T2_ATTN_LANES * p);
+    for (; p < nk; p++)
+        scores16_keys(k + (size_t)p * ld, ld, d, qt, 1, s + (size_t)T2_ATTN_LANES * p);
+}
+
+/* s[16 p + j] = k_p . q_j for p < n. f16 keys are widened into a 16 KiB
+ * buffer first, a block of rows at a time (the same values, so the same
+ * sums): the kernel's broadcasts then read lines stored long before
+ * (read right after a 64-byte store, they wait for it). */
+INLINE void scores16(const void *k, size_t ld, int n, int d, const float *qt, float *s, bool half)
+{
+    if (!half) {
+        scores16_rows((const float *)k, ld, n, d, qt, s);
+        return;
+    }
+    enum { BUF = 4096 };
+    float kb[BUF];
+    int block = BUF / d / KEY_STEP * KEY_STEP;
+    for (int p0 = 0; p0 < n; p0 += block) {
+        int nk = n - p0 < block ? n - p0 : block;
+        for (int i = 0; i < nk; i++)
+            widen_row(k, ld, p0 + i, d, kb + (size_t)i * (size_t)d, true);
+        scores16_rows(kb, (size_t)d, nk, d, qt, s + (size_t)T2_ATTN_LANES * (size_t)p0);
+    }
+}
+
+/* The masks (keys past each lane's n, the gap), then each lane's
+ * exp(s - its max) in place; returns one over each lane's sum. */
+INLINE __m512 softmax16(float *s, int nmax, const int *n, int nq, int gap_from, int gap_to)
+{
+    int lim[T2_ATTN_LANES], nmin = nmax;
+    for (int j = 0; j < T2_ATTN_LANES; j++) {
+        lim[j] = j < nq ? n[j] : nmax;
+        nmin = lim[j] < nmin ? lim[j] : nmin;
+    }
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512i vlim = _mm512_loadu_si512((const void *)lim);
+    for (int p = nmin; p < nmax; p++) {
+        __mmask16 past = _mm512_cmple_epi32_mask(vlim, _mm512_set1_epi32(p));
+        _mm512_mask_store_ps(s + T2_ATTN_LANES * p, past, ninf);
+    }
+    for (int p = gap_from < 0 ? 0 : gap_from; p < gap_to && p < nmax; p++)
+        _mm512_store_ps(s + T2_ATTN_LANES * p, ninf);
+    __m512 mx = ninf;
+    for (int p = 0; p < nmax; p++)
+        mx = _mm512_max_ps(mx, _mm512_load_ps(s + T2_ATTN_LANES * p));
+    __m512 sum = _mm512_setzero_ps();
+    for (int p = 0; p < nmax; p++) {
+        __m512 e =
+            exp_avx512(clamp_exp_arg(_mm512_sub_ps(_mm512_load_ps(s + T2_ATTN_LANES * p), mx)));
+        _mm512_store_ps(s + T2_ATTN_LANES * p, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    return _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+}
+
+/* out[j][c0..c0+63] (masked to d) += sum over nk keys of w[16 p + j0 + i]
+ * times value row p, for nj (1..MIX_Q) queries from j0: 16 accumulators,
+ * each value vector loaded once for the nj queries. first: store instead
+ * of add; last: times inv[j]. */
+INLINE void mix16_block(const float *v, size_t ld, int nk, int c0, int d, const float *w, int j0,
+                        const int nj, float *const *out, bool first, bool last, const float *inv)
+{
+    __m512 acc[MIX_Q][4];
+    __mmask16 m[4];
+    for (int i = 0; i < 4; i++)
+        m[i] = cols_mask(c0 + 16 * i, d);
+    for (int q = 0; q < MIX_Q; q++)
+        for (int i = 0; i < 4; i++)
+            acc[q][i] = _mm512_setzero_ps();
+    for (int p = 0; p < nk; p++) {
+        __m512 vv[4];
+        for (int i = 0; i < 4; i++)
+            vv[i] = _mm512_maskz_loadu_ps(m[i], v + (size_t)p * ld + 16 * i);
+        for (int q = 0; q < nj; q++) {
+            __m512 wq = _mm512_set1_ps(w[T2_ATTN_LANES * p + j0 + q]);
+            for (int i = 0; i < 4; i++)
+                acc[q][i] = _mm512_fmadd_ps(wq, vv[i], acc[q][i]);
+        }
+    }
+    for (int q = 0; q < nj; q++) {
+        float *o = out[j0 + q] + c0;
+        __m512 sc = _mm512_set1_ps(inv[j0 + q]);
+        for (int i = 0; i < 4; i++) {
+            __m512 a = acc[q][i];
+            if (!first)
+                a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(m[i], o + 16 * i));
+            if (last)
+                a = _mm512_mul_ps(a, sc);
+            _mm512_mask_storeu_ps(o + 16 * i, m[i], a);
+        }
+    }
+}
+
+/* out[j] = inv[j] * sum_p w[16 p + j] v_p: MIX_COLS columns and
+ * MIX_KEYS values at a time (16 KiB, in L1 for every group of MIX_Q
+ * queries); f16 values widened into a buffer once per block. */
+INLINE void mix16(const void *v, size_t ld, int n, int d, const float *w, int nq, const float *inv,
+                  float *const *out, bool half)
+{
+    float vb[MIX_KEYS * MIX_COLS];
+    for (int c0 = 0; c0 < d; c0 += MIX_COLS) {
+        int cols = d - c0 < MIX_COLS ? d - c0 : MIX_COLS;
+        for (int p0 = 0; p0 < n; p0 += MIX_KEYS) {
+            int nk = n - p0 < MIX_KEYS ? n - p0 : MIX_KEYS;
+            const float *vr = vb;
+            size_t ldv = MIX_COLS;
+            if (half) {
+                const uint16_t *vh = (const uint16_t *)v + (size_t)p0 * ld + c0;
+                for (int p = 0; p < nk; p++)
+                    widen_row(vh, ld, p, cols, vb + (size_t)p * MIX_COLS, true);
+            } else {
+                vr = (const float *)v + (size_t)p0 * ld + c0;
+                ldv = ld;
+            }
+            const float *wb = w + (size_t)T2_ATTN_LANES * (size_t)p0;
+            bool first = p0 == 0, last = p0 + nk >= n;
+            for (int j0 = 0; j0 < nq; j0 += MIX_Q) {
+                switch (nq - j0 < MIX_Q ? nq - j0 : MIX_Q) {
+                case 1: mix16_block(vr, ldv, nk, c0, d, wb, j0, 1, out, first, last, inv); break;
+                case 2: mix16_block(vr, ldv, nk, c0, d, wb, j0, 2, out, first, last, inv); break;
+                case 3: mix16_block(vr, ldv, nk, c0, d, wb, j0, 3, out, first, last, inv); break;
+                default: mix16_block(vr, ldv, nk, c0, d, wb, j0, 4, out, first, last, inv); break;
+                }
+            }
+        }
+    }
+}
+
+INLINE void attn16_any(const void *k, const void *v, size_t ld, int d, const float *qt, int nq,
+                       const int *n, int gap_from, int gap_to, float *s, float *const *out,
+                       bool half)
+{
+    int nmax = 0;
+    for (int j = 0; j < nq; j++)
+        nmax = n[j] > nmax ? n[j] : nmax;
+    scores16(k, ld, nmax, d, qt, s, half);
+    float inv[T2_ATTN_LANES] __attribute__((aligned(64)));
+    _mm512_store_ps(inv, softmax16(s, nmax, n, nq, gap_from, gap_to));
+    mix16(v, ld, nmax, d, s, nq, inv, out, half);
+}
+
+TARGET static void attn16_avx512(const float *k, const float *v, size_t ld, int d, const float *qt,
+                                 int nq, const int *n, int gap_from, int gap_to, float *s,
+                                 float *const *out)
+{
+    attn16_any(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out, false);
+}
+
+TARGET static void attn16_f16_avx512(const uint16_t *k, const uint16_t *v, size_t ld, int d,
+                                     const float *qt, int nq, const int *n, int gap_from,
+                                     int gap_to, float *s, float *const *out)
+{
+    attn16_any(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out, true);
+}
+
+const t2_kernels t2_kernels_avx512 = {"avx512",
+                                      f32_avx512,
+                                      bf16_avx512,
+                                      q8_0_avx512,
+                                      q8_act_avx512,
+                                      NULL,
+                                      silu_mul_avx512,
+                                      attn_scores_avx512,
+                                      attn_mix_avx512,
+                                      exp_shift_avx512,
+                                      t2_f16_store_f16c,
+                                      attn_scores_f16_avx512,
+                                      attn_mix_f16_avx512,
+                                      attn16_avx512,
+                                      attn16_f16_avx512};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -621,7 +821,7 @@ TARGET_BF16 static void bf16_x16_avx512bf16(const uint16_t *w, size_t ldw, int r
 }
 
 const t2_kernels t2_kernels_avx512bf16 = {
-    "avx512bf16",       f32_avx512,          bf16_avx512,       q8_0_avx512,
-    q8_act_avx512,      bf16_x16_avx512bf16, silu_mul_avx512,   attn_scores_avx512,
-    attn_mix_avx512,    exp_shift_avx512,    t2_f16_store_f16c, attn_scores_f16_avx512,
-    attn_mix_f16_avx512};
+    "avx512bf16",        f32_avx512,          bf16_avx512,       q8_0_avx512,
+    q8_act_avx512,       bf16_x16_avx512bf16, silu_mul_avx512,   attn_scores_avx512,
+    attn_mix_avx512,     exp_shift_avx512,    t2_f16_store_f16c, attn_scores_f16_avx512,
+    attn_mix_f16_avx512, attn16_avx512,       attn16_f16_avx512};

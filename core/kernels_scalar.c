@@ -148,6 +148,41 @@ static float exp_shift_scalar(float *s, int n, float mx)
     return sum;
 }
 
+/* The reference for attn16: each lane on its own, as the per-query
+ * kernels above do it. */
+static void attn16_any(const void *k, const void *v, size_t ld, int d, const float *qt, int nq,
+                       const int *n, int gap_from, int gap_to, float *s, float *const *out,
+                       bool half)
+{
+    for (int j = 0; j < nq; j++) {
+        float mx = -INFINITY;
+        for (int p = 0; p < n[j]; p++) {
+            float acc = 0.0f;
+            for (int c = 0; c < d; c++)
+                acc += kv_at(k, (size_t)p * ld + (size_t)c, half) * qt[T2_ATTN_LANES * c + j];
+            if (p >= gap_from && p < gap_to)
+                acc = -INFINITY;
+            s[p] = acc;
+            mx = acc > mx ? acc : mx;
+        }
+        float inv_sum = 1.0f / exp_shift_scalar(s, n[j], mx);
+        attn_mix_any(v, ld, n[j], d, s, inv_sum, out[j], half);
+    }
+}
+
+static void attn16_scalar(const float *k, const float *v, size_t ld, int d, const float *qt, int nq,
+                          const int *n, int gap_from, int gap_to, float *s, float *const *out)
+{
+    attn16_any(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out, false);
+}
+
+static void attn16_f16_scalar(const uint16_t *k, const uint16_t *v, size_t ld, int d,
+                              const float *qt, int nq, const int *n, int gap_from, int gap_to,
+                              float *s, float *const *out)
+{
+    attn16_any(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out, true);
+}
+
 static void f16_store_scalar(const float *x, size_t n, uint16_t *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -156,8 +191,18 @@ static void f16_store_scalar(const float *x, size_t n, uint16_t *out)
     }
 }
 
-const t2_kernels t2_kernels_scalar = {
-    "scalar",           f32_scalar,       bf16_scalar,      q8_0_scalar,
-    t2_q8_act_quantize, bf16_x16_scalar,  silu_mul_scalar,  attn_scores_scalar,
-    attn_mix_scalar,    exp_shift_scalar, f16_store_scalar, attn_scores_f16_scalar,
-    attn_mix_f16_scalar};
+const t2_kernels t2_kernels_scalar = {"scalar",
+                                      f32_scalar,
+                                      bf16_scalar,
+                                      q8_0_scalar,
+                                      t2_q8_act_quantize,
+                                      bf16_x16_scalar,
+                                      silu_mul_scalar,
+                                      attn_scores_scalar,
+                                      attn_mix_scalar,
+                                      exp_shift_scalar,
+                                      f16_store_scalar,
+                                      attn_scores_f16_scalar,
+                                      attn_mix_f16_scalar,
+                                      attn16_scalar,
+                                      attn16_f16_scalar};

@@ -688,6 +688,103 @@ static void test_attention(void **state)
     free(vh);
 }
 
+/* attn16 (queries in lanes): every variant that has it against softmax
+ * attention computed in double per query, for head sizes that fill whole
+ * vectors and ones that do not, 1..16 queries, each lane seeing its own
+ * number of keys (rows of a prompt: consecutive counts) around the
+ * kernels' steps of 8 and 64 keys, with and without a gap of masked keys;
+ * outputs within 2e-5 (values in [-1, 1], so outputs are too), nothing
+ * written past out[j][d - 1]; f16 keys and values give exactly the f32
+ * entry's results on the same values. */
+static void test_attention16(void **state)
+{
+    (void)state;
+    static const int dims[] = {64, 128, 32, 80, 17};
+    static const int queries[] = {16, 15, 12, 5, 1};
+    static const int counts[] = {1, 7, 8, 9, 64, 65, 200};
+    enum { MAX_D = 128, MAX_N = 216, LD = 2 * MAX_D + 3, L = T2_ATTN_LANES };
+    float *k = malloc((size_t)MAX_N * LD * sizeof *k), *v = malloc((size_t)MAX_N * LD * sizeof *v);
+    uint16_t *kh = malloc((size_t)MAX_N * LD * sizeof *kh);
+    uint16_t *vh = malloc((size_t)MAX_N * LD * sizeof *vh);
+    float *s = aligned_alloc(64, (size_t)MAX_N * L * sizeof *s);
+    static float qt[MAX_D * L] __attribute__((aligned(64)));
+    static float o32[L][MAX_D + 1], o16[L][MAX_D + 1], q[L][MAX_D];
+    assert_true(k && v && kh && vh && s);
+    for (size_t i = 0; i < (size_t)MAX_N * LD; i++) {
+        kh[i] = t2_f32_to_f16(frand());
+        vh[i] = t2_f32_to_f16(frand());
+        k[i] = t2_f16_to_f32(kh[i]);
+        v[i] = t2_f16_to_f32(vh[i]);
+    }
+    float *p32[L], *p16[L];
+    for (int j = 0; j < L; j++) {
+        p32[j] = o32[j];
+        p16[j] = o16[j];
+    }
+    int checked = 0;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (size_t qi = 0; qi < sizeof queries / sizeof queries[0]; qi++)
+            for (size_t ni = 0; ni < sizeof counts / sizeof counts[0]; ni++)
+                for (int gapped = 0; gapped < 2; gapped++) {
+                    int d = dims[di], nq = queries[qi], n[L];
+                    /* lane j: row j / 3 of a prompt (three heads per kv head) */
+                    for (int j = 0; j < nq; j++)
+                        n[j] = counts[ni] + j / 3;
+                    int gap_from = gapped ? counts[ni] / 3 : 0;
+                    int gap_to = gapped ? counts[ni] / 3 + counts[ni] / 4 : 0;
+                    if (gap_to >= counts[ni])
+                        gap_from = gap_to = 0; /* every lane keeps its own key */
+                    memset(qt, 0, sizeof qt);
+                    for (int j = 0; j < nq; j++)
+                        for (int c = 0; c < d; c++) {
+                            q[j][c] = frand() * 0.5f;
+                            qt[L * c + j] = q[j][c];
+                        }
+                    for (int vi = 0; t2_kernels_variant_name(vi); vi++) {
+                        const t2_kernels *kern = t2_kernels_variant(t2_kernels_variant_name(vi));
+                        if (!kern || !kern->attn16)
+                            continue;
+                        for (int j = 0; j < L; j++)
+                            o32[j][d] = o16[j][d] = 42.0f;
+                        kern->attn16(k, v, LD, d, qt, nq, n, gap_from, gap_to, s, p32);
+                        kern->attn16_f16(kh, vh, LD, d, qt, nq, n, gap_from, gap_to, s, p16);
+                        for (int j = 0; j < nq; j++) {
+                            if (memcmp(o32[j], o16[j], (size_t)d * sizeof(float)) != 0)
+                                fail_msg("%s: attn16_f16 d=%d nq=%d n=%d lane %d differs from f32",
+                                         kern->name, d, nq, counts[ni], j);
+                            assert_true(o32[j][d] == 42.0f && o16[j][d] == 42.0f);
+                            double w[MAX_N], mx = -INFINITY, sum = 0;
+                            for (int p = 0; p < n[j]; p++) {
+                                double dot = 0;
+                                for (int c = 0; c < d; c++)
+                                    dot += (double)q[j][c] * k[(size_t)p * LD + c];
+                                w[p] = p >= gap_from && p < gap_to ? -INFINITY : dot;
+                                mx = w[p] > mx ? w[p] : mx;
+                            }
+                            for (int p = 0; p < n[j]; p++)
+                                sum += w[p] = exp(w[p] - mx);
+                            for (int c = 0; c < d; c++) {
+                                double exact = 0;
+                                for (int p = 0; p < n[j]; p++)
+                                    exact += w[p] / sum * v[(size_t)p * LD + c];
+                                if (!(fabs(o32[j][c] - exact) <= 2e-5))
+                                    fail_msg("%s attn16 d=%d nq=%d n=%d gap=%d lane %d c=%d: %g vs "
+                                             "%g",
+                                             kern->name, d, nq, n[j], gapped, j, c,
+                                             (double)o32[j][c], exact);
+                            }
+                            checked++;
+                        }
+                    }
+                }
+    assert_true(checked > 0);
+    free(k);
+    free(v);
+    free(kh);
+    free(vh);
+    free(s);
+}
+
 /* The Q8_0 row layout as kernels.h documents it, byte for byte: groups of
  * 16 blocks (here 16 + 3), quants interleaved by 4 and stored + 128, then
  * the group's scales. */
@@ -754,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_silu_mul),
         cmocka_unit_test(test_exp_shift),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
