@@ -127,7 +127,7 @@ typedef struct t2_kernels {
      * one over the sum) give per query, with each key and value read
      * once for all of them and no horizontal sums. s: scratch of 16
      * floats per key up to the largest n[j], 64-byte aligned; d <=
-     * T2_ATTN_MAX_D. NULL in avx2, where callers go query by query. */
+     * T2_ATTN_MAX_D. */
     void (*attn16)(const float *k, const float *v, size_t ld, int d, const float *qt, int nq,
                    const int *n, int gap_from, int gap_to, float *s, float *const *out);
     void (*attn16_f16)(const uint16_t *k, const uint16_t *v, size_t ld, int d, const float *qt,

@@ -4,6 +4,7 @@
  * by up to 4 rows of X, Q8_0 one weight row against up to 4 rows of X
  * (kernels_q8.h), so every weight row is read from memory once. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -387,6 +388,208 @@ TARGET static float exp_shift_avx2(float *s, int n, float mx)
     return hsum256(sum);
 }
 
+/* ---- attn16 (kernels.h): 16 queries as two 8-lane halves ----
+ * As attn16_avx512 with half the registers: 4 keys in flight for the
+ * scores, 2 queries x 32 columns per mix step. */
+
+enum { KEY_STEP = 4, MIX_KEYS = 64, MIX_COLS = 32, MIX_Q = 2 };
+
+/* d values of row p as floats into dst, whole vectors of 8 (dst has room
+ * for d rounded up to 8: the next row's widening overwrites the rest). */
+INLINE void widen_row8(const void *rows, size_t ld, int p, int d, float *dst, bool half)
+{
+    for (int c = 0; c < d; c += 8)
+        _mm256_storeu_ps(dst + c, load_any8(rows, (size_t)p * ld, c, d, half));
+}
+
+INLINE void scores16_keys(const float *k, size_t ld, int d, const float *qt, const int nk, float *s)
+{
+    __m256 lo[KEY_STEP], hi[KEY_STEP];
+    for (int i = 0; i < KEY_STEP; i++)
+        lo[i] = hi[i] = _mm256_setzero_ps();
+    for (int c = 0; c < d; c++) {
+        __m256 ql = _mm256_load_ps(qt + T2_ATTN_LANES * c);
+        __m256 qh = _mm256_load_ps(qt + T2_ATTN_LANES * c + 8);
+        for (int i = 0; i < nk; i++) {
+            __m256 kv = _mm256_broadcast_ss(k + (size_t)i * ld + (size_t)c);
+            lo[i] = _mm256_fmadd_ps(kv, ql, lo[i]);
+            hi[i] = _mm256_fmadd_ps(kv, qh, hi[i]);
+        }
+    }
+    for (int i = 0; i < nk; i++) {
+        _mm256_store_ps(s + T2_ATTN_LANES * i, lo[i]);
+        _mm256_store_ps(s + T2_ATTN_LANES * i + 8, hi[i]);
+    }
+}
+
+INLINE void scores16_rows(const float *k, size_t ld, int nk, int d, const float *qt, float *s)
+{
+    int p = 0;
+    for (; p + KEY_STEP <= nk; p += KEY_STEP)
+        scores16_keys(k + (size_t)p * ld, ld, d, qt, KEY_STEP, s + (size_t)T2_ATTN_LANES * p);
+    for (; p < nk; p++)
+        scores16_keys(k + (size_t)p * ld, ld, d, qt, 1, s + (size_t)T2_ATTN_LANES * p);
+}
+
+/* f16 keys widened a 16 KiB block at a time, as in kernels_avx512.c */
+INLINE void scores16(const void *k, size_t ld, int n, int d, const float *qt, float *s, bool half)
+{
+    if (!half) {
+        scores16_rows((const float *)k, ld, n, d, qt, s);
+        return;
+    }
+    enum { BUF = 4096 };
+    float kb[BUF + 8];
+    int block = BUF / d / KEY_STEP * KEY_STEP;
+    for (int p0 = 0; p0 < n; p0 += block) {
+        int nk = n - p0 < block ? n - p0 : block;
+        for (int i = 0; i < nk; i++)
+            widen_row8(k, ld, p0 + i, d, kb + (size_t)i * (size_t)d, true);
+        scores16_rows(kb, (size_t)d, nk, d, qt, s + (size_t)T2_ATTN_LANES * (size_t)p0);
+    }
+}
+
+/* Masks, then exp(s - each lane's max) in place; one over each lane's
+ * sum into inv[16]. */
+INLINE void softmax16(float *s, int nmax, const int *n, int nq, int gap_from, int gap_to,
+                      float *inv)
+{
+    int lim[T2_ATTN_LANES], nmin = nmax;
+    for (int j = 0; j < T2_ATTN_LANES; j++) {
+        lim[j] = j < nq ? n[j] : nmax;
+        nmin = lim[j] < nmin ? lim[j] : nmin;
+    }
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256i ll = _mm256_loadu_si256((const __m256i *)(const void *)lim);
+    __m256i lh = _mm256_loadu_si256((const __m256i *)(const void *)(lim + 8));
+    for (int p = nmin; p < nmax; p++) {
+        float *sp = s + T2_ATTN_LANES * p;
+        __m256i vp = _mm256_set1_epi32(p);
+        __m256 kl = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ll, vp));
+        __m256 kh = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lh, vp));
+        _mm256_store_ps(sp, _mm256_blendv_ps(ninf, _mm256_load_ps(sp), kl));
+        _mm256_store_ps(sp + 8, _mm256_blendv_ps(ninf, _mm256_load_ps(sp + 8), kh));
+    }
+    for (int p = gap_from < 0 ? 0 : gap_from; p < gap_to && p < nmax; p++) {
+        _mm256_store_ps(s + T2_ATTN_LANES * p, ninf);
+        _mm256_store_ps(s + T2_ATTN_LANES * p + 8, ninf);
+    }
+    __m256 ml = ninf, mh = ninf;
+    for (int p = 0; p < nmax; p++) {
+        ml = _mm256_max_ps(ml, _mm256_load_ps(s + T2_ATTN_LANES * p));
+        mh = _mm256_max_ps(mh, _mm256_load_ps(s + T2_ATTN_LANES * p + 8));
+    }
+    __m256 sl = _mm256_setzero_ps(), sh = _mm256_setzero_ps();
+    for (int p = 0; p < nmax; p++) {
+        float *sp = s + T2_ATTN_LANES * p;
+        __m256 el = exp_shift8(_mm256_load_ps(sp), ml), eh = exp_shift8(_mm256_load_ps(sp + 8), mh);
+        _mm256_store_ps(sp, el);
+        _mm256_store_ps(sp + 8, eh);
+        sl = _mm256_add_ps(sl, el);
+        sh = _mm256_add_ps(sh, eh);
+    }
+    _mm256_storeu_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sl));
+    _mm256_storeu_ps(inv + 8, _mm256_div_ps(_mm256_set1_ps(1.0f), sh));
+}
+
+/* out[j][c0 + ...] for nj (1..MIX_Q) queries from j0 over nk value rows
+ * (row p at v + p * ld, its columns c.., zero from dd on). */
+INLINE void mix16_block(const float *v, size_t ld, int c, int dd, int nk, int c0, int d,
+                        const float *w, int j0, const int nj, float *const *out, bool first,
+                        bool last, const float *inv)
+{
+    __m256 acc[MIX_Q][MIX_COLS / 8];
+    for (int q = 0; q < MIX_Q; q++)
+        for (int i = 0; i < MIX_COLS / 8; i++)
+            acc[q][i] = _mm256_setzero_ps();
+    for (int p = 0; p < nk; p++) {
+        __m256 vv[MIX_COLS / 8];
+        for (int i = 0; i < MIX_COLS / 8; i++)
+            vv[i] = load_cols8(v + (size_t)p * ld, c + 8 * i, dd);
+        for (int q = 0; q < nj; q++) {
+            __m256 wq = _mm256_broadcast_ss(w + T2_ATTN_LANES * p + j0 + q);
+            for (int i = 0; i < MIX_COLS / 8; i++)
+                acc[q][i] = _mm256_fmadd_ps(wq, vv[i], acc[q][i]);
+        }
+    }
+    for (int q = 0; q < nj; q++) {
+        float *o = out[j0 + q];
+        __m256 sc = _mm256_set1_ps(inv[j0 + q]);
+        for (int i = 0; i < MIX_COLS / 8; i++) {
+            int col = c0 + 8 * i;
+            __m256 a = acc[q][i];
+            if (!first)
+                a = _mm256_add_ps(a, load_cols8(o, col, d));
+            if (last)
+                a = _mm256_mul_ps(a, sc);
+            if (col + 8 <= d)
+                _mm256_storeu_ps(o + col, a);
+            else if (col < d)
+                _mm256_maskstore_ps(o + col, lanes_below(d - col), a);
+        }
+    }
+}
+
+INLINE void mix16(const void *v, size_t ld, int n, int d, const float *w, int nq, const float *inv,
+                  float *const *out, bool half)
+{
+    float vb[MIX_KEYS * MIX_COLS + 8];
+    for (int c0 = 0; c0 < d; c0 += MIX_COLS) {
+        int cols = d - c0 < MIX_COLS ? d - c0 : MIX_COLS;
+        for (int p0 = 0; p0 < n; p0 += MIX_KEYS) {
+            int nk = n - p0 < MIX_KEYS ? n - p0 : MIX_KEYS;
+            const float *vr = vb;
+            size_t ldv = MIX_COLS;
+            int c = 0, dd = cols;
+            if (half) {
+                const uint16_t *vh = (const uint16_t *)v + (size_t)p0 * ld + c0;
+                for (int p = 0; p < nk; p++)
+                    widen_row8(vh, ld, p, cols, vb + (size_t)p * MIX_COLS, true);
+            } else {
+                vr = (const float *)v + (size_t)p0 * ld;
+                ldv = ld;
+                c = c0;
+                dd = d;
+            }
+            const float *wb = w + (size_t)T2_ATTN_LANES * (size_t)p0;
+            bool first = p0 == 0, last = p0 + nk >= n;
+            for (int j0 = 0; j0 < nq; j0 += MIX_Q) {
+                if (nq - j0 >= 2)
+                    mix16_block(vr, ldv, c, dd, nk, c0, d, wb, j0, 2, out, first, last, inv);
+                else
+                    mix16_block(vr, ldv, c, dd, nk, c0, d, wb, j0, 1, out, first, last, inv);
+            }
+        }
+    }
+}
+
+INLINE void attn16_any(const void *k, const void *v, size_t ld, int d, const float *qt, int nq,
+                       const int *n, int gap_from, int gap_to, float *s, float *const *out,
+                       bool half)
+{
+    int nmax = 0;
+    for (int j = 0; j < nq; j++)
+        nmax = n[j] > nmax ? n[j] : nmax;
+    scores16(k, ld, nmax, d, qt, s, half);
+    float inv[T2_ATTN_LANES];
+    softmax16(s, nmax, n, nq, gap_from, gap_to, inv);
+    mix16(v, ld, nmax, d, s, nq, inv, out, half);
+}
+
+TARGET static void attn16_avx2(const float *k, const float *v, size_t ld, int d, const float *qt,
+                               int nq, const int *n, int gap_from, int gap_to, float *s,
+                               float *const *out)
+{
+    attn16_any(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out, false);
+}
+
+TARGET static void attn16_f16_avx2(const uint16_t *k, const uint16_t *v, size_t ld, int d,
+                                   const float *qt, int nq, const int *n, int gap_from, int gap_to,
+                                   float *s, float *const *out)
+{
+    attn16_any(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out, true);
+}
+
 /* max(lo, v) and min(hi, v) return v when v is NaN (the second operand) */
 TARGET void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out)
 {
@@ -418,5 +621,5 @@ const t2_kernels t2_kernels_avx2 = {"avx2",
                                     t2_f16_store_f16c,
                                     attn_scores_f16_avx2,
                                     attn_mix_f16_avx2,
-                                    NULL,
-                                    NULL};
+                                    attn16_avx2,
+                                    attn16_f16_avx2};
