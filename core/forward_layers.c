@@ -631,10 +631,12 @@ static void attend_lanes(t2_ctx *ws, const t2_row *rows, int layer, int t0, int 
 }
 
 /* A run of rows of one sequence whose heads fill at least half of
- * attn16's lanes goes through it, one task per kv head, dealt out
- * round-robin (a prompt's later rows see more keys): each key and value
- * read once for all those queries. Other rows (a decode step's, one per
- * sequence) go query by query, each worker a contiguous share of them. */
+ * attn16's lanes (min_rows rows; never when a kv head has more than 16
+ * query heads or d > T2_ATTN_MAX_D) goes through it, one task per kv
+ * head, dealt out round-robin (a prompt's later rows see more keys):
+ * each key and value read once for all those queries. Other rows (a
+ * decode step's, one per sequence) go query by query, each worker a
+ * contiguous share of them. */
 static void attn_worker(void *arg, int w, int nw)
 {
     const attn_job *j = arg;
@@ -644,18 +646,19 @@ static void attn_worker(void *arg, int w, int nw)
     size_t q_dim = (size_t)nh * (size_t)d;
     bool lanes = ws->kern->attn16 && group <= T2_ATTN_LANES && d <= T2_ATTN_MAX_D;
     int max_rows = lanes ? T2_ATTN_LANES / group : 1;
+    int min_rows = lanes ? (T2_ATTN_LANES / 2 + group - 1) / group : j->n + 1;
     float *scores = ws->scores + (size_t)w * T2_ATTN_LANES * (size_t)ws->n_ctx;
     int single = 0; /* rows that go query by query */
     for (int t0 = 0, nr; t0 < j->n; t0 += nr) {
         nr = lane_rows(j->rows, t0, j->n, max_rows);
-        if (nr * group * 2 < T2_ATTN_LANES)
+        if (nr < min_rows)
             single += nr;
     }
     int b, e, lane_task = 0, head_task = 0;
     t2_pool_share(single * nh, w, nw, 1, &b, &e);
     for (int t0 = 0, nr; t0 < j->n; t0 += nr) {
         nr = lane_rows(j->rows, t0, j->n, max_rows);
-        if (nr * group * 2 >= T2_ATTN_LANES) {
+        if (nr >= min_rows) {
             for (int kvh = 0; kvh < n_kv; kvh++, lane_task++)
                 if (lane_task % nw == w)
                     attend_lanes(ws, j->rows, j->layer, t0, nr, kvh, scores);
