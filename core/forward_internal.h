@@ -67,6 +67,13 @@ typedef struct t2_row {
     int kv_shift, gap_from, gap_to;
 } t2_row;
 
+/* Which runs of rows (consecutive rows of one sequence) attention takes
+ * through k->attn16: from *min_rows rows (their query heads fill at
+ * least half its lanes; INT_MAX: never, as when a kv head has more than
+ * T2_ATTN_LANES query heads or d > T2_ATTN_MAX_D) up to *max_rows per
+ * call. group: query heads per kv head. */
+void t2_attn_lane_plan(const t2_kernels *k, int group, int d, int *min_rows, int *max_rows);
+
 /* Runs rows through every layer using ws's scratch (n <= T2_CHUNK) and
  * writes logits for rows [logits_from, n) to logits_out (if not NULL).
  * Does not update n_past. */

@@ -3,6 +3,7 @@
  * same code runs a prefill chunk (one sequence, consecutive positions)
  * and a batched decode step (one token of each of several sequences). */
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -630,13 +631,22 @@ static void attend_lanes(t2_ctx *ws, const t2_row *rows, int layer, int t0, int 
                          scores, out);
 }
 
-/* A run of rows of one sequence whose heads fill at least half of
- * attn16's lanes (min_rows rows; never when a kv head has more than 16
- * query heads or d > T2_ATTN_MAX_D) goes through it, one task per kv
- * head, dealt out round-robin (a prompt's later rows see more keys):
- * each key and value read once for all those queries. Other rows (a
- * decode step's, one per sequence) go query by query, each worker a
- * contiguous share of them. */
+void t2_attn_lane_plan(const t2_kernels *k, int group, int d, int *min_rows, int *max_rows)
+{
+    if (!k->attn16 || group > T2_ATTN_LANES || d > T2_ATTN_MAX_D) {
+        *min_rows = INT_MAX;
+        *max_rows = 1;
+        return;
+    }
+    *max_rows = T2_ATTN_LANES / group;
+    *min_rows = (T2_ATTN_LANES / 2 + group - 1) / group;
+}
+
+/* A run of rows of one sequence that t2_attn_lane_plan lets through
+ * attn16 goes there, one task per kv head, dealt out round-robin (a
+ * prompt's later rows see more keys): each key and value read once for
+ * all those queries. Other rows (a decode step's, one per sequence) go
+ * query by query, each worker a contiguous share of them. */
 static void attn_worker(void *arg, int w, int nw)
 {
     const attn_job *j = arg;
@@ -644,9 +654,8 @@ static void attn_worker(void *arg, int w, int nw)
     const t2_config *cfg = &ws->m->cfg;
     int d = cfg->head_dim, nh = cfg->n_heads, n_kv = cfg->n_kv_heads, group = nh / n_kv;
     size_t q_dim = (size_t)nh * (size_t)d;
-    bool lanes = ws->kern->attn16 && group <= T2_ATTN_LANES && d <= T2_ATTN_MAX_D;
-    int max_rows = lanes ? T2_ATTN_LANES / group : 1;
-    int min_rows = lanes ? (T2_ATTN_LANES / 2 + group - 1) / group : j->n + 1;
+    int min_rows, max_rows;
+    t2_attn_lane_plan(ws->kern, group, d, &min_rows, &max_rows);
     float *scores = ws->scores + (size_t)w * T2_ATTN_LANES * (size_t)ws->n_ctx;
     int single = 0; /* rows that go query by query */
     for (int t0 = 0, nr; t0 < j->n; t0 += nr) {

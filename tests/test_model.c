@@ -1,5 +1,6 @@
 /* The seedling model against the float32 PyTorch reference: last-position
  * logits and greedy continuations for every reference prompt. */
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 
 #include "dtype.h"
 #include "forward.h"
+#include "forward_internal.h"
 #include "gguf_export.h"
 #include "generate.h"
 #include "model.h"
@@ -662,10 +664,43 @@ static void test_gguf_q8_0_kept(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* Which prompt rows share attn16's 16 lanes: at least half of them
+ * filled by one call's rows x query heads, never more than 16; heads of
+ * a kv head that could not fit (MQA) or heads wider than its buffer never
+ * go there. */
+static void test_attn_lane_plan(void **state)
+{
+    (void)state;
+    const t2_kernels *k = t2_kernels_variant("scalar");
+    static const struct {
+        int group, d, min_rows, max_rows;
+    } cases[] = {
+        {1, 64, 8, 16}, {3, 64, 3, 5},        {4, 64, 2, 4},        {7, 64, 2, 2},
+        {8, 128, 1, 2}, {16, 64, 1, 1},       {17, 64, INT_MAX, 1}, {32, 64, INT_MAX, 1},
+        {4, 256, 2, 4}, {4, 257, INT_MAX, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int lo, hi;
+        t2_attn_lane_plan(k, cases[i].group, cases[i].d, &lo, &hi);
+        assert_int_equal(lo, cases[i].min_rows);
+        assert_int_equal(hi, cases[i].max_rows);
+        if (lo != INT_MAX) {
+            assert_true(lo * cases[i].group * 2 >= T2_ATTN_LANES);
+            assert_true(hi * cases[i].group <= T2_ATTN_LANES);
+        }
+    }
+    t2_kernels none = *k;
+    none.attn16 = NULL;
+    int lo, hi;
+    t2_attn_lane_plan(&none, 3, 64, &lo, &hi);
+    assert_int_equal(lo, INT_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_attn_lane_plan),
         cmocka_unit_test(test_reference_logits),
         cmocka_unit_test(test_all_logits_match_last),
         cmocka_unit_test(test_branches_match_sequential),
