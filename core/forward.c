@@ -98,6 +98,12 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
      * also T2_KERNEL_ROWS rows of X widened from bf16 (matmul_x16_rows) */
     c->deq_floats = max_r * T2_KERNEL_ROWS > 65536 ? max_r * T2_KERNEL_ROWS : 65536;
     c->kv_f16 = m->kv_f16;
+    c->scores_stride = T2_ATTN_LANES * (size_t)n_ctx + ((size_t)cfg->head_dim + 2 + 15) / 16 * 16;
+    /* a query-by-query row's keys: a split per 256 of them (at most
+     * T2_ATTN_SPLITS), read in chunks of 128 KiB of K rows (and V rows) */
+    c->attn_split_keys = 256;
+    size_t kv_row = (size_t)cfg->head_dim * (c->kv_f16 ? sizeof(uint16_t) : sizeof(float));
+    c->attn_chunk_keys = kv_row >= 131072 / 16 ? 16 : (int)(131072 / kv_row);
     size_t cache = (size_t)cfg->n_layers * (size_t)n_ctx * KV;
     size_t cache_floats = c->kv_f16 ? (cache + 1) / 2 : cache;
     float *xb = NULL, *kc = NULL, *vc = NULL;
@@ -115,7 +121,8 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
         {&c->rope_cos, T2_CHUNK * half},
         {&c->rope_sin, T2_CHUNK * half},
         {&c->inv_freq, half},
-        {&c->scores, threads * T2_ATTN_LANES * (size_t)n_ctx},
+        {&c->scores, threads * c->scores_stride},
+        {&c->attn_part, T2_CHUNK * (Q + 2 * (size_t)cfg->n_heads) * T2_ATTN_SPLITS},
         {&c->logits, T2_CHUNK * V},
         {&c->fact_tmp, 2 * c->fact_half}, /* gate and up side by side */
         {&c->gather_x, T2_CHUNK * max_dim},
@@ -324,7 +331,12 @@ int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const fl
 {
     if (n <= 0 || n > T2_CHUNK)
         return t2_err_set(err, "batch of %d sequences (1..%d)", n, T2_CHUNK);
+    /* the scratch of the longest context: attention's per-worker scores
+     * hold 16 per key of the sequence it runs over */
     t2_ctx *ws = seqs[0];
+    for (int i = 1; i < n; i++)
+        if (seqs[i]->n_ctx > ws->n_ctx)
+            ws = seqs[i];
     if (check_tokens(&ws->m->cfg, tokens, n, err) != 0)
         return -1;
     t2_row rows[T2_CHUNK];

@@ -62,7 +62,8 @@ int t2_forward_branches(t2_ctx *c, const int32_t *tokens, const int *lens, int n
  * tokens[i]. Each keeps its own KV cache and weights; a matrix that
  * several sequences share (the base weights, one expert's materialised
  * set, or the common U and Vt of factored experts) is read once for all
- * of them. *logits points to [n][vocab], valid until seqs[0]'s next use.
+ * of them. *logits points to [n][vocab] in the scratch of the sequence
+ * with the longest context, valid until any of seqs is used again.
  * At most 128 sequences; all share the model and the pool. */
 int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const float **logits,
                      t2_err *err);

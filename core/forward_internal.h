@@ -9,6 +9,9 @@
  * for sgemm to run at full speed. Also the largest decode batch. */
 #define T2_CHUNK 128
 
+/* The most tasks one query-by-query row's keys are split into. */
+#define T2_ATTN_SPLITS 8
+
 /* Products with at most this many rows of X run on core/kernels (each
  * weight row read once for all of them); larger ones on sgemm. */
 #define T2_KERNEL_ROWS 16
@@ -28,7 +31,14 @@ struct t2_ctx {
     float *x, *xn, *q, *k, *v, *att, *gate, *up;
     float *rope_cos, *rope_sin; /* [T2_CHUNK][head_dim/2] */
     float *inv_freq;            /* [head_dim/2] */
-    float *scores;              /* [n_threads][T2_ATTN_LANES * n_ctx] */
+    /* per worker: T2_ATTN_LANES * n_ctx scores, then head_dim + 2 floats */
+    float *scores;
+    size_t scores_stride;
+    /* a query-by-query row's partial softmaxes (forward_attn.c):
+     * [T2_CHUNK][n_heads][T2_ATTN_SPLITS][head_dim + 2] */
+    float *attn_part;
+    int attn_split_keys;        /* a row's keys per split, up to T2_ATTN_SPLITS */
+    int attn_chunk_keys;        /* keys whose K (or V) rows one worker keeps in L2 */
     float *logits;              /* [T2_CHUNK][vocab] */
     float *fact_tmp;            /* 2 x [T2_CHUNK][max dim] for factored products */
     size_t fact_half;           /* floats in one half of fact_tmp */
@@ -73,6 +83,10 @@ typedef struct t2_row {
  * T2_ATTN_LANES query heads or d > T2_ATTN_MAX_D) up to *max_rows per
  * call. group: query heads per kv head. */
 void t2_attn_lane_plan(const t2_kernels *k, int group, int d, int *min_rows, int *max_rows);
+
+/* Stores the K and V rows of `rows` (ws->k, ws->v) in their sequences'
+ * caches and writes each row's attention over them to ws->att. */
+void t2_attend(t2_ctx *ws, const t2_row *rows, int layer, int n);
 
 /* Runs rows through every layer using ws's scratch (n <= T2_CHUNK) and
  * writes logits for rows [logits_from, n) to logits_out (if not NULL).

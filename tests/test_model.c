@@ -696,6 +696,58 @@ static void test_attn_lane_plan(void **state)
     assert_int_equal(lo, INT_MAX);
 }
 
+/* A decode row's keys split across tasks and read a chunk at a time
+ * (forward_attn.c) give the logits of one pass over all of them: a
+ * context whose splits and chunks are a few keys long against a default
+ * one (one split, one chunk at these lengths), token by token and for
+ * branches, whose gap covers whole chunks and splits. */
+static void test_split_keys(void **state)
+{
+    fixture *f = *state;
+    enum { PROMPT = 20, STEPS = 30, V = 1024 };
+    int32_t ids[PROMPT + STEPS];
+    for (int i = 0; i < PROMPT + STEPS; i++)
+        ids[i] = (int32_t)(5 + (i * 53 + i / 3) % 1000);
+    for (int f16 = 0; f16 < 2; f16++) {
+        f->m->kv_f16 = f16;
+        double tol = f16 ? 5e-4 : 1e-5; /* test_long_prompt_chunks */
+        t2_ctx *one, *split;
+        t2_err err;
+        assert_int_equal(t2_ctx_create(&one, f->m, f->pool, 0, &err), 0);
+        assert_int_equal(t2_ctx_create(&split, f->m, f->pool, 0, &err), 0);
+        assert_true(one->attn_split_keys > PROMPT + STEPS && one->attn_chunk_keys >= 256);
+        split->attn_split_keys = 3; /* 8 splits from 22 keys */
+        split->attn_chunk_keys = 2;
+        const float *a, *b;
+        assert_int_equal(t2_forward(one, ids, PROMPT, false, &a, &err), 0);
+        assert_int_equal(t2_forward(split, ids, PROMPT, false, &b, &err), 0);
+        float *want = malloc(8 * V * sizeof *want);
+        double worst = 0.0;
+        for (int t = PROMPT; t < PROMPT + STEPS; t++) {
+            assert_int_equal(t2_forward(one, &ids[t], 1, false, &a, &err), 0);
+            memcpy(want, a, V * sizeof *want);
+            assert_int_equal(t2_forward(split, &ids[t], 1, false, &b, &err), 0);
+            double e = rel_l2(want, b, V);
+            worst = e > worst ? e : worst;
+        }
+        print_message("%s cache: split keys vs one pass, worst relative L2 %.3g\n",
+                      f16 ? "f16" : "f32", worst);
+        assert_true(worst < tol);
+        /* branches: a row after 5 other branch rows skips their slots */
+        const int32_t br[] = {10, 11, 12, 13, 14, 20, 30, 31};
+        const int lens[] = {5, 1, 2};
+        assert_int_equal(t2_forward_branches(one, br, lens, 3, &a, &err), 0);
+        memcpy(want, a, 8 * V * sizeof *want);
+        assert_int_equal(t2_forward_branches(split, br, lens, 3, &b, &err), 0);
+        for (int r = 0; r < 8; r++)
+            assert_true(rel_l2(want + (size_t)r * V, b + (size_t)r * V, V) < tol);
+        free(want);
+        t2_ctx_free(one);
+        t2_ctx_free(split);
+    }
+    f->m->kv_f16 = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_context_memory_follows_use),
         cmocka_unit_test(test_kv_f16),
         cmocka_unit_test(test_long_prompt_chunks),
+        cmocka_unit_test(test_split_keys),
         cmocka_unit_test(test_generation_text),
         cmocka_unit_test(test_sampled_reproducible),
         cmocka_unit_test(test_weight_formats),
