@@ -482,6 +482,7 @@ static int measure_model(const bench_opts *o, t2_pool *pool, const t2_model *m, 
 
 typedef struct derived {
     double tg_gbs, tg_fraction, tg_limit_tps, pp_gflops, pp_fraction;
+    double tg_kv_gbs, tg_fraction_kv; /* weights and the K/V cache read */
 } derived;
 
 static derived derive(const bench_opts *o, const limits *l, const figures *f)
@@ -490,6 +491,10 @@ static derived derive(const bench_opts *o, const limits *l, const figures *f)
     d.tg_gbs = f->bytes_per_token * f->tg_tps / 1e9;
     d.tg_fraction = f->tg_fraction_paired;
     d.tg_limit_tps = f->bw_paired * 1e9 / f->bytes_per_token;
+    /* at long contexts a step also reads the whole K/V cache */
+    double with_kv = (f->bytes_per_token + f->kv_bytes_per_token) / f->bytes_per_token;
+    d.tg_kv_gbs = d.tg_gbs * with_kv;
+    d.tg_fraction_kv = d.tg_fraction * with_kv;
     d.pp_gflops = f->pp_flops * f->pp_tps / o->pp / 1e9; /* flops / seconds of one prefill */
     d.pp_fraction = d.pp_gflops / l->sgemm_gflops;
     return d;
@@ -530,6 +535,8 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
            d->tg_fraction);
     printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "decode weight traffic", d->tg_gbs,
            f->bw_paired, d->tg_fraction);
+    printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", "  with the K/V cache read", d->tg_kv_gbs,
+           f->bw_paired, d->tg_fraction_kv);
     if (o->expert) {
         printf("%-30s %9.2f tok/s %16.2f tok/s %7.2f\n", "decode with the expert", f->tg_tps_expert,
                f->tg_tps, f->tg_tps_expert / f->tg_tps);
@@ -613,6 +620,7 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
     set_num(j, "tg_gbs", d->tg_gbs);
     set_num(j, "tg_limit_tps", d->tg_limit_tps);
     set_num(j, "tg_fraction_of_limit", d->tg_fraction);
+    set_num(j, "tg_fraction_of_limit_with_kv", d->tg_fraction_kv);
     set_num(j, "sgemm_gflops", l->sgemm_gflops);
     json_object_set_new(j, "pp_flops", json_integer((json_int_t)(f->pp_flops)));
     set_num(j, "pp_gflops", d->pp_gflops);

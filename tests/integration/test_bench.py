@@ -52,6 +52,11 @@ R.check("read_bandwidth_gbs is the median of the probes",
 R.check("synthetic logits are finite", j.get("logits_finite") is True, j)
 R.eq("--json names the K/V cache format", j.get("kv_cache"), "f32")
 kv_f32 = j.get("kv_bytes_per_token", 0)
+w = j.get("bytes_per_token", 0)
+R.check("tg_fraction_of_limit_with_kv counts the K/V cache read with the weights",
+        kv_f32 > 0 and w > 0 and abs(j.get("tg_fraction_of_limit_with_kv", 0)
+                                     - j.get("tg_fraction_of_limit", 0) * (w + kv_f32) / w)
+        < 1e-4 * j.get("tg_fraction_of_limit", 1), j)
 
 rc, out, err = bench(["--synthetic", "seedling", "--pp", "8", "--tg", "4", "--reps", "1",
                       "--threads", "2", "--kv-cache", "f16", "--json"])
