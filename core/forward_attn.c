@@ -87,12 +87,22 @@ static float *part_at(const t2_ctx *ws, int t, int h, int s)
     return ws->attn_part + (((size_t)t * nh + (size_t)h) * T2_ATTN_SPLITS + (size_t)s) * (d + 2);
 }
 
+/* out = o / l of a finished partial */
+static void finish_part(const float *acc, int d, float *out)
+{
+    float inv = 1.0f / acc[PART_L];
+    for (int i = 0; i < d; i++)
+        out[i] = acc[PART_O + i] * inv;
+}
+
 /* Query heads h0..h0+gh-1 of row t (all of kv head kvh, gh <= 16) over
  * the keys [p0, p1): a chunk of keys at a time, whose K and V rows stay
  * in L2 while every head of the group reads them (each read from memory
- * once per group, not once per head), folded into each head's partial. */
+ * once per group, not once per head), folded into each head's partial of
+ * split s. With all the row's keys (`whole`), the heads' outputs go to
+ * ws->att, straight from the kernels when one chunk holds them all. */
 static void attend_split(t2_ctx *ws, const t2_row *row, int t, int layer, int kvh, int h0, int gh,
-                         int s, int p0, int p1, float *scratch)
+                         int s, int p0, int p1, bool whole, float *scratch)
 {
     const t2_config *cfg = &ws->m->cfg;
     int d = cfg->head_dim;
@@ -105,8 +115,10 @@ static void attend_split(t2_ctx *ws, const t2_row *row, int t, int layer, int kv
     float scale = 1.0f / sqrtf((float)d);
     int chunk = ws->attn_chunk_keys < ws->n_ctx ? ws->attn_chunk_keys : ws->n_ctx;
     const float *q = ws->q + (size_t)t * (size_t)cfg->n_heads * (size_t)d;
+    float *att = ws->att + (size_t)t * (size_t)cfg->n_heads * (size_t)d;
+    bool direct = whole && p1 - p0 <= chunk; /* the softmax of one chunk is final */
     float *tmp = scratch + (size_t)T2_ATTN_LANES * (size_t)ws->n_ctx; /* d + 2 floats */
-    for (int g = 0; g < gh; g++) {
+    for (int g = 0; g < gh && !direct; g++) {
         float *acc = part_at(ws, t, h0 + g, s);
         acc[PART_M] = -INFINITY;
         acc[PART_L] = 0.0f;
@@ -136,6 +148,14 @@ static void attend_split(t2_ctx *ws, const t2_row *row, int t, int layer, int kv
                 continue; /* every key of the chunk in the gap */
             tmp[PART_M] = mx;
             tmp[PART_L] = kern->exp_shift(sc, len, mx);
+            if (direct) {
+                float *out = att + (size_t)(h0 + g) * (size_t)d;
+                if (half)
+                    kern->attn_mix_f16(v, (size_t)d, len, d, sc, 1.0f / tmp[PART_L], out);
+                else
+                    kern->attn_mix(v, (size_t)d, len, d, sc, 1.0f / tmp[PART_L], out);
+                continue;
+            }
             if (half)
                 kern->attn_mix_f16(v, (size_t)d, len, d, sc, 1.0f, tmp + PART_O);
             else
@@ -143,14 +163,9 @@ static void attend_split(t2_ctx *ws, const t2_row *row, int t, int layer, int kv
             merge_part(part_at(ws, t, h0 + g, s), tmp, d);
         }
     }
-}
-
-/* out = o / l of a finished partial */
-static void finish_part(const float *acc, int d, float *out)
-{
-    float inv = 1.0f / acc[PART_L];
-    for (int i = 0; i < d; i++)
-        out[i] = acc[PART_O + i] * inv;
+    if (whole && !direct)
+        for (int g = 0; g < gh; g++)
+            finish_part(part_at(ws, t, h0 + g, s), d, att + (size_t)(h0 + g) * (size_t)d);
 }
 
 /* ---- lanes: a prompt's rows ---- */
@@ -241,7 +256,7 @@ static void attn_worker(void *arg, int w, int nw)
     const attn_job *j = arg;
     t2_ctx *ws = j->ws;
     const t2_config *cfg = &ws->m->cfg;
-    int d = cfg->head_dim, n_kv = cfg->n_kv_heads, group = cfg->n_heads / n_kv;
+    int n_kv = cfg->n_kv_heads, group = cfg->n_heads / n_kv;
     int batches = head_batches(group);
     float *scratch = ws->scores + (size_t)w * ws->scores_stride;
     int single = 0; /* tasks of the rows that go query by query */
@@ -273,13 +288,8 @@ static void attn_worker(void *arg, int w, int nw)
                         int gh = group - hb * T2_ATTN_LANES;
                         gh = gh < T2_ATTN_LANES ? gh : T2_ATTN_LANES;
                         int p0 = n * s / splits, p1 = n * (s + 1) / splits;
-                        attend_split(ws, row, t, j->layer, kvh, h0, gh, s, p0, p1, scratch);
-                        if (splits == 1)
-                            for (int g = 0; g < gh; g++)
-                                finish_part(part_at(ws, t, h0 + g, 0), d,
-                                            ws->att + ((size_t)t * (size_t)cfg->n_heads +
-                                                       (size_t)(h0 + g)) *
-                                                          (size_t)d);
+                        attend_split(ws, row, t, j->layer, kvh, h0, gh, s, p0, p1, splits == 1,
+                                     scratch);
                     }
         }
     }

@@ -697,54 +697,60 @@ static void test_attn_lane_plan(void **state)
 }
 
 /* A decode row's keys split across tasks and read a chunk at a time
- * (forward_attn.c) give the logits of one pass over all of them: a
- * context whose splits and chunks are a few keys long against a default
- * one (one split, one chunk at these lengths), token by token and for
+ * (forward_attn.c) give the logits of one pass over all of them: contexts
+ * whose splits and chunks are a few keys long (8 splits of 2-key chunks;
+ * one split of 2-key chunks) against a default one (one split, one
+ * chunk at these lengths), token by token (f32 and f16 caches) and for
  * branches, whose gap covers whole chunks and splits. */
 static void test_split_keys(void **state)
 {
     fixture *f = *state;
     enum { PROMPT = 20, STEPS = 30, V = 1024 };
+    static const struct {
+        int split_keys, chunk_keys;
+    } cfgs[] = {{3, 2}, {1 << 20, 2}};
     int32_t ids[PROMPT + STEPS];
     for (int i = 0; i < PROMPT + STEPS; i++)
         ids[i] = (int32_t)(5 + (i * 53 + i / 3) % 1000);
-    for (int f16 = 0; f16 < 2; f16++) {
-        f->m->kv_f16 = f16;
-        double tol = f16 ? 5e-4 : 1e-5; /* test_long_prompt_chunks */
-        t2_ctx *one, *split;
-        t2_err err;
-        assert_int_equal(t2_ctx_create(&one, f->m, f->pool, 0, &err), 0);
-        assert_int_equal(t2_ctx_create(&split, f->m, f->pool, 0, &err), 0);
-        assert_true(one->attn_split_keys > PROMPT + STEPS && one->attn_chunk_keys >= 256);
-        split->attn_split_keys = 3; /* 8 splits from 22 keys */
-        split->attn_chunk_keys = 2;
-        const float *a, *b;
-        assert_int_equal(t2_forward(one, ids, PROMPT, false, &a, &err), 0);
-        assert_int_equal(t2_forward(split, ids, PROMPT, false, &b, &err), 0);
-        float *want = malloc(8 * V * sizeof *want);
-        double worst = 0.0;
-        for (int t = PROMPT; t < PROMPT + STEPS; t++) {
-            assert_int_equal(t2_forward(one, &ids[t], 1, false, &a, &err), 0);
-            memcpy(want, a, V * sizeof *want);
-            assert_int_equal(t2_forward(split, &ids[t], 1, false, &b, &err), 0);
-            double e = rel_l2(want, b, V);
-            worst = e > worst ? e : worst;
+    float *want = malloc(8 * V * sizeof *want);
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
+            f->m->kv_f16 = f16;
+            double tol = f16 ? 5e-4 : 1e-5; /* test_long_prompt_chunks */
+            t2_ctx *one, *split;
+            t2_err err;
+            assert_int_equal(t2_ctx_create(&one, f->m, f->pool, 0, &err), 0);
+            assert_int_equal(t2_ctx_create(&split, f->m, f->pool, 0, &err), 0);
+            assert_true(one->attn_split_keys > PROMPT + STEPS && one->attn_chunk_keys >= 256);
+            split->attn_split_keys = cfgs[c].split_keys;
+            split->attn_chunk_keys = cfgs[c].chunk_keys;
+            const float *a, *b;
+            assert_int_equal(t2_forward(one, ids, PROMPT, false, &a, &err), 0);
+            assert_int_equal(t2_forward(split, ids, PROMPT, false, &b, &err), 0);
+            double worst = 0.0;
+            for (int t = PROMPT; t < PROMPT + STEPS; t++) {
+                assert_int_equal(t2_forward(one, &ids[t], 1, false, &a, &err), 0);
+                memcpy(want, a, V * sizeof *want);
+                assert_int_equal(t2_forward(split, &ids[t], 1, false, &b, &err), 0);
+                double e = rel_l2(want, b, V);
+                worst = e > worst ? e : worst;
+            }
+            print_message("%s cache, %d-key splits of %d-key chunks vs one pass: worst relative "
+                          "L2 %.3g\n",
+                          f16 ? "f16" : "f32", cfgs[c].split_keys, cfgs[c].chunk_keys, worst);
+            assert_true(worst < tol);
+            /* branches: a row after 5 other branch rows skips their slots */
+            const int32_t br[] = {10, 11, 12, 13, 14, 20, 30, 31};
+            const int lens[] = {5, 1, 2};
+            assert_int_equal(t2_forward_branches(one, br, lens, 3, &a, &err), 0);
+            memcpy(want, a, 8 * V * sizeof *want);
+            assert_int_equal(t2_forward_branches(split, br, lens, 3, &b, &err), 0);
+            for (int r = 0; r < 8; r++)
+                assert_true(rel_l2(want + (size_t)r * V, b + (size_t)r * V, V) < tol);
+            t2_ctx_free(one);
+            t2_ctx_free(split);
         }
-        print_message("%s cache: split keys vs one pass, worst relative L2 %.3g\n",
-                      f16 ? "f16" : "f32", worst);
-        assert_true(worst < tol);
-        /* branches: a row after 5 other branch rows skips their slots */
-        const int32_t br[] = {10, 11, 12, 13, 14, 20, 30, 31};
-        const int lens[] = {5, 1, 2};
-        assert_int_equal(t2_forward_branches(one, br, lens, 3, &a, &err), 0);
-        memcpy(want, a, 8 * V * sizeof *want);
-        assert_int_equal(t2_forward_branches(split, br, lens, 3, &b, &err), 0);
-        for (int r = 0; r < 8; r++)
-            assert_true(rel_l2(want + (size_t)r * V, b + (size_t)r * V, V) < tol);
-        free(want);
-        t2_ctx_free(one);
-        t2_ctx_free(split);
-    }
+    free(want);
     f->m->kv_f16 = false;
 }
 
