@@ -10,6 +10,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_attn16.h"
 #include "kernels_exp.h"
 #include "kernels_q8.h"
 #include "kernels_tiled.h"
@@ -431,34 +432,14 @@ INLINE void scores16_rows(const float *k, size_t ld, int nk, int d, const float 
         scores16_keys(k + (size_t)p * ld, ld, d, qt, 1, s + (size_t)T2_ATTN_LANES * p);
 }
 
-/* f16 keys widened a 16 KiB block at a time, as in kernels_avx512.c */
-INLINE void scores16(const void *k, size_t ld, int n, int d, const float *qt, float *s, bool half)
-{
-    if (!half) {
-        scores16_rows((const float *)k, ld, n, d, qt, s);
-        return;
-    }
-    enum { BUF = 4096 };
-    float kb[BUF + 8];
-    int block = BUF / d / KEY_STEP * KEY_STEP;
-    for (int p0 = 0; p0 < n; p0 += block) {
-        int nk = n - p0 < block ? n - p0 : block;
-        for (int i = 0; i < nk; i++)
-            widen_row8(k, ld, p0 + i, d, kb + (size_t)i * (size_t)d, true);
-        scores16_rows(kb, (size_t)d, nk, d, qt, s + (size_t)T2_ATTN_LANES * (size_t)p0);
-    }
-}
+T2_DEFINE_SCORES16(scores16, scores16_rows, widen_row8, 8)
 
 /* Masks, then exp(s - each lane's max) in place; one over each lane's
  * sum into inv[16]. */
 INLINE void softmax16(float *s, int nmax, const int *n, int nq, int gap_from, int gap_to,
                       float *inv)
 {
-    int lim[T2_ATTN_LANES], nmin = nmax;
-    for (int j = 0; j < T2_ATTN_LANES; j++) {
-        lim[j] = j < nq ? n[j] : nmax;
-        nmin = lim[j] < nmin ? lim[j] : nmin;
-    }
+    int lim[T2_ATTN_LANES], nmin = t2_attn16_limits(n, nq, nmax, lim);
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256i ll = _mm256_loadu_si256((const __m256i *)(const void *)lim);
     __m256i lh = _mm256_loadu_si256((const __m256i *)(const void *)(lim + 8));
@@ -567,9 +548,7 @@ INLINE void attn16_any(const void *k, const void *v, size_t ld, int d, const flo
                        const int *n, int gap_from, int gap_to, float *s, float *const *out,
                        bool half)
 {
-    int nmax = 0;
-    for (int j = 0; j < nq; j++)
-        nmax = n[j] > nmax ? n[j] : nmax;
+    int nmax = t2_attn16_keys(n, nq);
     scores16(k, ld, nmax, d, qt, s, half);
     float inv[T2_ATTN_LANES];
     softmax16(s, nmax, n, nq, gap_from, gap_to, inv);

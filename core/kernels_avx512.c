@@ -14,6 +14,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "kernels_attn16.h"
 #include "kernels_exp.h"
 #include "kernels_q8.h"
 #include "kernels_tiled.h"
@@ -586,36 +587,13 @@ INLINE void scores16_rows(const float *k, size_t ld, int nk, int d, const float 
         scores16_keys(k + (size_t)p * ld, ld, d, qt, 1, s + (size_t)T2_ATTN_LANES * p);
 }
 
-/* s[16 p + j] = k_p . q_j for p < n. f16 keys are widened into a 16 KiB
- * buffer first, a block of rows at a time (the same values, so the same
- * sums): the kernel's broadcasts then read lines stored long before
- * (read right after a 64-byte store, they wait for it). */
-INLINE void scores16(const void *k, size_t ld, int n, int d, const float *qt, float *s, bool half)
-{
-    if (!half) {
-        scores16_rows((const float *)k, ld, n, d, qt, s);
-        return;
-    }
-    enum { BUF = 4096 };
-    float kb[BUF];
-    int block = BUF / d / KEY_STEP * KEY_STEP;
-    for (int p0 = 0; p0 < n; p0 += block) {
-        int nk = n - p0 < block ? n - p0 : block;
-        for (int i = 0; i < nk; i++)
-            widen_row(k, ld, p0 + i, d, kb + (size_t)i * (size_t)d, true);
-        scores16_rows(kb, (size_t)d, nk, d, qt, s + (size_t)T2_ATTN_LANES * (size_t)p0);
-    }
-}
+T2_DEFINE_SCORES16(scores16, scores16_rows, widen_row, 0)
 
 /* The masks (keys past each lane's n, the gap), then each lane's
  * exp(s - its max) in place; returns one over each lane's sum. */
 INLINE __m512 softmax16(float *s, int nmax, const int *n, int nq, int gap_from, int gap_to)
 {
-    int lim[T2_ATTN_LANES], nmin = nmax;
-    for (int j = 0; j < T2_ATTN_LANES; j++) {
-        lim[j] = j < nq ? n[j] : nmax;
-        nmin = lim[j] < nmin ? lim[j] : nmin;
-    }
+    int lim[T2_ATTN_LANES], nmin = t2_attn16_limits(n, nq, nmax, lim);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512i vlim = _mm512_loadu_si512((const void *)lim);
     for (int p = nmin; p < nmax; p++) {
@@ -714,9 +692,7 @@ INLINE void attn16_any(const void *k, const void *v, size_t ld, int d, const flo
                        const int *n, int gap_from, int gap_to, float *s, float *const *out,
                        bool half)
 {
-    int nmax = 0;
-    for (int j = 0; j < nq; j++)
-        nmax = n[j] > nmax ? n[j] : nmax;
+    int nmax = t2_attn16_keys(n, nq);
     scores16(k, ld, nmax, d, qt, s, half);
     float inv[T2_ATTN_LANES] __attribute__((aligned(64)));
     _mm512_store_ps(inv, softmax16(s, nmax, n, nq, gap_from, gap_to));
