@@ -705,51 +705,61 @@ static void test_attn_lane_plan(void **state)
 static void test_split_keys(void **state)
 {
     fixture *f = *state;
-    enum { PROMPT = 20, STEPS = 30, V = 1024 };
+    enum { MAX_STEPS = 30, V = 1024, BR_ROWS = 8 };
     static const struct {
         int split_keys, chunk_keys;
     } cfgs[] = {{3, 2}, {1 << 20, 2}};
-    int32_t ids[PROMPT + STEPS];
-    for (int i = 0; i < PROMPT + STEPS; i++)
+    /* quick mode (valgrind, where every 2-key chunk is a few kernel
+     * calls): the f16 cache only, a 12-token prompt and 4 steps (5 and 6
+     * splits of 3 keys) */
+    bool quick = test_quick();
+    int prompt = quick ? 12 : 20, steps = quick ? 4 : MAX_STEPS;
+    int32_t ids[20 + MAX_STEPS];
+    for (int i = 0; i < prompt + steps; i++)
         ids[i] = (int32_t)(5 + (i * 53 + i / 3) % 1000);
-    float *want = malloc(8 * V * sizeof *want);
-    for (int f16 = 0; f16 < 2; f16++)
+    /* branches: a row after 5 other branch rows skips their slots */
+    const int32_t br[BR_ROWS] = {10, 11, 12, 13, 14, 20, 30, 31};
+    const int lens[] = {5, 1, 2};
+    float *want = malloc((size_t)(MAX_STEPS + BR_ROWS) * V * sizeof *want);
+    for (int f16 = quick ? 1 : 0; f16 < 2; f16++) {
+        f->m->kv_f16 = f16;
+        double tol = f16 ? 5e-4 : 1e-5; /* test_long_prompt_chunks */
+        t2_ctx *one;
+        t2_err err;
+        const float *a;
+        assert_int_equal(t2_ctx_create(&one, f->m, f->pool, 0, &err), 0);
+        assert_true(one->attn_split_keys > prompt + steps && one->attn_chunk_keys >= 256);
+        assert_int_equal(t2_forward(one, ids, prompt, false, &a, &err), 0);
+        for (int t = 0; t < steps; t++) {
+            assert_int_equal(t2_forward(one, &ids[prompt + t], 1, false, &a, &err), 0);
+            memcpy(want + (size_t)t * V, a, V * sizeof *want);
+        }
+        assert_int_equal(t2_forward_branches(one, br, lens, 3, &a, &err), 0);
+        memcpy(want + (size_t)steps * V, a, BR_ROWS * V * sizeof *want);
+        t2_ctx_free(one);
         for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
-            f->m->kv_f16 = f16;
-            double tol = f16 ? 5e-4 : 1e-5; /* test_long_prompt_chunks */
-            t2_ctx *one, *split;
-            t2_err err;
-            assert_int_equal(t2_ctx_create(&one, f->m, f->pool, 0, &err), 0);
+            t2_ctx *split;
+            const float *b;
             assert_int_equal(t2_ctx_create(&split, f->m, f->pool, 0, &err), 0);
-            assert_true(one->attn_split_keys > PROMPT + STEPS && one->attn_chunk_keys >= 256);
             split->attn_split_keys = cfgs[c].split_keys;
             split->attn_chunk_keys = cfgs[c].chunk_keys;
-            const float *a, *b;
-            assert_int_equal(t2_forward(one, ids, PROMPT, false, &a, &err), 0);
-            assert_int_equal(t2_forward(split, ids, PROMPT, false, &b, &err), 0);
+            assert_int_equal(t2_forward(split, ids, prompt, false, &b, &err), 0);
             double worst = 0.0;
-            for (int t = PROMPT; t < PROMPT + STEPS; t++) {
-                assert_int_equal(t2_forward(one, &ids[t], 1, false, &a, &err), 0);
-                memcpy(want, a, V * sizeof *want);
-                assert_int_equal(t2_forward(split, &ids[t], 1, false, &b, &err), 0);
-                double e = rel_l2(want, b, V);
+            for (int t = 0; t < steps; t++) {
+                assert_int_equal(t2_forward(split, &ids[prompt + t], 1, false, &b, &err), 0);
+                double e = rel_l2(want + (size_t)t * V, b, V);
                 worst = e > worst ? e : worst;
             }
             print_message("%s cache, %d-key splits of %d-key chunks vs one pass: worst relative "
                           "L2 %.3g\n",
                           f16 ? "f16" : "f32", cfgs[c].split_keys, cfgs[c].chunk_keys, worst);
             assert_true(worst < tol);
-            /* branches: a row after 5 other branch rows skips their slots */
-            const int32_t br[] = {10, 11, 12, 13, 14, 20, 30, 31};
-            const int lens[] = {5, 1, 2};
-            assert_int_equal(t2_forward_branches(one, br, lens, 3, &a, &err), 0);
-            memcpy(want, a, 8 * V * sizeof *want);
             assert_int_equal(t2_forward_branches(split, br, lens, 3, &b, &err), 0);
-            for (int r = 0; r < 8; r++)
-                assert_true(rel_l2(want + (size_t)r * V, b + (size_t)r * V, V) < tol);
-            t2_ctx_free(one);
+            for (int r = 0; r < BR_ROWS; r++)
+                assert_true(rel_l2(want + (size_t)(steps + r) * V, b + (size_t)r * V, V) < tol);
             t2_ctx_free(split);
         }
+    }
     free(want);
     f->m->kv_f16 = false;
 }
