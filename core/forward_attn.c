@@ -148,19 +148,15 @@ static void attend_split(t2_ctx *ws, const t2_row *row, int t, int layer, int kv
                 continue; /* every key of the chunk in the gap */
             tmp[PART_M] = mx;
             tmp[PART_L] = kern->exp_shift(sc, len, mx);
-            if (direct) {
-                float *out = att + (size_t)(h0 + g) * (size_t)d;
-                if (half)
-                    kern->attn_mix_f16(v, (size_t)d, len, d, sc, 1.0f / tmp[PART_L], out);
-                else
-                    kern->attn_mix(v, (size_t)d, len, d, sc, 1.0f / tmp[PART_L], out);
-                continue;
-            }
+            /* direct: the final output, times one over the sum */
+            float *out = direct ? att + (size_t)(h0 + g) * (size_t)d : tmp + PART_O;
+            float mix_scale = direct ? 1.0f / tmp[PART_L] : 1.0f;
             if (half)
-                kern->attn_mix_f16(v, (size_t)d, len, d, sc, 1.0f, tmp + PART_O);
+                kern->attn_mix_f16(v, (size_t)d, len, d, sc, mix_scale, out);
             else
-                kern->attn_mix(v, (size_t)d, len, d, sc, 1.0f, tmp + PART_O);
-            merge_part(part_at(ws, t, h0 + g, s), tmp, d);
+                kern->attn_mix(v, (size_t)d, len, d, sc, mix_scale, out);
+            if (!direct)
+                merge_part(part_at(ws, t, h0 + g, s), tmp, d);
         }
     }
     if (whole && !direct)

@@ -3,7 +3,6 @@
  * same code runs a prefill chunk (one sequence, consecutive positions)
  * and a batched decode step (one token of each of several sequences). */
 #include <cblas.h>
-#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
