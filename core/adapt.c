@@ -231,8 +231,10 @@ t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t
     for (size_t i = 0; i < svf->n; i++) {
         const t2_svf_matrix *mat = &svf->mats[i];
         t[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] =
-            (t2_factor){mat->u,      mat->vt,     s && s[i] ? s[i] : mat->s, mat->m, mat->n, mat->r,
-                        mat->u_bf16, mat->vt_bf16};
+            (t2_factor){mat->u,      mat->vt,      s && s[i] ? s[i] : mat->s,
+                        mat->m,      mat->n,       mat->r,
+                        mat->u_bf16, mat->vt_bf16, &mat->wm,
+                        mat->s};
     }
     return t;
 }
@@ -367,7 +369,8 @@ int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf 
         off += (size_t)mat->r;
         t2_svf_scaled_s(mat, z[i], s);
         a->factors[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] =
-            (t2_factor){mat->u, mat->vt, s, mat->m, mat->n, mat->r, mat->u_bf16, mat->vt_bf16};
+            (t2_factor){mat->u,      mat->vt,      s,        mat->m, mat->n, mat->r,
+                        mat->u_bf16, mat->vt_bf16, &mat->wm, mat->s};
     }
     for (int l = 0; l < m->cfg.n_layers; l++)
         a->layers[l].factors = a->factors + (size_t)l * T2_N_FACTOR_KINDS;

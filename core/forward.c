@@ -128,6 +128,8 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
         {&c->gather_x, T2_CHUNK * max_dim},
         {&c->gather_y, T2_CHUNK * max_dim},
         {&xb, m->wtype == T2_W_Q8_0 ? (3 * c->fact_half + 1) / 2 : 0},
+        {&c->rot_dz, m->wtype == T2_W_Q8_0 ? T2_KERNEL_ROWS * max_r : 0},
+        {&c->rot_part, m->wtype == T2_W_Q8_0 ? threads * T2_KERNEL_ROWS * max_r : 0},
         {&c->deq, m->wtype != T2_W_F32 ? threads * c->deq_floats : 0},
     };
     int mapped = map_arena(c, parts, (int)(sizeof parts / sizeof parts[0]));

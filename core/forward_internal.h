@@ -43,6 +43,8 @@ struct t2_ctx {
     float *fact_tmp;            /* 2 x [T2_CHUNK][max dim] for factored products */
     size_t fact_half;           /* floats in one half of fact_tmp */
     float *gather_x, *gather_y; /* [T2_CHUNK][max dim] for mixed-weight batches */
+    float *rot_dz;              /* [T2_KERNEL_ROWS][fact_half / T2_CHUNK], q8_0 only */
+    float *rot_part;            /* per worker the same, q8_0 only */
     const t2_kernels *kern;     /* the kernel variant in use */
     t2_q8_act xq;               /* X quantised for Q8_0 products: [xq_rows][max dim] */
     int xq_rows;                /* T2_CHUNK for a q8_0 model (prefill too), else T2_KERNEL_ROWS */

@@ -303,9 +303,144 @@ static const t2_factor *view_of(const t2_layer *L, int kind)
     return f ? f : L->mix && L->mix[kind].s ? &L->mix[kind] : NULL;
 }
 
-/* Bytes of U and Vt as a product with n rows of X reads them (factor_mat). */
+/* ---- a q8_0 model's adapted matrix, decode-sized: rotated ----
+ *
+ * With W = U diag(sigma) Vt the model's own matrix (what the SVD
+ * decomposed) and dz = s / sigma - 1 a row's change of its singular values:
+ * for r = n (V square) W' = U diag(s) Vt = W V diag(s / sigma) Vt, so
+ * W' x = W (x + V (dz . (Vt x))); for r = m (U square) W' x = y0 +
+ * U (dz . (Ut y0)) with y0 = W x. A decode step then reads W in Q8_0
+ * (1.06 bytes a weight) and the square factor in bf16 (2 r^2 bytes, read
+ * down its rows for one product and down its columns for the other, the
+ * second time from cache) instead of U and Vt in bf16 (2 (m + n) r bytes):
+ * a 2560 x 960 matrix 4.4 instead of 6.8 MB. Only the change passes
+ * through bf16 (a row with s = sigma gets W x exactly), so it is also
+ * closer to W' than the bf16 U diag(s) Vt. Prefill keeps U diag(s) Vt:
+ * bound by arithmetic there, and the rotation adds 2 r^2 products per
+ * row to the m n of W. */
+static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
+{
+    return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz && f->u_bf16 &&
+           f->vt_bf16 && n <= T2_KERNEL_ROWS && n <= c->kern->rotate_rows &&
+           (f->r == f->n || f->r == f->m);
+}
+
+/* The rotation's products, each worker on the rows of the square bf16
+ * factor R [k][cols] that t2_pool_share gives it, in both of its
+ * products (so its second pass reads them from its own L2; split by
+ * columns, a worker read rows the other workers had loaded, and the
+ * column walk ran at half the speed of the row walk): the row walk
+ * t = R x for its rows (right: scaled by dz and rounded to bf16), and
+ * the column walk's partial sum over its rows sum_k t_k R[k] into its
+ * own part of c->rot_part, added up after the pool run. */
+typedef struct rot_job {
+    t2_ctx *c;
+    const uint16_t *r; /* [k_rows][cols] */
+    int k_rows, cols, n;
+    const uint16_t *xb; /* right: X [n][cols] in bf16; left: X [n][k_rows] in bf16 */
+    float *t;           /* right: R X scaled by dz, [n][k_rows] */
+    uint16_t *tb;       /* the same in bf16 */
+    const float *const *dz;
+} rot_job;
+
+static float *rot_part(const t2_ctx *c, int worker)
+{
+    return c->rot_part + (size_t)worker * T2_KERNEL_ROWS * (c->fact_half / T2_CHUNK);
+}
+
+/* right (dz set): t = dz . (R x) for this worker's rows k, then the
+ * partial sum_k t_k R[k]; left: the partial sum_k x_k R[k]. */
+static void rot_worker(void *arg, int worker, int nw)
+{
+    const rot_job *j = arg;
+    int k0, k1;
+    t2_pool_share(j->k_rows, worker, nw, 16, &k0, &k1);
+    float *part = rot_part(j->c, worker);
+    size_t cols = (size_t)j->cols, kr = (size_t)j->k_rows;
+    if (k0 >= k1) {
+        memset(part, 0, (size_t)j->n * cols * sizeof *part);
+        return;
+    }
+    const uint16_t *x = j->xb + k0;
+    if (j->dz) {
+        t2_wmat rm = {T2_W_BF16, j->r, j->k_rows, j->cols, cols * sizeof(uint16_t)};
+        matmul_job mj = {j->c, j->t, NULL, NULL, &rm, j->n, j->xb};
+        matmul_range(&mj, worker, k0, k1);
+        for (int t = 0; t < j->n; t++) {
+            float *y = j->t + (size_t)t * kr;
+            for (int i = k0; i < k1; i++)
+                y[i] *= j->dz[t][i];
+            t2_bf16_round(y + k0, (size_t)(k1 - k0), j->tb + (size_t)t * kr + (size_t)k0);
+        }
+        x = j->tb + k0;
+    }
+    j->c->kern->bf16_t(j->r + (size_t)k0 * cols, cols * sizeof(uint16_t), k1 - k0, 0, j->cols, x,
+                       kr, j->n, part, cols);
+}
+
+/* out[t] = the workers' partials of row t (plus add[t]) (times dz[t]). */
+static void rot_sum(const t2_ctx *c, int n, int cols, float *out, const float *add,
+                    const float *const *dz)
+{
+    int nw = t2_pool_size(c->pool);
+    for (int t = 0; t < n; t++) {
+        float *o = out + (size_t)t * (size_t)cols;
+        for (int i = 0; i < cols; i++)
+            o[i] = add ? add[(size_t)t * (size_t)cols + (size_t)i] : 0.0f;
+        for (int w = 0; w < nw; w++) {
+            const float *p = rot_part(c, w) + (size_t)t * (size_t)cols;
+            for (int i = 0; i < cols; i++)
+                o[i] += p[i];
+        }
+        if (dz)
+            for (int i = 0; i < cols; i++)
+                o[i] *= dz[t][i];
+    }
+}
+
+/* Y = X · W'ᵀ (+ bias) for rows whose W' = U diag(s[t]) Vt (rotates()). */
+static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s, float *y,
+                           const float *x, const float *bias, int n)
+{
+    const float *dz[T2_KERNEL_ROWS];
+    for (int t = 0; t < n; t++) {
+        float *d = c->rot_dz + (size_t)t * c->fact_half / T2_CHUNK;
+        for (int i = 0; i < f->r; i++) /* sigma 0: W' has s = 0 there too */
+            d[i] = f->sigma[i] > 0.0f ? s[t][i] / f->sigma[i] - 1.0f : 0.0f;
+        dz[t] = d;
+    }
+    float *tmp = c->fact_tmp, *tmp2 = c->fact_tmp + c->fact_half;
+    /* the rotation's inputs rounded to bf16, as for U diag(s) Vt */
+    uint16_t *xb = c->xb, *tb = c->xb + c->fact_half;
+    if (f->r == f->n) { /* x' = x + V (dz . (Vt x)), then W x' */
+        convert_x(c, x, n, f->n, xb);
+        rot_job rj = {c, f->vt_bf16, f->r, f->n, n, xb, tmp, tb, dz};
+        t2_pool_run(c->pool, rot_worker, &rj);
+        rot_sum(c, n, f->n, tmp2, x, NULL);
+        matmul(c, y, tmp2, NULL, f->base, bias, n);
+        return;
+    }
+    /* y0 = W x, then y0 + U (dz . (Ut y0)) */
+    t2_wmat u = {T2_W_BF16, f->u_bf16, f->m, f->r, (size_t)f->r * sizeof(uint16_t)};
+    matmul(c, y, x, NULL, f->base, NULL, n);
+    convert_x(c, y, n, f->m, xb);
+    rot_job rj = {c, f->u_bf16, f->m, f->r, n, xb, NULL, NULL, NULL};
+    t2_pool_run(c->pool, rot_worker, &rj);
+    rot_sum(c, n, f->r, tmp, NULL, dz);
+    t2_bf16_round(tmp, (size_t)n * (size_t)f->r, tb);
+    matmul(c, tmp2, tmp, tb, &u, NULL, n); /* each worker its rows of U again */
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < f->m; i++)
+            y[(size_t)t * (size_t)f->m + (size_t)i] +=
+                tmp2[(size_t)t * (size_t)f->m + (size_t)i] + (bias ? bias[i] : 0.0f);
+}
+
+/* Bytes of U and Vt as a product with n rows of X reads them (factor_mat),
+ * or of W and the square factor in the rotated form. */
 static size_t factor_bytes(const t2_ctx *c, const t2_factor *f, int n)
 {
+    if (rotates(c, f, n))
+        return (size_t)f->base->rows * f->base->stride + 2 * (size_t)f->r * (size_t)f->r;
     size_t each = reads_bf16_factor(c, f->u_bf16, n) ? 2 : sizeof(float);
     return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * each;
 }
@@ -357,12 +492,16 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
         matmul(c, y, x, NULL, &w, bias_of(first, kind), n);
         return;
     }
-    /* bf16 factors for a bf16 or q8_0 model, float32 for f32 */
-    t2_wmat vt = factor_mat(c, f->vt, f->vt_bf16, f->r, f->n, n),
-            u = factor_mat(c, f->u, f->u_bf16, f->m, f->r, n);
     const float *s[T2_CHUNK];
     for (int t = 0; t < n; t++)
         s[t] = view_of(&L[t][layer], kind)->s;
+    if (rotates(c, f, n)) {
+        rotated_matmul(c, f, s, y, x, bias_of(first, kind), n);
+        return;
+    }
+    /* bf16 factors for a bf16 or q8_0 model, float32 for f32 */
+    t2_wmat vt = factor_mat(c, f->vt, f->vt_bf16, f->r, f->n, n),
+            u = factor_mat(c, f->u, f->u_bf16, f->m, f->r, n);
     /* a q8_0 model: X and T rounded to bf16 (c->xb) */
     bool x16 = c->xb && vt.type == T2_W_BF16;
     uint16_t *xb = x16 ? c->xb : NULL, *tb = x16 ? c->xb + c->fact_half : NULL;
@@ -463,7 +602,7 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
         g = view_of(L, T2_WGATE), u = view_of(L, T2_WUP);
     else
         return false;
-    if (!g || !u || g->m != u->m || g->r != u->r)
+    if (!g || !u || g->m != u->m || g->r != u->r || rotates(c, g, n) || rotates(c, u, n))
         return false;
     float *tg = c->fact_tmp, *tu = c->fact_tmp + c->fact_half;
     t2_wmat gvt = factor_mat(c, g->vt, g->vt_bf16, g->r, g->n, n),

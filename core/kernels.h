@@ -88,6 +88,15 @@ typedef struct t2_kernels {
      * bf16 (faster than widening X inside the loop). */
     void (*bf16_x16)(const uint16_t *w, size_t ldw, int rows, int cols, const uint16_t *x, int n,
                      float *y, size_t ldy);
+    /* The transposed bf16 product: y[i][c] = sum_k x[i][k] * w[k][c] for
+     * the columns c0 <= c < c1 of the bf16 rows w[0..rows), x in bf16 as
+     * for bf16_x16 (rows of `rows` values, ldx apart). A matrix stored for
+     * Y = X · Wᵀ serves Y = X · W too (V from the rows of Vᵀ, Uᵀ from
+     * those of U) without a transposed copy. Sums in a different order
+     * than the scalar reference (pairs of rows per vdpbf16ps with
+     * AVX512-BF16), within float rounding of it. */
+    void (*bf16_t)(const uint16_t *w, size_t ldw, int rows, int c0, int c1, const uint16_t *x,
+                   size_t ldx, int n, float *y, size_t ldy);
     /* SwiGLU's elementwise step: g[i] = g[i] / (1 + exp(-g[i])) * u[i].
      * The vector variants compute exp with a polynomial (Cephes' expf,
      * about 1 ulp) instead of libm's expf: within 1e-6 relative of the
@@ -132,6 +141,15 @@ typedef struct t2_kernels {
                    const int *n, int gap_from, int gap_to, float *s, float *const *out);
     void (*attn16_f16)(const uint16_t *k, const uint16_t *v, size_t ld, int d, const float *qt,
                        int nq, const int *n, int gap_from, int gap_to, float *s, float *const *out);
+    /* Not a kernel: the most rows of X for which a q8_0 model's adapted
+     * matrices go through the rotated form (W and the square factor,
+     * forward_layers.c) instead of U diag(s) Vt. The rotated form reads
+     * fewer bytes but multiplies more: W in int8 plus 2 r^2 bf16
+     * products per row. Where bf16 products run on AMX tiles and int8
+     * ones on VNNI, U diag(s) Vt is faster from 8 rows on (device Xeon,
+     * mixed batch of 8: 202-212 tok/s against 137-148 rotated). 16: every
+     * decode-sized product (forward_internal.h, T2_KERNEL_ROWS). */
+    int rotate_rows;
 } t2_kernels;
 
 #define T2_ATTN_LANES 16

@@ -217,6 +217,12 @@ static void attn_mix_f16_amx(const uint16_t *v, size_t ld, int n, int d, const f
     t2_kernels_avx512bf16.attn_mix_f16(v, ld, n, d, w, scale, out);
 }
 
+static void bf16_t_amx(const uint16_t *w, size_t ldw, int rows, int c0, int c1, const uint16_t *x,
+                       size_t ldx, int n, float *y, size_t ldy)
+{
+    t2_kernels_avx512bf16.bf16_t(w, ldw, rows, c0, c1, x, ldx, n, y, ldy);
+}
+
 static float exp_shift_amx(float *s, int n, float mx)
 {
     return t2_kernels_avx512bf16.exp_shift(s, n, mx);
@@ -241,6 +247,7 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    q8_0_amx,
                                    q8_act_amx,
                                    bf16_x16_amx,
+                                   bf16_t_amx,
                                    silu_mul_amx,
                                    attn_scores_amx,
                                    attn_mix_amx,
@@ -249,4 +256,5 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    attn_scores_f16_amx,
                                    attn_mix_f16_amx,
                                    attn16_amx,
-                                   attn16_f16_amx};
+                                   attn16_f16_amx,
+                                   1};

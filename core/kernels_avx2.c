@@ -241,6 +241,62 @@ INLINE __m256i lanes_below(int left)
  * n % 8 values through masks, so every value gets the same arithmetic.
  * Below -88.3, exp(-g) is clamped to 2.2e38 (the result: ~g / 2.2e38
  * instead of -0); above 87.3 to 1.2e-38 (the result: g, as libm's). */
+/* ---- the transposed bf16 product (bf16_t) ---- */
+
+/* Columns c..c+15 for nx <= 4 rows of x, as bf16_t_cols in the AVX-512
+ * file; a short last block goes through a zero-padded copy of the row. */
+INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, int cols, const uint16_t *x,
+                        size_t ldx, int nx, float *y, size_t ldy)
+{
+    __m256 a[4][2];
+    for (int i = 0; i < nx; i++)
+        a[i][0] = a[i][1] = _mm256_setzero_ps();
+    const char *wp = (const char *)w + (size_t)c * sizeof(uint16_t);
+    for (int k = 0; k < rows; k++, wp += ldw) {
+        _mm_prefetch(wp + 8 * ldw, _MM_HINT_T0);
+        __m256i raw;
+        if (cols >= 16) {
+            raw = _mm256_loadu_si256((const __m256i *)(const void *)wp);
+        } else {
+            uint16_t tail[16] = {0};
+            memcpy(tail, wp, (size_t)cols * sizeof *tail);
+            raw = _mm256_loadu_si256((const __m256i *)(const void *)tail);
+        }
+        __m256 lo = _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(raw)), 16));
+        __m256 hi = _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(raw, 1)), 16));
+        for (int i = 0; i < nx; i++) {
+            __m256 xv = _mm256_set1_ps(t2_bf16_to_f32(x[(size_t)i * ldx + (size_t)k]));
+            a[i][0] = _mm256_fmadd_ps(xv, lo, a[i][0]);
+            a[i][1] = _mm256_fmadd_ps(xv, hi, a[i][1]);
+        }
+    }
+    for (int i = 0; i < nx; i++) {
+        float out[16];
+        _mm256_storeu_ps(out, a[i][0]);
+        _mm256_storeu_ps(out + 8, a[i][1]);
+        memcpy(y + (size_t)i * ldy + c, out, (size_t)(cols < 16 ? cols : 16) * sizeof *out);
+    }
+}
+
+TARGET static void bf16_t_avx2(const uint16_t *w, size_t ldw, int rows, int c0, int c1,
+                               const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)
+{
+    for (int c = c0; c < c1; c += 16)
+        for (int i0 = 0; i0 < n; i0 += 4) {
+            const uint16_t *xi = x + (size_t)i0 * ldx;
+            float *yi = y + (size_t)i0 * ldy;
+            int cols = c1 - c;
+            switch (n - i0 < 4 ? n - i0 : 4) {
+            case 1: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 1, yi, ldy); break;
+            case 2: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 2, yi, ldy); break;
+            case 3: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 3, yi, ldy); break;
+            default: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 4, yi, ldy); break;
+            }
+        }
+}
+
 TARGET static void silu_mul_avx2(float *g, const float *u, size_t n)
 {
     size_t i = 0;
@@ -593,6 +649,7 @@ const t2_kernels t2_kernels_avx2 = {"avx2",
                                     q8_0_avx2,
                                     t2_q8_act_quantize,
                                     NULL,
+                                    bf16_t_avx2,
                                     silu_mul_avx2,
                                     attn_scores_avx2,
                                     attn_mix_avx2,
@@ -601,4 +658,5 @@ const t2_kernels t2_kernels_avx2 = {"avx2",
                                     attn_scores_f16_avx2,
                                     attn_mix_f16_avx2,
                                     attn16_avx2,
-                                    attn16_f16_avx2};
+                                    attn16_f16_avx2,
+                                    16};

@@ -422,6 +422,71 @@ INLINE __m512 clamp_exp_arg(__m512 x)
 }
 
 /* g / (1 + exp(-g)) * u, 16 at a time (the last n % 16 masked). */
+/* ---- the transposed bf16 product (bf16_t) ---- */
+
+/* 32 bf16 values widened to floats: the low 16 into *lo, the high into *hi. */
+INLINE void widen_bf16x32(__m512i raw, __m512 *lo, __m512 *hi)
+{
+    *lo = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(raw)), 16));
+    *hi = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(raw, 1)), 16));
+}
+
+/* Columns c..c+31 (those under mask m) for nx <= 8 rows of x: a line of
+ * each w row at a time, 2 x nx accumulators (nx a constant where inlined). */
+INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask32 m,
+                        const uint16_t *x, size_t ldx, int nx, float *y, size_t ldy)
+{
+    __m512 a[8][2];
+    for (int i = 0; i < nx; i++)
+        a[i][0] = a[i][1] = _mm512_setzero_ps();
+    const char *wp = (const char *)w + (size_t)c * sizeof(uint16_t);
+    for (int k = 0; k < rows; k++, wp += ldw) {
+        _mm_prefetch(wp + 8 * ldw, _MM_HINT_T0); /* a column walk: no stream for the hardware */
+        __m512 lo, hi;
+        widen_bf16x32(_mm512_maskz_loadu_epi16(m, wp), &lo, &hi);
+        for (int i = 0; i < nx; i++) {
+            __m512 xv = _mm512_set1_ps(t2_bf16_to_f32(x[(size_t)i * ldx + (size_t)k]));
+            a[i][0] = _mm512_fmadd_ps(xv, lo, a[i][0]);
+            a[i][1] = _mm512_fmadd_ps(xv, hi, a[i][1]);
+        }
+    }
+    for (int i = 0; i < nx; i++) {
+        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c, (__mmask16)m, a[i][0]);
+        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16), a[i][1]);
+    }
+}
+
+/* bf16_t's entry: 32-column blocks, up to 8 rows of x per call of
+ * cols_fn (nx a constant in each case, so its accumulators stay in
+ * registers). */
+#define DEFINE_BF16_T(name, target, cols_fn)                                                       \
+    target static void name(const uint16_t *w, size_t ldw, int rows, int c0, int c1,               \
+                            const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)            \
+    {                                                                                              \
+        for (int c = c0; c < c1; c += 32) {                                                        \
+            __mmask32 m =                                                                          \
+                c1 - c >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (c1 - c)) - 1u);        \
+            for (int i0 = 0; i0 < n; i0 += 8) {                                                    \
+                const uint16_t *xi = x + (size_t)i0 * ldx;                                         \
+                float *yi = y + (size_t)i0 * ldy;                                                  \
+                switch (n - i0 < 8 ? n - i0 : 8) {                                                 \
+                case 1: cols_fn(w, ldw, rows, c, m, xi, ldx, 1, yi, ldy); break;                   \
+                case 2: cols_fn(w, ldw, rows, c, m, xi, ldx, 2, yi, ldy); break;                   \
+                case 3: cols_fn(w, ldw, rows, c, m, xi, ldx, 3, yi, ldy); break;                   \
+                case 4: cols_fn(w, ldw, rows, c, m, xi, ldx, 4, yi, ldy); break;                   \
+                case 5: cols_fn(w, ldw, rows, c, m, xi, ldx, 5, yi, ldy); break;                   \
+                case 6: cols_fn(w, ldw, rows, c, m, xi, ldx, 6, yi, ldy); break;                   \
+                case 7: cols_fn(w, ldw, rows, c, m, xi, ldx, 7, yi, ldy); break;                   \
+                default: cols_fn(w, ldw, rows, c, m, xi, ldx, 8, yi, ldy); break;                  \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_BF16_T(bf16_t_avx512, TARGET, bf16_t_cols)
+
 TARGET static void silu_mul_avx512(float *g, const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i += 16) {
@@ -719,6 +784,7 @@ const t2_kernels t2_kernels_avx512 = {"avx512",
                                       q8_0_avx512,
                                       q8_act_avx512,
                                       NULL,
+                                      bf16_t_avx512,
                                       silu_mul_avx512,
                                       attn_scores_avx512,
                                       attn_mix_avx512,
@@ -727,7 +793,8 @@ const t2_kernels t2_kernels_avx512 = {"avx512",
                                       attn_scores_f16_avx512,
                                       attn_mix_f16_avx512,
                                       attn16_avx512,
-                                      attn16_f16_avx512};
+                                      attn16_f16_avx512,
+                                      16};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -796,8 +863,70 @@ TARGET_BF16 static void bf16_x16_avx512bf16(const uint16_t *w, size_t ldw, int r
     tiled_dp_bf16((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
-const t2_kernels t2_kernels_avx512bf16 = {
-    "avx512bf16",        f32_avx512,          bf16_avx512,       q8_0_avx512,
-    q8_act_avx512,       bf16_x16_avx512bf16, silu_mul_avx512,   attn_scores_avx512,
-    attn_mix_avx512,     exp_shift_avx512,    t2_f16_store_f16c, attn_scores_f16_avx512,
-    attn_mix_f16_avx512, attn16_avx512,       attn16_f16_avx512};
+/* bf16_t with vdpbf16ps: two rows of w at a time, interleaved into
+ * (w[k][c], w[k + 1][c]) pairs, against x's (x[k], x[k + 1]) pair (two
+ * adjacent bf16 values: one 32-bit broadcast). The pairs of a 32-column
+ * line come out of unpacklo/hi in the column order 0-3, 8-11, 16-19,
+ * 24-27 (lo) and 4-7, 12-15, ... (hi), put back in order at the end. */
+INLINE void bf16_t_dp_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask32 m,
+                           const uint16_t *x, size_t ldx, int nx, float *y, size_t ldy)
+{
+    __m512 lo[8], hi[8];
+    for (int i = 0; i < nx; i++)
+        lo[i] = hi[i] = _mm512_setzero_ps();
+    const char *wp = (const char *)w + (size_t)c * sizeof(uint16_t);
+    int k = 0;
+    for (; k + 2 <= rows; k += 2, wp += 2 * ldw) {
+        _mm_prefetch(wp + 8 * ldw, _MM_HINT_T0);
+        _mm_prefetch(wp + 9 * ldw, _MM_HINT_T0);
+        __m512i a = _mm512_maskz_loadu_epi16(m, wp), b = _mm512_maskz_loadu_epi16(m, wp + ldw);
+        __m512bh pl = (__m512bh)_mm512_unpacklo_epi16(a, b),
+                 ph = (__m512bh)_mm512_unpackhi_epi16(a, b);
+        for (int i = 0; i < nx; i++) {
+            uint32_t pair;
+            memcpy(&pair, x + (size_t)i * ldx + (size_t)k, sizeof pair);
+            __m512bh xp = (__m512bh)_mm512_set1_epi32((int)pair);
+            lo[i] = _mm512_dpbf16_ps(lo[i], pl, xp);
+            hi[i] = _mm512_dpbf16_ps(hi[i], ph, xp);
+        }
+    }
+    if (k < rows) { /* an odd last row, paired with zeros */
+        __m512i a = _mm512_maskz_loadu_epi16(m, wp), z = _mm512_setzero_si512();
+        __m512bh pl = (__m512bh)_mm512_unpacklo_epi16(a, z),
+                 ph = (__m512bh)_mm512_unpackhi_epi16(a, z);
+        for (int i = 0; i < nx; i++) {
+            __m512bh xp = (__m512bh)_mm512_set1_epi32((int)x[(size_t)i * ldx + (size_t)k]);
+            lo[i] = _mm512_dpbf16_ps(lo[i], pl, xp);
+            hi[i] = _mm512_dpbf16_ps(hi[i], ph, xp);
+        }
+    }
+    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i second =
+        _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int i = 0; i < nx; i++) {
+        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c, (__mmask16)m,
+                              _mm512_permutex2var_ps(lo[i], first, hi[i]));
+        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16),
+                              _mm512_permutex2var_ps(lo[i], second, hi[i]));
+    }
+}
+
+DEFINE_BF16_T(bf16_t_avx512bf16, TARGET_BF16, bf16_t_dp_cols)
+
+const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16",
+                                          f32_avx512,
+                                          bf16_avx512,
+                                          q8_0_avx512,
+                                          q8_act_avx512,
+                                          bf16_x16_avx512bf16,
+                                          bf16_t_avx512bf16,
+                                          silu_mul_avx512,
+                                          attn_scores_avx512,
+                                          attn_mix_avx512,
+                                          exp_shift_avx512,
+                                          t2_f16_store_f16c,
+                                          attn_scores_f16_avx512,
+                                          attn_mix_f16_avx512,
+                                          attn16_avx512,
+                                          attn16_f16_avx512,
+                                          16};

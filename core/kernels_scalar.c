@@ -79,6 +79,21 @@ static void q8_0_scalar(const uint8_t *w, size_t ldw, int rows, int cols, const 
     }
 }
 
+static void bf16_t_scalar(const uint16_t *w, size_t ldw, int rows, int c0, int c1,
+                          const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)
+{
+    for (int i = 0; i < n; i++)
+        for (int c = c0; c < c1; c++) {
+            float acc = 0.0f;
+            for (int k = 0; k < rows; k++) {
+                const uint16_t *row =
+                    (const uint16_t *)(const void *)((const char *)w + (size_t)k * ldw);
+                acc += t2_bf16_to_f32(x[(size_t)i * ldx + (size_t)k]) * t2_bf16_to_f32(row[c]);
+            }
+            y[(size_t)i * ldy + (size_t)c] = acc;
+        }
+}
+
 static void silu_mul_scalar(float *g, const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -197,6 +212,7 @@ const t2_kernels t2_kernels_scalar = {"scalar",
                                       q8_0_scalar,
                                       t2_q8_act_quantize,
                                       bf16_x16_scalar,
+                                      bf16_t_scalar,
                                       silu_mul_scalar,
                                       attn_scores_scalar,
                                       attn_mix_scalar,
@@ -205,4 +221,5 @@ const t2_kernels t2_kernels_scalar = {"scalar",
                                       attn_scores_f16_scalar,
                                       attn_mix_f16_scalar,
                                       attn16_scalar,
-                                      attn16_f16_scalar};
+                                      attn16_f16_scalar,
+                                      16};

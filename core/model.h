@@ -60,6 +60,12 @@ typedef struct t2_factor {
     const float *s;  /* [r] */
     int m, n, r;
     const uint16_t *u_bf16, *vt_bf16; /* U and Vt in bf16 (NULL: use the f32 ones) */
+    /* The matrix the SVD decomposed, W = U diag(sigma) Vt, in the model's
+     * format, and sigma: a q8_0 model's decode-sized products apply
+     * U diag(s) Vt as W and a rotation by the square factor
+     * (forward_layers.c). NULL where not known. */
+    const t2_wmat *base;
+    const float *sigma;
 } t2_factor;
 
 /* Slots of t2_layer.factors, also enum t2_svf_kind's values. */
