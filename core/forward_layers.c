@@ -378,61 +378,80 @@ static void rot_worker(void *arg, int worker, int nw)
                        kr, j->n, part, cols);
 }
 
-/* out[t] = the workers' partials of row t (plus add[t]) (times dz[t]). */
-static void rot_sum(const t2_ctx *c, int n, int cols, float *out, const float *add,
-                    const float *const *dz)
+/* rows[j] += the workers' partials of row j, then (dz set) times dz[j]. */
+static void rot_sum(const t2_ctx *c, int n, int cols, float *const *rows, const float *const *dz)
 {
     int nw = t2_pool_size(c->pool);
-    for (int t = 0; t < n; t++) {
-        float *o = out + (size_t)t * (size_t)cols;
-        for (int i = 0; i < cols; i++)
-            o[i] = add ? add[(size_t)t * (size_t)cols + (size_t)i] : 0.0f;
+    for (int j = 0; j < n; j++) {
+        float *o = rows[j];
         for (int w = 0; w < nw; w++) {
-            const float *p = rot_part(c, w) + (size_t)t * (size_t)cols;
+            const float *p = rot_part(c, w) + (size_t)j * (size_t)cols;
             for (int i = 0; i < cols; i++)
                 o[i] += p[i];
         }
         if (dz)
             for (int i = 0; i < cols; i++)
-                o[i] *= dz[t][i];
+                o[i] *= dz[j][i];
     }
 }
 
-/* Y = X · W'ᵀ (+ bias) for rows whose W' = U diag(s[t]) Vt (rotates()). */
+/* Y = X · W'ᵀ (+ bias) for rows whose W' = U diag(s[t]) Vt (rotates()).
+ * Rows on the base's own view (s is sigma: no change) skip the rotation;
+ * the others are its rows 0..act-1 (row idx[j] of X and Y). */
 static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s, float *y,
                            const float *x, const float *bias, int n)
 {
     const float *dz[T2_KERNEL_ROWS];
+    int idx[T2_KERNEL_ROWS], act = 0;
     for (int t = 0; t < n; t++) {
-        float *d = c->rot_dz + (size_t)t * c->fact_half / T2_CHUNK;
+        if (s[t] == f->sigma)
+            continue;
+        float *d = c->rot_dz + (size_t)act * c->fact_half / T2_CHUNK;
         for (int i = 0; i < f->r; i++) /* sigma 0: W' has s = 0 there too */
             d[i] = f->sigma[i] > 0.0f ? s[t][i] / f->sigma[i] - 1.0f : 0.0f;
-        dz[t] = d;
+        dz[act] = d;
+        idx[act++] = t;
+    }
+    if (act == 0) {
+        matmul(c, y, x, NULL, f->base, bias, n);
+        return;
     }
     float *tmp = c->fact_tmp, *tmp2 = c->fact_tmp + c->fact_half;
+    float *rows[T2_KERNEL_ROWS];
+    size_t m = (size_t)f->m, in = (size_t)f->n, r = (size_t)f->r;
     /* the rotation's inputs rounded to bf16, as for U diag(s) Vt */
     uint16_t *xb = c->xb, *tb = c->xb + c->fact_half;
     if (f->r == f->n) { /* x' = x + V (dz . (Vt x)), then W x' */
-        convert_x(c, x, n, f->n, xb);
-        rot_job rj = {c, f->vt_bf16, f->r, f->n, n, xb, tmp, tb, dz};
+        for (int j = 0; j < act; j++) {
+            t2_bf16_round(x + (size_t)idx[j] * in, in, xb + (size_t)j * in);
+            rows[j] = tmp2 + (size_t)idx[j] * in;
+        }
+        rot_job rj = {c, f->vt_bf16, f->r, f->n, act, xb, tmp, tb, dz};
         t2_pool_run(c->pool, rot_worker, &rj);
-        rot_sum(c, n, f->n, tmp2, x, NULL);
+        memcpy(tmp2, x, (size_t)n * in * sizeof *tmp2);
+        rot_sum(c, act, f->n, rows, NULL);
         matmul(c, y, tmp2, NULL, f->base, bias, n);
         return;
     }
     /* y0 = W x, then y0 + U (dz . (Ut y0)) */
-    t2_wmat u = {T2_W_BF16, f->u_bf16, f->m, f->r, (size_t)f->r * sizeof(uint16_t)};
+    t2_wmat u = {T2_W_BF16, f->u_bf16, f->m, f->r, r * sizeof(uint16_t)};
     matmul(c, y, x, NULL, f->base, NULL, n);
-    convert_x(c, y, n, f->m, xb);
-    rot_job rj = {c, f->u_bf16, f->m, f->r, n, xb, NULL, NULL, NULL};
+    for (int j = 0; j < act; j++) {
+        t2_bf16_round(y + (size_t)idx[j] * m, m, xb + (size_t)j * m);
+        rows[j] = tmp + (size_t)j * r;
+    }
+    rot_job rj = {c, f->u_bf16, f->m, f->r, act, xb, NULL, NULL, NULL};
     t2_pool_run(c->pool, rot_worker, &rj);
-    rot_sum(c, n, f->r, tmp, NULL, dz);
-    t2_bf16_round(tmp, (size_t)n * (size_t)f->r, tb);
-    matmul(c, tmp2, tmp, tb, &u, NULL, n); /* each worker its rows of U again */
-    for (int t = 0; t < n; t++)
-        for (int i = 0; i < f->m; i++)
-            y[(size_t)t * (size_t)f->m + (size_t)i] +=
-                tmp2[(size_t)t * (size_t)f->m + (size_t)i] + (bias ? bias[i] : 0.0f);
+    memset(tmp, 0, (size_t)act * r * sizeof *tmp);
+    rot_sum(c, act, f->r, rows, dz);
+    t2_bf16_round(tmp, (size_t)act * r, tb);
+    matmul(c, tmp2, tmp, tb, &u, NULL, act); /* each worker its rows of U again */
+    for (int j = 0; j < act; j++)
+        for (size_t i = 0; i < m; i++)
+            y[(size_t)idx[j] * m + i] += tmp2[(size_t)j * m + i];
+    for (int t = 0; bias && t < n; t++)
+        for (size_t i = 0; i < m; i++)
+            y[(size_t)t * m + i] += bias[i];
 }
 
 /* Bytes of U and Vt as a product with n rows of X reads them (factor_mat),
