@@ -53,6 +53,25 @@ static int teardown(void **state)
     return 0;
 }
 
+/* seedling with its experts, its weights in `type` (factors from the
+ * shared test SVD cache) */
+static t2_engine *open_seedling(t2_wtype type)
+{
+    char p[1024], ex[1100];
+    t2_engine_opts o;
+    t2_engine_opts_defaults(&o);
+    o.model_path = shared_path(p, sizeof p, "models/seedling");
+    snprintf(ex, sizeof ex, "%s/experts", p);
+    o.experts_dir = ex;
+    o.threads = 2;
+    o.svd_cache_dir = test_svd_cache_dir();
+    o.weights = type;
+    t2_engine *e;
+    t2_err err = {{0}};
+    assert_int_equal(t2_engine_open(&e, &o, &err), 0);
+    return e;
+}
+
 /* 6 sequences with the weights experts[i] (NULL: the base), factored or
  * materialised, stepped together vs one at a time: the logits of every
  * decode step within relative L2 tol. */
@@ -136,18 +155,7 @@ static void test_q8_0_batch_matches_single(void **state)
     fixture *f = *state;
     if (test_quick())
         skip(); /* a q8_0 model's own SVD: CPU-minutes under valgrind */
-    char p[1024], ex[1100];
-    t2_engine_opts o;
-    t2_engine_opts_defaults(&o);
-    o.model_path = shared_path(p, sizeof p, "models/seedling");
-    snprintf(ex, sizeof ex, "%s/experts", p);
-    o.experts_dir = ex;
-    o.threads = 2;
-    o.svd_cache_dir = test_svd_cache_dir();
-    o.weights = T2_W_Q8_0;
-    t2_engine *e;
-    t2_err err = {{0}};
-    assert_int_equal(t2_engine_open(&e, &o, &err), 0);
+    t2_engine *e = open_seedling(T2_W_Q8_0);
     static const char *const experts[6] = {NULL, "math", "code", "reasoning", "code", "math"};
     static const bool factored[6] = {false, true, true, true, true, true};
     batch_matches_single(e, f->vectors, experts, factored,
@@ -205,18 +213,7 @@ static void factor_errors(fixture *f, t2_engine *e, t2_adapted *w, double *d, do
  * same greedy text. */
 static void check_format_factors(fixture *f, t2_wtype type, double tol, double d[2], double dd[2])
 {
-    char p[1024], ex[1100];
-    t2_engine_opts o;
-    t2_engine_opts_defaults(&o);
-    o.model_path = shared_path(p, sizeof p, "models/seedling");
-    snprintf(ex, sizeof ex, "%s/experts", p);
-    o.experts_dir = ex;
-    o.threads = 2;
-    o.svd_cache_dir = test_svd_cache_dir();
-    o.weights = type;
-    t2_engine *e;
-    t2_err err = {{0}};
-    assert_int_equal(t2_engine_open(&e, &o, &err), 0);
+    t2_engine *e = open_seedling(type);
     const t2_svf_matrix *mat = &e->svf->mats[0];
     assert_non_null(mat->u_bf16);
     assert_non_null(mat->vt_bf16);
