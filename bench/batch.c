@@ -19,6 +19,7 @@
 #include "svf.h"
 
 enum { V_ONE, V_SAME, V_MIXED, V_GROUPED, N_VARIANTS };
+_Static_assert(N_VARIANTS == T2_BATCH_VARIANTS, "bench.h counts the variants");
 
 typedef struct weight_set {
     t2_layer *layers; /* with views (mix) */
@@ -183,6 +184,15 @@ int t2_bench_batch(t2_model *m, t2_pool *pool, const t2_batch_opts *o, t2_batch_
         }
     t2_cpu_sample_take(&s1);
     t2_cpu_load_add(&f->load, &s0, &s1);
+    for (int var = 0; o->profile && var < N_VARIANTS; var++) {
+        for (int i = 0; i < o->streams; i++)
+            t2_ctx_set_profile(ctx[i], &f->prof[var]);
+        int rc_var = time_variant(var, ctx, sets, o->streams, o->sets, o->pp, o->tg, &tps, err);
+        for (int i = 0; i < o->streams; i++)
+            t2_ctx_set_profile(ctx[i], NULL);
+        if (rc_var != 0)
+            goto out;
+    }
     double *med[N_VARIANTS] = {&f->one_tps, &f->same_tps, &f->mixed_tps, &f->grouped_tps};
     for (int var = 0; var < N_VARIANTS; var++) {
         double *x = v + (size_t)var * (size_t)o->reps;
@@ -204,6 +214,70 @@ out:
     free(v);
     free(prompt);
     return rc;
+}
+
+static const char *const variant_keys[N_VARIANTS] = {"one", "same", "mixed", "mixed_grouped"};
+
+/* ms per step of a stage (-1: the rest of the pass) of a variant's profile */
+static double stage_ms(const t2_pass_profile *p, int stage)
+{
+    if (p->passes == 0)
+        return NAN;
+    double sec = p->total_sec;
+    if (stage >= 0)
+        sec = p->sec[stage];
+    else
+        for (int s = 0; s < T2_N_STAGES; s++)
+            if (s != T2_STAGE_ROTATION)
+                sec -= p->sec[s];
+    return sec * 1e3 / (double)p->passes;
+}
+
+static json_t *profile_json(const t2_batch_figures *f)
+{
+    json_t *all = json_object();
+    for (int v = 0; v < N_VARIANTS; v++) {
+        const t2_pass_profile *p = &f->prof[v];
+        json_t *j = json_object();
+        for (int s = -1; s < T2_N_STAGES; s++) {
+            double ms = stage_ms(p, s);
+            json_object_set_new(j, s < 0 ? "other" : t2_stage_name((t2_stage)s),
+                                isfinite(ms) ? json_real(ms) : json_null());
+        }
+        double step = p->passes ? p->total_sec * 1e3 / (double)p->passes : NAN;
+        json_object_set_new(j, "step", isfinite(step) ? json_real(step) : json_null());
+        json_object_set_new(j, "pool_runs",
+                            json_real(p->passes ? (double)p->pool_runs / (double)p->passes : 0));
+        json_object_set_new(all, variant_keys[v], j);
+    }
+    return all;
+}
+
+static void profile_print(const t2_batch_figures *f)
+{
+    printf("\nwhere a step's time goes (ms per step, one more run of each variant)\n");
+    printf("%-16s", "stage");
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf(" %14s", variant_keys[v]);
+    printf("\n");
+    for (int s = 0; s <= T2_N_STAGES; s++) {
+        int stage = s < T2_N_STAGES ? s : -1;
+        printf("%-16s", stage < 0 ? "other" : t2_stage_name((t2_stage)stage));
+        for (int v = 0; v < N_VARIANTS; v++)
+            printf(" %14.3f", stage_ms(&f->prof[v], stage));
+        printf("\n");
+    }
+    printf("%-16s", "whole step");
+    for (int v = 0; v < N_VARIANTS; v++) {
+        const t2_pass_profile *p = &f->prof[v];
+        printf(" %14.3f", p->passes ? p->total_sec * 1e3 / (double)p->passes : NAN);
+    }
+    printf("\n%-16s", "pool hand-offs");
+    for (int v = 0; v < N_VARIANTS; v++) {
+        const t2_pass_profile *p = &f->prof[v];
+        printf(" %14.1f", p->passes ? (double)p->pool_runs / (double)p->passes : NAN);
+    }
+    printf("\n");
 }
 
 int t2_bench_batch_print(const t2_batch_opts *o, const t2_model *m, const t2_batch_figures *f,
@@ -228,6 +302,8 @@ int t2_bench_batch_print(const t2_batch_opts *o, const t2_model *m, const t2_bat
                            "mixed_x_one",        "mixed_grouped_x_one", "other_cpu_load"};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
             json_object_set_new(j, k[i], isfinite(v[i]) ? json_real(v[i]) : json_null());
+        if (o->profile)
+            json_object_set_new(j, "profile_ms_per_step", profile_json(f));
         int rc = json_dumpf(j, stdout, JSON_COMPACT) != 0 ? -1 : 0;
         json_decref(j);
         printf("\n");
@@ -244,5 +320,7 @@ int t2_bench_batch_print(const t2_batch_opts *o, const t2_model *m, const t2_bat
            f->mixed_tps / f->one_tps);
     printf("%-34s %10.2f %10.2f\n", "batch, mixed: each set read once", f->grouped_tps,
            f->grouped_tps / f->one_tps);
+    if (o->profile)
+        profile_print(f);
     return 0;
 }

@@ -37,6 +37,7 @@ typedef struct bench_opts {
     bool kernels;        /* only the kernels on one core, no model (kernels.c) */
     int kernels_mib;     /* --kernels' out-of-cache matrix; 0: 4x the last-level cache */
     bool kv_f16;         /* --kv-cache f16 */
+    bool profile;        /* --profile: where a step's time goes (--batch) */
 } bench_opts;
 
 /* What the machine allows, measured with the benchmark's pool. */
@@ -89,6 +90,7 @@ static void usage(FILE *f)
             "                          (random factors of the MLP shapes)\n"
             "      --batch N --sets K  instead: aggregate decode of N sequences together\n"
             "                          (one expert, and spread over K weight sets) vs one\n"
+            "      --profile           with --batch: where a step's time goes, by stage\n"
             "      --kernels           instead: every kernel variant and format with 1..16\n"
             "                          rows of x on one core, in cache and out of it\n"
             "      --kernels-mib N     --kernels' out-of-cache matrix in MiB (default: 4x the\n"
@@ -134,6 +136,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
                                              {"kernels", no_argument, 0, 'K'},
                                              {"kernels-mib", required_argument, 0, 'M'},
                                              {"kv-cache", required_argument, 0, 'V'},
+                                             {"profile", no_argument, 0, 'p'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int ch;
@@ -159,6 +162,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'B': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--batch", &o->batch); break;
         case 'S': bad = parse_int(optarg, 1, T2_BENCH_MAX_STREAMS, "--sets", &o->sets); break;
         case 'N': o->fresh = true; break;
+        case 'p': o->profile = true; break;
         case 'K': o->kernels = true; break;
         case 'M': bad = parse_int(optarg, 1, 2048, "--kernels-mib", &o->kernels_mib); break;
         case 'V': {
@@ -186,6 +190,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     }
     if (o->kernels_mib) {
         fprintf(stderr, "t2 bench: --kernels-mib goes with --kernels\n");
+        return -1;
+    }
+    if (o->profile && !o->batch) {
+        fprintf(stderr, "t2 bench: --profile goes with --batch\n");
         return -1;
     }
     if (o->expert && !o->model) {
@@ -664,7 +672,7 @@ static int run(const bench_opts *o)
         measure_limits(pool, o->format, &l, &f.load, &err) != 0) {
         fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");
     } else if (o->batch) {
-        t2_batch_opts bo = {o->batch, o->sets ? o->sets : 1, o->pp, o->tg, o->reps};
+        t2_batch_opts bo = {o->batch, o->sets ? o->sets : 1, o->pp, o->tg, o->reps, o->profile};
         t2_batch_figures bf = {.load.ok = true};
         if (t2_bench_batch(m, pool, &bo, &bf, &err) != 0)
             fprintf(stderr, "t2 bench: %s\n", err.msg[0] ? err.msg : "failed");

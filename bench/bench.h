@@ -8,6 +8,7 @@
 
 #include "adapt.h"
 #include "error.h"
+#include "forward.h"
 #include "kernels.h"
 #include "model.h"
 #include "pool.h"
@@ -95,7 +96,11 @@ double t2_cpu_load_steal(const t2_cpu_load *l);
 #define T2_BENCH_MAX_STREAMS 16
 typedef struct t2_batch_opts {
     int streams, sets, pp, tg, reps;
+    bool profile; /* one more run of each variant with t2_pass_profile */
 } t2_batch_opts;
+
+/* one stream, same set, mixed (shared U/Vt), mixed (each set read) */
+#define T2_BATCH_VARIANTS 4
 
 typedef struct t2_batch_figures {
     double one_tps;     /* one sequence, base weights, t2_forward per token */
@@ -103,6 +108,7 @@ typedef struct t2_batch_figures {
     double mixed_tps;   /* aggregate: sequence i on set i mod K, shared U/Vt products */
     double grouped_tps; /* the same batch without views: each distinct matrix read once */
     t2_cpu_load load;
+    t2_pass_profile prof[T2_BATCH_VARIANTS]; /* --profile: its run of each variant */
 } t2_batch_figures;
 
 int t2_bench_batch(t2_model *m, t2_pool *pool, const t2_batch_opts *o, t2_batch_figures *f,

@@ -83,17 +83,25 @@ static int kmat_make(kmat *k, int rows, size_t bytes, t2_err *err)
     return 0;
 }
 
+/* How a row of the table multiplies: the format's kernel, the bf16 x
+ * bf16 one (x rounded to bf16), or the transposed bf16 one (bf16_t: x
+ * has a value per weight row, y one per column). */
+enum { BY_FORMAT, BY_X16, BY_TRANSPOSED };
+
 /* GMAC/s of one kernel call over the whole matrix with n rows of x;
- * with xb (bf16 weights only), the bf16 x bf16 kernel on x rounded. */
+ * x16 and transposed (bf16 weights only) as above, on xb. */
 static double time_kernel(const t2_kernels *kern, const t2_wmat *w, const float *x,
-                          const t2_q8_act *xq, const uint16_t *xb, int n, float *y)
+                          const t2_q8_act *xq, const uint16_t *xb, int how, int n, float *y)
 {
     double best = 0.0;
     for (int t = 0; t < TIMINGS; t++) {
         double t0 = t2_now_ms() / 1e3, dt;
         long calls = 0;
         do {
-            if (xb)
+            if (how == BY_TRANSPOSED)
+                kern->bf16_t(w->data, w->stride, w->rows, 0, w->cols, xb, (size_t)w->rows, n, y,
+                             (size_t)w->cols);
+            else if (how == BY_X16)
                 kern->bf16_x16(w->data, w->stride, w->rows, w->cols, xb, n, y, (size_t)w->rows);
             else
                 t2_wmat_mul(kern, w, 0, w->rows, x, xq, n, y, (size_t)w->rows);
@@ -119,7 +127,8 @@ int t2_bench_kernels(int out_mib, bool json, t2_err *err)
     }
     int rows_out = big.w[N_FORMATS - 1].rows; /* the most: q8_0's */
     float *x = malloc(16 * COLS * sizeof *x), *y = malloc((size_t)16 * rows_out * sizeof *y);
-    uint16_t *xb = malloc(16 * COLS * sizeof *xb);
+    /* bf16 x for bf16_x16 (16 rows of COLS) and bf16_t (16 rows of rows_out) */
+    uint16_t *xb = malloc((size_t)16 * (size_t)(rows_out > COLS ? rows_out : COLS) * sizeof *xb);
     t2_q8_act xq = {NULL, NULL, NULL};
     int rc = -1;
     json_t *out = json_object(), *list = json_array();
@@ -130,7 +139,8 @@ int t2_bench_kernels(int out_mib, bool json, t2_err *err)
     uint64_t s = 7;
     for (int i = 0; i < 16 * COLS; i++)
         x[i] = t2_bench_rnd(&s, 0.5f);
-    t2_bf16_round(x, 16 * COLS, xb);
+    for (size_t i = 0; i < (size_t)16 * (size_t)(rows_out > COLS ? rows_out : COLS); i++)
+        xb[i] = t2_f32_to_bf16(x[i % (16 * COLS)]);
     t2_pool *one = NULL;
     if (t2_pool_create(&one, 1, err) != 0)
         goto done;
@@ -157,16 +167,18 @@ int t2_bench_kernels(int out_mib, bool json, t2_err *err)
             continue;
         kern->q8_act(x, 16, COLS, &xq);
         /* the formats, then bf16 weights times bf16 x ("bf16x", where the
-         * variant has that kernel) */
-        for (int f = 0; f <= N_FORMATS; f++)
+         * variant has that kernel) and the transposed product ("bf16t") */
+        for (int f = 0; f <= N_FORMATS + 1; f++)
             /* the scalar reference only in cache: out of it, one call of 16
              * rows takes a second and says nothing about the memory */
             for (int where = 0; where < (v == 0 ? 1 : 2); where++) {
-                bool x16 = f == N_FORMATS;
-                if (x16 && !kern->bf16_x16) /* the engine widens X for bf16 there */
+                int how = f < N_FORMATS ? BY_FORMAT : f == N_FORMATS ? BY_X16 : BY_TRANSPOSED;
+                if (how == BY_X16 && !kern->bf16_x16) /* the engine widens X for bf16 there */
                     continue;
-                int wf = x16 ? 1 : f; /* formats[1]: bf16 */
-                const char *fmt = x16 ? "bf16x" : t2_wtype_name(formats[f]);
+                int wf = how != BY_FORMAT ? 1 : f; /* formats[1]: bf16 */
+                const char *fmt = how == BY_X16          ? "bf16x"
+                                  : how == BY_TRANSPOSED ? "bf16t"
+                                                         : t2_wtype_name(formats[f]);
                 const t2_wmat *w = where ? &big.w[wf] : &cached.w[wf];
                 json_t *row = json_pack("{s:s,s:s,s:s}", "variant", kern->name, "format", fmt,
                                         "matrix", where ? "out_of_cache" : "cached");
@@ -174,7 +186,7 @@ int t2_bench_kernels(int out_mib, bool json, t2_err *err)
                 if (!json)
                     printf("%-10s %-5s %-9s", kern->name, fmt, where ? "memory" : "cache");
                 for (int c = 0; c < N_COUNTS; c++) {
-                    double r = time_kernel(kern, w, x, &xq, x16 ? xb : NULL, row_counts[c], y);
+                    double r = time_kernel(kern, w, x, &xq, xb, how, row_counts[c], y);
                     char key[8];
                     snprintf(key, sizeof key, "%d", row_counts[c]);
                     json_object_set_new(g, key, json_real(r));

@@ -1,6 +1,7 @@
 #include "forward.h"
 #include "forward_internal.h"
 
+#include "clock.h"
 #include "dtype.h"
 
 #include <cblas.h>
@@ -361,6 +362,29 @@ int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const fl
     }
     *logits = ws->logits;
     return 0;
+}
+
+const char *t2_stage_name(t2_stage s)
+{
+    static const char *const names[T2_N_STAGES] = {"qkv",  "attention", "o",       "gate_up",
+                                                   "down", "head",      "rotation"};
+    return (unsigned)s < T2_N_STAGES ? names[s] : "?";
+}
+
+void t2_ctx_set_profile(t2_ctx *c, t2_pass_profile *p)
+{
+    c->prof = p;
+}
+
+double t2_prof_now(const t2_ctx *c)
+{
+    return c->prof ? t2_now_ms() / 1e3 : 0.0;
+}
+
+void t2_prof_add(t2_ctx *c, t2_stage s, double t0)
+{
+    if (c->prof)
+        c->prof->sec[s] += t2_now_ms() / 1e3 - t0;
 }
 
 t2_pool *t2_ctx_pool(const t2_ctx *c)

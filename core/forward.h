@@ -68,6 +68,36 @@ int t2_forward_branches(t2_ctx *c, const int32_t *tokens, const int *lens, int n
 int t2_forward_batch(t2_ctx *const *seqs, const int32_t *tokens, int n, const float **logits,
                      t2_err *err);
 
+/* Where the time of passes goes (for benchmarks): wall seconds on the
+ * calling thread by stage, summed over every pass through the layers
+ * (t2_forward, t2_forward_batch, branches) whose scratch context has a
+ * profile set. The matrix stages include their hand-offs to the pool
+ * and the conversion of X; T2_STAGE_ROTATION is the part of them spent
+ * in the rotated form's own products and sums (a subset, not added to
+ * the total again). */
+typedef enum t2_stage {
+    T2_STAGE_QKV,       /* q, k, v products */
+    T2_STAGE_ATTENTION, /* RoPE, K/V store, attention */
+    T2_STAGE_O,         /* output projection */
+    T2_STAGE_GATE_UP,   /* gate and up products with SwiGLU */
+    T2_STAGE_DOWN,      /* down product */
+    T2_STAGE_HEAD,      /* final norm and output head */
+    T2_STAGE_ROTATION,  /* within the matrix stages: the rotation's share */
+    T2_N_STAGES
+} t2_stage;
+
+typedef struct t2_pass_profile {
+    double sec[T2_N_STAGES];
+    double total_sec; /* the whole passes (norms, residuals, embedding: total - stages) */
+    long passes;
+    unsigned long pool_runs; /* hand-offs to the pool during them */
+} t2_pass_profile;
+
+/* Stage names for tables ("qkv", "attention", ...). */
+const char *t2_stage_name(t2_stage s);
+/* Accumulate into *p from now on (NULL: stop); p outlives its use. */
+void t2_ctx_set_profile(t2_ctx *c, t2_pass_profile *p);
+
 t2_pool *t2_ctx_pool(const t2_ctx *c);
 const t2_model *t2_ctx_model(const t2_ctx *c);
 

@@ -46,6 +46,7 @@ struct t2_ctx {
     float *rot_dz;              /* [T2_KERNEL_ROWS][fact_half / T2_CHUNK], q8_0 only */
     float *rot_part;            /* per worker the same, q8_0 only */
     const t2_kernels *kern;     /* the kernel variant in use */
+    t2_pass_profile *prof;      /* where passes' time goes, or NULL (t2_ctx_set_profile) */
     t2_q8_act xq;               /* X quantised for Q8_0 products: [xq_rows][max dim] */
     int xq_rows;                /* T2_CHUNK for a q8_0 model (prefill too), else T2_KERNEL_ROWS */
     /* a q8_0 model's factored products multiply bf16 U and Vt with X and
@@ -67,6 +68,11 @@ struct t2_ctx {
     const t2_layer *hist_layers;
     char *hist_key;
 };
+
+/* The profile's clock: seconds, or 0 when c has no profile. */
+double t2_prof_now(const t2_ctx *c);
+/* Adds the time since t0 (t2_prof_now) to stage s of c's profile. */
+void t2_prof_add(t2_ctx *c, t2_stage s, double t0);
 
 /* One row of a pass: a token of some sequence. */
 typedef struct t2_row {

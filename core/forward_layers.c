@@ -403,6 +403,7 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
 {
     const float *dz[T2_KERNEL_ROWS];
     int idx[T2_KERNEL_ROWS], act = 0;
+    double t0 = t2_prof_now(c);
     for (int t = 0; t < n; t++) {
         if (s[t] == f->sigma)
             continue;
@@ -430,12 +431,15 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
         t2_pool_run(c->pool, rot_worker, &rj);
         memcpy(tmp2, x, (size_t)n * in * sizeof *tmp2);
         rot_sum(c, act, f->n, rows, NULL);
+        t2_prof_add(c, T2_STAGE_ROTATION, t0);
         matmul(c, y, tmp2, NULL, f->base, bias, n);
         return;
     }
     /* y0 = W x, then y0 + U (dz . (Ut y0)) */
     t2_wmat u = {T2_W_BF16, f->u_bf16, f->m, f->r, r * sizeof(uint16_t)};
+    double t_w = t2_prof_now(c);
     matmul(c, y, x, NULL, f->base, NULL, n);
+    t0 += t2_prof_now(c) - t_w; /* W's product is not the rotation's */
     for (int j = 0; j < act; j++) {
         t2_bf16_round(y + (size_t)idx[j] * m, m, xb + (size_t)j * m);
         rows[j] = tmp + (size_t)j * r;
@@ -452,6 +456,7 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
     for (int t = 0; bias && t < n; t++)
         for (size_t i = 0; i < m; i++)
             y[(size_t)t * m + i] += bias[i];
+    t2_prof_add(c, T2_STAGE_ROTATION, t0);
 }
 
 /* Bytes of U and Vt as a product with n rows of X reads them (factor_mat),
@@ -703,15 +708,21 @@ static void attention_block(t2_ctx *c, const t2_row *rows, int layer, int n)
         rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, norm, H, cfg->rms_eps);
     static const int qkv[3] = {0, 1, 2};
     float *const ys[3] = {c->q, c->k, c->v};
+    double t0 = t2_prof_now(c);
     if (!fused_matmul(c, rows, layer, qkv, ys, 3, c->xn, n, false)) {
         layer_matmul(c, rows, layer, 0, c->q, c->xn, n, Q, H);
         layer_matmul(c, rows, layer, 1, c->k, c->xn, n, KV, H);
         layer_matmul(c, rows, layer, 2, c->v, c->xn, n, KV, H);
     }
+    t2_prof_add(c, T2_STAGE_QKV, t0);
+    t0 = t2_prof_now(c);
     rope_apply(c, c->q, n, cfg->n_heads);
     rope_apply(c, c->k, n, cfg->n_kv_heads);
     t2_attend(c, rows, layer, n);
+    t2_prof_add(c, T2_STAGE_ATTENTION, t0);
+    t0 = t2_prof_now(c);
     layer_matmul(c, rows, layer, 3, c->xn, c->att, n, H, Q);
+    t2_prof_add(c, T2_STAGE_O, t0);
     for (size_t i = 0; i < (size_t)n * (size_t)H; i++)
         c->x[i] += c->xn[i];
 }
@@ -725,13 +736,17 @@ static void mlp_block(t2_ctx *c, const t2_row *rows, int layer, int n)
         rmsnorm(c->xn + (size_t)t * H, c->x + (size_t)t * H, norm, H, cfg->rms_eps);
     static const int gate_up[2] = {4, 5};
     float *const ys[2] = {c->gate, c->up};
+    double t0 = t2_prof_now(c);
     if (!fused_matmul(c, rows, layer, gate_up, ys, 2, c->xn, n, true) &&
         !fused_factored_swiglu(c, rows, layer, n)) {
         layer_matmul(c, rows, layer, 4, c->gate, c->xn, n, FF, H);
         layer_matmul(c, rows, layer, 5, c->up, c->xn, n, FF, H);
         c->kern->silu_mul(c->gate, c->up, (size_t)n * (size_t)FF);
     }
+    t2_prof_add(c, T2_STAGE_GATE_UP, t0);
+    t0 = t2_prof_now(c);
     layer_matmul(c, rows, layer, 6, c->xn, c->gate, n, H, FF);
+    t2_prof_add(c, T2_STAGE_DOWN, t0);
     for (size_t i = 0; i < (size_t)n * (size_t)H; i++)
         c->x[i] += c->xn[i];
 }
@@ -741,10 +756,12 @@ static void output_head(t2_ctx *c, int from, int n, float *out)
 {
     const t2_config *cfg = &c->m->cfg;
     int H = cfg->hidden;
+    double t0 = t2_prof_now(c);
     for (int t = from; t < n; t++)
         rmsnorm(c->xn + (size_t)(t - from) * H, c->x + (size_t)t * H, c->m->final_norm, H,
                 cfg->rms_eps);
     matmul(c, out, c->xn, NULL, &c->m->head, NULL, n - from);
+    t2_prof_add(c, T2_STAGE_HEAD, t0);
 }
 
 void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, float *logits_out,
@@ -752,6 +769,8 @@ void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, f
 {
     const t2_config *cfg = &ws->m->cfg;
     int H = cfg->hidden;
+    double t0 = t2_prof_now(ws);
+    unsigned long runs0 = t2_pool_runs(ws->pool);
     for (int t = 0; t < n; t++)
         t2_wmat_row_f32(&ws->m->embed_w, tokens[t], ws->x + (size_t)t * H);
     rope_tables(ws, rows, n);
@@ -761,4 +780,9 @@ void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, f
     }
     if (logits_out)
         output_head(ws, logits_from, n, logits_out);
+    if (ws->prof) {
+        ws->prof->total_sec += t2_prof_now(ws) - t0;
+        ws->prof->passes++;
+        ws->prof->pool_runs += t2_pool_runs(ws->pool) - runs0;
+    }
 }

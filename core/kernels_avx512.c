@@ -22,6 +22,8 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE TARGET static inline __attribute__((always_inline))
 #define MAX_NX 4
+/* bytes of w per block of bf16_t's rows (DEFINE_BF16_T): stays in L2 */
+#define BF16_T_BLOCK_BYTES (256 * 1024)
 
 INLINE __m512 load_f32(const float *p)
 {
@@ -435,8 +437,16 @@ INLINE void widen_bf16x32(__m512i raw, __m512 *lo, __m512 *hi)
 
 /* Columns c..c+31 (those under mask m) for nx <= 8 rows of x: a line of
  * each w row at a time, 2 x nx accumulators (nx a constant where inlined). */
+/* y = v, or y += v (a later block of rows of bf16_t) */
+INLINE void store_or_add(float *y, __mmask16 m, __m512 v, bool add)
+{
+    if (add)
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
+    _mm512_mask_storeu_ps(y, m, v);
+}
+
 INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask32 m,
-                        const uint16_t *x, size_t ldx, int nx, float *y, size_t ldy)
+                        const uint16_t *x, size_t ldx, int nx, float *y, size_t ldy, bool add)
 {
     __m512 a[8][2];
     for (int i = 0; i < nx; i++)
@@ -444,6 +454,7 @@ INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask3
     const char *wp = (const char *)w + (size_t)c * sizeof(uint16_t);
     for (int k = 0; k < rows; k++, wp += ldw) {
         _mm_prefetch(wp + 8 * ldw, _MM_HINT_T0); /* a column walk: no stream for the hardware */
+        _mm_prefetch(wp + 64, _MM_HINT_T0);      /* this row's line of the next strip */
         __m512 lo, hi;
         widen_bf16x32(_mm512_maskz_loadu_epi16(m, wp), &lo, &hi);
         for (int i = 0; i < nx; i++) {
@@ -453,33 +464,44 @@ INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask3
         }
     }
     for (int i = 0; i < nx; i++) {
-        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c, (__mmask16)m, a[i][0]);
-        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16), a[i][1]);
+        store_or_add(y + (size_t)i * ldy + c, (__mmask16)m, a[i][0], add);
+        store_or_add(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16), a[i][1], add);
     }
 }
 
-/* bf16_t's entry: 32-column blocks, up to 8 rows of x per call of
- * cols_fn (nx a constant in each case, so its accumulators stay in
- * registers). */
+/* bf16_t's entry: blocks of rows of w (BF16_T_BLOCK_BYTES, at least 16) (each walked across
+ * all its columns before the next, so a block is read from memory once,
+ * in order, and its column strips come from cache; one strip at a time
+ * down all the rows left each 64-byte line to a separate miss), in
+ * 32-column strips, up to 8 rows of x per call of cols_fn (nx a
+ * constant in each case, so its accumulators stay in registers); blocks
+ * after the first add to y. */
 #define DEFINE_BF16_T(name, target, cols_fn)                                                       \
     target static void name(const uint16_t *w, size_t ldw, int rows, int c0, int c1,               \
                             const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)            \
     {                                                                                              \
-        for (int c = c0; c < c1; c += 32) {                                                        \
-            __mmask32 m =                                                                          \
-                c1 - c >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (c1 - c)) - 1u);        \
-            for (int i0 = 0; i0 < n; i0 += 8) {                                                    \
-                const uint16_t *xi = x + (size_t)i0 * ldx;                                         \
-                float *yi = y + (size_t)i0 * ldy;                                                  \
-                switch (n - i0 < 8 ? n - i0 : 8) {                                                 \
-                case 1: cols_fn(w, ldw, rows, c, m, xi, ldx, 1, yi, ldy); break;                   \
-                case 2: cols_fn(w, ldw, rows, c, m, xi, ldx, 2, yi, ldy); break;                   \
-                case 3: cols_fn(w, ldw, rows, c, m, xi, ldx, 3, yi, ldy); break;                   \
-                case 4: cols_fn(w, ldw, rows, c, m, xi, ldx, 4, yi, ldy); break;                   \
-                case 5: cols_fn(w, ldw, rows, c, m, xi, ldx, 5, yi, ldy); break;                   \
-                case 6: cols_fn(w, ldw, rows, c, m, xi, ldx, 6, yi, ldy); break;                   \
-                case 7: cols_fn(w, ldw, rows, c, m, xi, ldx, 7, yi, ldy); break;                   \
-                default: cols_fn(w, ldw, rows, c, m, xi, ldx, 8, yi, ldy); break;                  \
+        int block = ldw * 16 >= BF16_T_BLOCK_BYTES ? 16 : (int)(BF16_T_BLOCK_BYTES / ldw) & ~1;    \
+        for (int k0 = 0; k0 < rows; k0 += block) {                                                 \
+            int kn = rows - k0 < block ? rows - k0 : block;                                        \
+            const uint16_t *wk =                                                                   \
+                (const uint16_t *)(const void *)((const char *)w + (size_t)k0 * ldw);              \
+            bool add = k0 > 0;                                                                     \
+            for (int c = c0; c < c1; c += 32) {                                                    \
+                __mmask32 m =                                                                      \
+                    c1 - c >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (c1 - c)) - 1u);    \
+                for (int i0 = 0; i0 < n; i0 += 8) {                                                \
+                    const uint16_t *xi = x + (size_t)i0 * ldx + (size_t)k0;                        \
+                    float *yi = y + (size_t)i0 * ldy;                                              \
+                    switch (n - i0 < 8 ? n - i0 : 8) {                                             \
+                    case 1: cols_fn(wk, ldw, kn, c, m, xi, ldx, 1, yi, ldy, add); break;           \
+                    case 2: cols_fn(wk, ldw, kn, c, m, xi, ldx, 2, yi, ldy, add); break;           \
+                    case 3: cols_fn(wk, ldw, kn, c, m, xi, ldx, 3, yi, ldy, add); break;           \
+                    case 4: cols_fn(wk, ldw, kn, c, m, xi, ldx, 4, yi, ldy, add); break;           \
+                    case 5: cols_fn(wk, ldw, kn, c, m, xi, ldx, 5, yi, ldy, add); break;           \
+                    case 6: cols_fn(wk, ldw, kn, c, m, xi, ldx, 6, yi, ldy, add); break;           \
+                    case 7: cols_fn(wk, ldw, kn, c, m, xi, ldx, 7, yi, ldy, add); break;           \
+                    default: cols_fn(wk, ldw, kn, c, m, xi, ldx, 8, yi, ldy, add); break;          \
+                    }                                                                              \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -869,7 +891,7 @@ TARGET_BF16 static void bf16_x16_avx512bf16(const uint16_t *w, size_t ldw, int r
  * line come out of unpacklo/hi in the column order 0-3, 8-11, 16-19,
  * 24-27 (lo) and 4-7, 12-15, ... (hi), put back in order at the end. */
 INLINE void bf16_t_dp_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask32 m,
-                           const uint16_t *x, size_t ldx, int nx, float *y, size_t ldy)
+                           const uint16_t *x, size_t ldx, int nx, float *y, size_t ldy, bool add)
 {
     __m512 lo[8], hi[8];
     for (int i = 0; i < nx; i++)
@@ -879,6 +901,8 @@ INLINE void bf16_t_dp_cols(const uint16_t *w, size_t ldw, int rows, int c, __mma
     for (; k + 2 <= rows; k += 2, wp += 2 * ldw) {
         _mm_prefetch(wp + 8 * ldw, _MM_HINT_T0);
         _mm_prefetch(wp + 9 * ldw, _MM_HINT_T0);
+        _mm_prefetch(wp + 64, _MM_HINT_T0);
+        _mm_prefetch(wp + ldw + 64, _MM_HINT_T0);
         __m512i a = _mm512_maskz_loadu_epi16(m, wp), b = _mm512_maskz_loadu_epi16(m, wp + ldw);
         __m512bh pl = (__m512bh)_mm512_unpacklo_epi16(a, b),
                  ph = (__m512bh)_mm512_unpackhi_epi16(a, b);
@@ -904,10 +928,10 @@ INLINE void bf16_t_dp_cols(const uint16_t *w, size_t ldw, int rows, int c, __mma
     const __m512i second =
         _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
     for (int i = 0; i < nx; i++) {
-        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c, (__mmask16)m,
-                              _mm512_permutex2var_ps(lo[i], first, hi[i]));
-        _mm512_mask_storeu_ps(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16),
-                              _mm512_permutex2var_ps(lo[i], second, hi[i]));
+        store_or_add(y + (size_t)i * ldy + c, (__mmask16)m,
+                     _mm512_permutex2var_ps(lo[i], first, hi[i]), add);
+        store_or_add(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16),
+                     _mm512_permutex2var_ps(lo[i], second, hi[i]), add);
     }
 }
 

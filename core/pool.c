@@ -22,6 +22,7 @@ struct t2_pool {
     atomic_bool quit;
     t2_pool_fn fn;
     void *arg;
+    unsigned long runs; /* t2_pool_run calls; only the one caller touches it */
 };
 
 typedef struct worker_arg {
@@ -124,8 +125,14 @@ int t2_pool_size(const t2_pool *p)
     return p->n;
 }
 
+unsigned long t2_pool_runs(const t2_pool *p)
+{
+    return p->runs;
+}
+
 void t2_pool_run(t2_pool *p, t2_pool_fn fn, void *arg)
 {
+    p->runs++;
     if (p->n == 1) {
         fn(arg, 0, 1);
         return;

@@ -19,6 +19,9 @@ int t2_pool_size(const t2_pool *p);
  * one caller at a time. */
 void t2_pool_run(t2_pool *p, t2_pool_fn fn, void *arg);
 
+/* How many times t2_pool_run has run (for profiles). */
+unsigned long t2_pool_runs(const t2_pool *p);
+
 /* The half-open share [begin, end) of n items for worker w of nw,
  * rounded to multiples of `align` items. */
 void t2_pool_share(int n, int w, int nw, int align, int *begin, int *end);

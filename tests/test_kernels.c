@@ -509,16 +509,20 @@ static void test_silu_mul(void **state)
 static void test_bf16_transposed(void **state)
 {
     (void)state;
-    enum { K = 37, COLS = 100, LDW = COLS + 6, MAX_N = 17, LDX = K + 3, LDY = COLS + 5 };
+    /* two strides: rows 212 bytes apart (one block of rows), and 16400
+     * (kernels that walk blocks of rows, 256 KiB each, take 16 at a
+     * time: blocks of 16, 16 and an odd 5 added up) */
+    enum { K = 37, COLS = 100, MAX_LDW = 8200, MAX_N = 17, LDX = K + 3, LDY = COLS + 5 };
+    static const int strides[] = {COLS + 6, MAX_LDW};
     static const int ranges[][2] = {{0, COLS}, {5, 77}, {32, 64}, {64, 65}, {99, 100}};
     static const int counts[] = {1, 3, 8, 9, 17};
-    uint16_t *w = malloc((size_t)K * LDW * sizeof *w);
+    uint16_t *w = malloc((size_t)K * MAX_LDW * sizeof *w);
     uint16_t *x = malloc((size_t)MAX_N * LDX * sizeof *x);
     float *y = malloc((size_t)MAX_N * LDY * sizeof *y);
     assert_non_null(w);
     assert_non_null(x);
     assert_non_null(y);
-    for (int i = 0; i < K * LDW; i++)
+    for (int i = 0; i < K * MAX_LDW; i++)
         w[i] = t2_f32_to_bf16(frand() * (i % 5 == 0 ? 0.01f : 1.0f));
     for (int i = 0; i < MAX_N * LDX; i++)
         x[i] = t2_f32_to_bf16(frand());
@@ -526,33 +530,34 @@ static void test_bf16_transposed(void **state)
         const t2_kernels *k = t2_kernels_variant(t2_kernels_variant_name(v));
         if (!k)
             continue;
-        for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++)
-            for (size_t ni = 0; ni < sizeof counts / sizeof counts[0]; ni++) {
-                int c0 = ranges[ri][0], c1 = ranges[ri][1], n = counts[ni];
-                for (int i = 0; i < MAX_N * LDY; i++)
-                    y[i] = 42.0f;
-                k->bf16_t(w, LDW * sizeof *w, K, c0, c1, x, LDX, n, y, LDY);
-                for (int i = 0; i < MAX_N; i++)
-                    for (int c = 0; c < LDY; c++) {
-                        float got = y[i * LDY + c];
-                        if (i >= n || c < c0 || c >= c1) {
-                            if (got != 42.0f)
-                                fail_msg("%s bf16_t [%d, %d) n=%d wrote y[%d][%d]", k->name, c0, c1,
-                                         n, i, c);
-                            continue;
+        for (size_t si = 0; si < sizeof strides / sizeof strides[0]; si++)
+            for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++)
+                for (size_t ni = 0; ni < sizeof counts / sizeof counts[0]; ni++) {
+                    int c0 = ranges[ri][0], c1 = ranges[ri][1], n = counts[ni], ldw = strides[si];
+                    for (int i = 0; i < MAX_N * LDY; i++)
+                        y[i] = 42.0f;
+                    k->bf16_t(w, (size_t)ldw * sizeof *w, K, c0, c1, x, LDX, n, y, LDY);
+                    for (int i = 0; i < MAX_N; i++)
+                        for (int c = 0; c < LDY; c++) {
+                            float got = y[i * LDY + c];
+                            if (i >= n || c < c0 || c >= c1) {
+                                if (got != 42.0f)
+                                    fail_msg("%s bf16_t ldw %d [%d, %d) n=%d wrote y[%d][%d]",
+                                             k->name, ldw, c0, c1, n, i, c);
+                                continue;
+                            }
+                            double exact = 0, mag = 0;
+                            for (int r = 0; r < K; r++) {
+                                double p = (double)t2_bf16_to_f32(x[i * LDX + r]) *
+                                           t2_bf16_to_f32(w[r * ldw + c]);
+                                exact += p;
+                                mag += fabs(p);
+                            }
+                            if (!(fabs(got - exact) <= 1e-5 * mag))
+                                fail_msg("%s bf16_t ldw %d [%d, %d) n=%d y[%d][%d] = %g, exact %g",
+                                         k->name, ldw, c0, c1, n, i, c, (double)got, exact);
                         }
-                        double exact = 0, mag = 0;
-                        for (int r = 0; r < K; r++) {
-                            double p = (double)t2_bf16_to_f32(x[i * LDX + r]) *
-                                       t2_bf16_to_f32(w[r * LDW + c]);
-                            exact += p;
-                            mag += fabs(p);
-                        }
-                        if (!(fabs(got - exact) <= 1e-5 * mag))
-                            fail_msg("%s bf16_t [%d, %d) n=%d y[%d][%d] = %g, exact %g", k->name,
-                                     c0, c1, n, i, c, (double)got, exact);
-                    }
-            }
+                }
     }
     free(w);
     free(x);

@@ -121,6 +121,48 @@ static void test_all_logits_match_last(void **state)
     free(ids);
 }
 
+/* A pass profile counts every pass, puts time in every stage a pass
+ * goes through (none in the rotation: an f32 model never rotates), no
+ * more than the passes took, and at least one pool hand-off per matrix
+ * stage and layer; it stops when unset. */
+static void test_pass_profile(void **state)
+{
+    fixture *f = *state;
+    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
+    size_t n;
+    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    t2_ctx *ctx;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
+    t2_pass_profile p;
+    memset(&p, 0, sizeof p);
+    t2_ctx_set_profile(ctx, &p);
+    const float *logits;
+    assert_int_equal(t2_forward(ctx, ids, (int)n, false, &logits, &err), 0);
+    for (int t = 0; t < 3; t++)
+        assert_int_equal(t2_forward(ctx, &ids[t], 1, false, &logits, &err), 0);
+    assert_int_equal(p.passes, 4);
+    double stages = 0;
+    for (int s = 0; s < T2_N_STAGES; s++) {
+        if (s == T2_STAGE_ROTATION) {
+            assert_true(p.sec[s] == 0.0);
+            continue;
+        }
+        assert_true(p.sec[s] > 0.0);
+        stages += p.sec[s];
+    }
+    assert_true(stages <= p.total_sec);
+    assert_true(p.pool_runs >= 4u * 4u * (unsigned long)f->m->cfg.n_layers);
+    t2_pass_profile before = p;
+    t2_ctx_set_profile(ctx, NULL);
+    assert_int_equal(t2_forward(ctx, &ids[3], 1, false, &logits, &err), 0);
+    assert_memory_equal(&before, &p, sizeof p);
+    assert_string_equal(t2_stage_name(T2_STAGE_GATE_UP), "gate_up");
+    assert_string_equal(t2_stage_name(T2_N_STAGES), "?");
+    t2_ctx_free(ctx);
+    free(ids);
+}
+
 /* Branches run in one pass give each branch the logits it gets alone
  * after the same prompt, and leave the prompt's cache as it was. */
 static void test_branches_match_sequential(void **state)
@@ -771,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_attn_lane_plan),
         cmocka_unit_test(test_reference_logits),
         cmocka_unit_test(test_all_logits_match_last),
+        cmocka_unit_test(test_pass_profile),
         cmocka_unit_test(test_branches_match_sequential),
         cmocka_unit_test(test_reuse_prefix),
         cmocka_unit_test(test_greedy_base),
