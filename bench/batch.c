@@ -136,6 +136,7 @@ int t2_bench_batch(t2_model *m, t2_pool *pool, const t2_batch_opts *o, t2_batch_
 {
     memset(f, 0, sizeof *f);
     f->load.ok = true;
+    f->workers = t2_pool_size(pool);
     if (o->streams < 1 || o->streams > T2_BENCH_MAX_STREAMS || o->sets < 1 || o->sets > o->streams)
         return t2_err_set(err, "--batch 1..%d, --sets 1..batch", T2_BENCH_MAX_STREAMS);
     t2_svf *svf = NULL;
@@ -233,6 +234,32 @@ static double stage_ms(const t2_pass_profile *p, int stage)
     return sec * 1e3 / (double)p->passes;
 }
 
+/* ms per step the workers spent in the matrix kernels: their mean, or
+ * (busiest) the most any one spent */
+static double worker_ms(const t2_batch_figures *f, const t2_pass_profile *p, bool busiest)
+{
+    if (p->passes == 0)
+        return NAN;
+    int n = f->workers < T2_PROF_WORKERS ? f->workers : T2_PROF_WORKERS;
+    double sum = 0, most = 0;
+    for (int w = 0; w < n; w++) {
+        sum += p->worker_sec[w];
+        most = p->worker_sec[w] > most ? p->worker_sec[w] : most;
+    }
+    return (busiest ? most : sum / (n > 0 ? n : 1)) * 1e3 / (double)p->passes;
+}
+
+/* wall ms per step of the stages that are matrix products */
+static double matrix_ms(const t2_pass_profile *p)
+{
+    static const int stages[] = {T2_STAGE_QKV, T2_STAGE_O, T2_STAGE_GATE_UP, T2_STAGE_DOWN,
+                                 T2_STAGE_HEAD};
+    double ms = 0;
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
+        ms += stage_ms(p, stages[i]);
+    return ms;
+}
+
 static json_t *profile_json(const t2_batch_figures *f)
 {
     json_t *all = json_object();
@@ -248,6 +275,10 @@ static json_t *profile_json(const t2_batch_figures *f)
         json_object_set_new(j, "step", isfinite(step) ? json_real(step) : json_null());
         json_object_set_new(j, "pool_runs",
                             json_real(p->passes ? (double)p->pool_runs / (double)p->passes : 0));
+        double ms[] = {matrix_ms(p), worker_ms(f, p, false), worker_ms(f, p, true)};
+        const char *k[] = {"matrix_stages", "worker_kernels_mean", "worker_kernels_max"};
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+            json_object_set_new(j, k[i], isfinite(ms[i]) ? json_real(ms[i]) : json_null());
         json_object_set_new(all, variant_keys[v], j);
     }
     return all;
@@ -255,7 +286,8 @@ static json_t *profile_json(const t2_batch_figures *f)
 
 static void profile_print(const t2_batch_figures *f)
 {
-    printf("\nwhere a step's time goes (ms per step, one more run of each variant)\n");
+    printf("\nwhere a step's time goes (ms per step, one more run of each variant; kernels:\n"
+           "a worker's time inside the matrix kernels, of the matrix stages' wall time)\n");
     printf("%-16s", "stage");
     for (int v = 0; v < N_VARIANTS; v++)
         printf(" %14s", variant_keys[v]);
@@ -272,11 +304,24 @@ static void profile_print(const t2_batch_figures *f)
         const t2_pass_profile *p = &f->prof[v];
         printf(" %14.3f", p->passes ? p->total_sec * 1e3 / (double)p->passes : NAN);
     }
+    printf("\n%-16s", "matrix stages");
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf(" %14.3f", matrix_ms(&f->prof[v]));
+    printf("\n%-16s", "kernels, mean");
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf(" %14.3f", worker_ms(f, &f->prof[v], false));
+    printf("\n%-16s", "kernels, max");
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf(" %14.3f", worker_ms(f, &f->prof[v], true));
     printf("\n%-16s", "pool hand-offs");
     for (int v = 0; v < N_VARIANTS; v++) {
         const t2_pass_profile *p = &f->prof[v];
         printf(" %14.1f", p->passes ? (double)p->pool_runs / (double)p->passes : NAN);
     }
+    printf("\nkernel ms per step by worker, mixed:");
+    const t2_pass_profile *pm = &f->prof[V_MIXED];
+    for (int w = 0; w < f->workers && w < T2_PROF_WORKERS && pm->passes; w++)
+        printf(" %.2f", pm->worker_sec[w] * 1e3 / (double)pm->passes);
     printf("\n");
 }
 

@@ -109,6 +109,7 @@ typedef struct t2_batch_figures {
     double grouped_tps; /* the same batch without views: each distinct matrix read once */
     t2_cpu_load load;
     t2_pass_profile prof[T2_BATCH_VARIANTS]; /* --profile: its run of each variant */
+    int workers;                             /* the pool's */
 } t2_batch_figures;
 
 int t2_bench_batch(t2_model *m, t2_pool *pool, const t2_batch_opts *o, t2_batch_figures *f,

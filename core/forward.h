@@ -86,11 +86,18 @@ typedef enum t2_stage {
     T2_N_STAGES
 } t2_stage;
 
+#define T2_PROF_WORKERS 256 /* workers whose kernel time a profile keeps */
+
 typedef struct t2_pass_profile {
     double sec[T2_N_STAGES];
     double total_sec; /* the whole passes (norms, residuals, embedding: total - stages) */
     long passes;
     unsigned long pool_runs; /* hand-offs to the pool during them */
+    /* each worker's seconds inside the matrix kernels (its share of
+     * every product, the rotation's column walk included): against the
+     * matrix stages' wall time, what is left is waiting (hand-offs, the
+     * calling thread's serial work, uneven shares) */
+    double worker_sec[T2_PROF_WORKERS];
 } t2_pass_profile;
 
 /* Stage names for tables ("qkv", "attention", ...). */

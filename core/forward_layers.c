@@ -80,8 +80,8 @@ static void matmul_x16_rows(const matmul_job *j, int worker, int r0, int r1)
     }
 }
 
-/* Rows [r0, r1) of one product on this worker. */
-static void matmul_range(const matmul_job *j, int worker, int r0, int r1)
+/* Rows [r0, r1) of one product on this worker (matmul_range times it). */
+static void matmul_rows(const matmul_job *j, int worker, int r0, int r1)
 {
     const t2_wmat *w = j->w;
     if (r0 >= r1)
@@ -104,7 +104,48 @@ static void matmul_range(const matmul_job *j, int worker, int r0, int r1)
                 j->y[(size_t)i * (size_t)w->rows + (size_t)r] += j->bias[r];
 }
 
+/* The time since t0 (t2_prof_now) to this worker's kernel seconds. */
+static void prof_worker(const t2_ctx *c, int worker, double t0)
+{
+    if (c->prof && worker < T2_PROF_WORKERS)
+        c->prof->worker_sec[worker] += t2_prof_now(c) - t0;
+}
+
+/* Rows [r0, r1) of one product on this worker. */
+static void matmul_range(const matmul_job *j, int worker, int r0, int r1)
+{
+    double t0 = t2_prof_now(j->c);
+    matmul_rows(j, worker, r0, r1);
+    prof_worker(j->c, worker, t0);
+}
+
+/* A product's rows handed out in chunks (t2_chunks), so a worker on a
+ * slower core takes fewer (device Xeon, 8 threads: the workers' kernel
+ * time in one step ranged 9.5-18.9 ms for equal fixed shares).
+ * Multiples of 16 rows, so every row is computed the same way whichever
+ * worker takes it. */
+static void rows_in_chunks(t2_chunks *q, const t2_ctx *c, int rows)
+{
+    t2_chunks_init(q, rows, t2_pool_size(c->pool), 16);
+}
+
+typedef struct product_job {
+    matmul_job m;
+    t2_chunks q;
+} product_job;
+
 static void matmul_worker(void *arg, int worker, int nw)
+{
+    product_job *j = arg;
+    int r0, r1;
+    (void)nw;
+    while (t2_chunks_take(&j->q, &r0, &r1))
+        matmul_range(&j->m, worker, r0, r1);
+}
+
+/* matmul_worker with fixed shares (t2_pool_share), for a product whose
+ * workers should read the rows they read in the run before */
+static void matmul_share_worker(void *arg, int worker, int nw)
 {
     const matmul_job *j = arg;
     int r0, r1;
@@ -160,7 +201,8 @@ static void matmul(t2_ctx *c, float *y, const float *x, const uint16_t *xb, cons
 {
     if (w->type == T2_W_Q8_0 && n <= c->xq_rows)
         convert_x(c, x, n, w->cols, NULL);
-    matmul_job j = {c, y, x, bias, w, n, xb};
+    product_job j = {.m = {c, y, x, bias, w, n, xb}};
+    rows_in_chunks(&j.q, c, w->rows);
     t2_pool_run(c->pool, matmul_worker, &j);
 }
 
@@ -173,6 +215,7 @@ typedef struct fused_job {
     matmul_job part[3];
     int n_parts, total;
     bool swiglu;
+    t2_chunks q; /* of total rows, or of gate's with swiglu */
 } fused_job;
 
 /* The rows of a part (first row at `base` of the concatenated outputs)
@@ -186,24 +229,32 @@ static bool part_span(int base, int rows, int r0, int r1, int *b, int *e)
 
 static void fused_worker(void *arg, int worker, int nw)
 {
-    const fused_job *f = arg;
+    fused_job *f = arg;
     int r0, r1;
-    if (f->swiglu) {
-        const matmul_job *g = &f->part[0], *u = &f->part[1];
-        int rows = g->w->rows;
-        t2_pool_share(rows, worker, nw, 16, &r0, &r1);
-        matmul_range(g, worker, r0, r1);
-        matmul_range(u, worker, r0, r1);
-        for (int i = 0; i < g->n && r0 < r1; i++)
-            g->c->kern->silu_mul(g->y + (size_t)i * (size_t)rows + r0,
-                                 u->y + (size_t)i * (size_t)rows + r0, (size_t)(r1 - r0));
-        return;
+    (void)nw;
+    while (t2_chunks_take(&f->q, &r0, &r1)) {
+        if (f->swiglu) {
+            const matmul_job *g = &f->part[0], *u = &f->part[1];
+            size_t rows = (size_t)g->w->rows;
+            matmul_range(g, worker, r0, r1);
+            matmul_range(u, worker, r0, r1);
+            for (int i = 0; i < g->n; i++)
+                g->c->kern->silu_mul(g->y + (size_t)i * rows + (size_t)r0,
+                                     u->y + (size_t)i * rows + (size_t)r0, (size_t)(r1 - r0));
+            continue;
+        }
+        int b, e;
+        for (int p = 0, base = 0; p < f->n_parts; base += f->part[p].w->rows, p++)
+            if (part_span(base, f->part[p].w->rows, r0, r1, &b, &e))
+                matmul_range(&f->part[p], worker, b, e);
     }
-    t2_pool_share(f->total, worker, nw, 16, &r0, &r1);
-    int b, e;
-    for (int p = 0, base = 0; p < f->n_parts; base += f->part[p].w->rows, p++)
-        if (part_span(base, f->part[p].w->rows, r0, r1, &b, &e))
-            matmul_range(&f->part[p], worker, b, e);
+}
+
+/* f's rows handed out in chunks: gate's with swiglu, else all parts' */
+static void fused_chunks(fused_job *f)
+{
+    const matmul_job *m = &f->part[0];
+    rows_in_chunks(&f->q, m->c, f->swiglu ? m->w->rows : f->total);
 }
 
 /* The first stage of factored products, T = X · Vtᵀ, with every row t of
@@ -216,15 +267,11 @@ typedef struct scaled_job {
     const float *const *s[2]; /* [part][row of X] */
     uint16_t *tb[2];
     int n_parts;
+    t2_chunks q; /* of all parts' rows (scaled_run) */
 } scaled_job;
 
-static void scaled_worker(void *arg, int worker, int nw)
+static void scaled_range(const scaled_job *j, int worker, int r0, int r1)
 {
-    const scaled_job *j = arg;
-    int total = 0, r0, r1;
-    for (int p = 0; p < j->n_parts; p++)
-        total += j->part[p].w->rows;
-    t2_pool_share(total, worker, nw, 16, &r0, &r1);
     for (int p = 0, base = 0; p < j->n_parts; base += j->part[p].w->rows, p++) {
         const matmul_job *m = &j->part[p];
         int b, e;
@@ -241,6 +288,25 @@ static void scaled_worker(void *arg, int worker, int nw)
                               j->tb[p] + (size_t)t * (size_t)m->w->rows + b);
         }
     }
+}
+
+static void scaled_worker(void *arg, int worker, int nw)
+{
+    scaled_job *j = arg;
+    int r0, r1;
+    (void)nw;
+    while (t2_chunks_take(&j->q, &r0, &r1))
+        scaled_range(j, worker, r0, r1);
+}
+
+/* Runs j on the pool, its rows handed out in chunks. */
+static void scaled_run(t2_ctx *c, scaled_job *j)
+{
+    int total = 0;
+    for (int p = 0; p < j->n_parts; p++)
+        total += j->part[p].w->rows;
+    rows_in_chunks(&j->q, c, total);
+    t2_pool_run(c->pool, scaled_worker, j);
 }
 
 /* ---- one layer matrix for rows that may use different weights ---- */
@@ -374,8 +440,10 @@ static void rot_worker(void *arg, int worker, int nw)
         }
         x = j->tb + k0;
     }
+    double t0 = t2_prof_now(j->c);
     j->c->kern->bf16_t(j->r + (size_t)k0 * cols, cols * sizeof(uint16_t), k1 - k0, 0, j->cols, x,
                        kr, j->n, part, cols);
+    prof_worker(j->c, worker, t0);
 }
 
 /* rows[j] += the workers' partials of row j, then (dz set) times dz[j]. */
@@ -449,7 +517,9 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
     memset(tmp, 0, (size_t)act * r * sizeof *tmp);
     rot_sum(c, act, f->r, rows, dz);
     t2_bf16_round(tmp, (size_t)act * r, tb);
-    matmul(c, tmp2, tmp, tb, &u, NULL, act); /* each worker its rows of U again */
+    /* each worker its rows of U again (the shares of rot_worker) */
+    matmul_job uj = {c, tmp2, tmp, NULL, &u, act, tb};
+    t2_pool_run(c->pool, matmul_share_worker, &uj);
     for (int j = 0; j < act; j++)
         for (size_t i = 0; i < m; i++)
             y[(size_t)idx[j] * m + i] += tmp2[(size_t)j * m + i];
@@ -533,7 +603,7 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
         convert_x(c, x, n, f->n, xb);
     scaled_job sj = {
         .part = {{c, c->fact_tmp, x, NULL, &vt, n, xb}}, .s = {s}, .tb = {tb}, .n_parts = 1};
-    t2_pool_run(c->pool, scaled_worker, &sj);
+    scaled_run(c, &sj);
     matmul(c, y, c->fact_tmp, tb, &u, bias_of(first, kind), n);
 }
 
@@ -603,6 +673,7 @@ static bool fused_matmul(t2_ctx *c, const t2_row *rows, int layer, const int *ki
         return false;
     if (q8 && n <= c->xq_rows)
         convert_x(c, x, n, w[0].cols, NULL);
+    fused_chunks(&f);
     t2_pool_run(c->pool, fused_worker, &f);
     return true;
 }
@@ -647,12 +718,13 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
                      .s = {sg, su},
                      .tb = {tgb, tub},
                      .n_parts = 2};
-    t2_pool_run(c->pool, scaled_worker, &sj);
+    scaled_run(c, &sj);
     t2_wmat gu = factor_mat(c, g->u, g->u_bf16, g->m, g->r, n),
             uu = factor_mat(c, u->u, u->u_bf16, u->m, u->r, n);
     fused_job f = {.n_parts = 2, .total = 2 * g->m, .swiglu = true};
     f.part[0] = (matmul_job){c, c->gate, tg, NULL, &gu, n, tgb};
     f.part[1] = (matmul_job){c, c->up, tu, NULL, &uu, n, tub};
+    fused_chunks(&f);
     t2_pool_run(c->pool, fused_worker, &f);
     return true;
 }

@@ -164,3 +164,30 @@ void t2_pool_share(int n, int w, int nw, int align, int *begin, int *end)
     *begin = b0 * align < n ? b0 * align : n;
     *end = b1 * align < n ? b1 * align : n;
 }
+
+void t2_chunks_init(t2_chunks *q, int n, int nw, int align)
+{
+    q->n = n;
+    q->nw = nw > 0 ? nw : 1;
+    q->align = align > 0 ? align : 1;
+    atomic_init(&q->next, 0);
+}
+
+bool t2_chunks_take(t2_chunks *q, int *begin, int *end)
+{
+    int cur = atomic_load_explicit(&q->next, memory_order_relaxed);
+    for (;;) {
+        if (cur >= q->n)
+            return false;
+        int left = q->n - cur;
+        int size = (left + q->nw - 1) / q->nw;
+        size = (size + q->align - 1) / q->align * q->align;
+        int stop = size < left ? cur + size : q->n;
+        if (atomic_compare_exchange_weak_explicit(&q->next, &cur, stop, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *begin = cur;
+            *end = stop;
+            return true;
+        }
+    }
+}

@@ -4,6 +4,9 @@
 #ifndef T2_POOL_H
 #define T2_POOL_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+
 #include "error.h"
 
 typedef struct t2_pool t2_pool;
@@ -25,5 +28,21 @@ unsigned long t2_pool_runs(const t2_pool *p);
 /* The half-open share [begin, end) of n items for worker w of nw,
  * rounded to multiples of `align` items. */
 void t2_pool_share(int n, int w, int nw, int align, int *begin, int *end);
+
+/* n items handed out in chunks as the workers of one t2_pool_run ask for
+ * them, so a worker on a slower core (a busy neighbour, a shared
+ * hyperthread) takes less: the run ends soon after the last chunk, not
+ * when the slowest fixed share does. Each chunk is 1/nw of the items left
+ * (rounded up to a multiple of `align`, the last one shorter): the first
+ * ones as long as fixed shares would be (long runs for the memory
+ * streams), the last ones short, to even out the end. */
+typedef struct t2_chunks {
+    atomic_int next;
+    int n, nw, align;
+} t2_chunks;
+
+void t2_chunks_init(t2_chunks *q, int n, int nw, int align);
+/* The next chunk [*begin, *end), or false when none is left. */
+bool t2_chunks_take(t2_chunks *q, int *begin, int *end);
 
 #endif
