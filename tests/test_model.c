@@ -41,6 +41,13 @@ static int setup(void **state)
     return 0;
 }
 
+/* The first reference prompt's ids (the caller frees them). */
+static int32_t *first_prompt(const fixture *f, size_t *n)
+{
+    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
+    return json_ids(json_object_get(v, "ids"), n);
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
@@ -101,9 +108,8 @@ static void test_reference_logits(void **state)
 static void test_all_logits_match_last(void **state)
 {
     fixture *f = *state;
-    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
     size_t n;
-    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    int32_t *ids = first_prompt(f, &n);
     if (test_quick()) /* quick mode: the prompt's first 6 tokens */
         n = n < 6 ? n : 6;
     t2_ctx *ctx;
@@ -129,9 +135,8 @@ static void test_all_logits_match_last(void **state)
 static void test_pass_profile(void **state)
 {
     fixture *f = *state;
-    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
     size_t n;
-    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    int32_t *ids = first_prompt(f, &n);
     t2_ctx *ctx;
     t2_err err;
     assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
@@ -176,9 +181,8 @@ static void test_pass_profile(void **state)
 static void test_branches_match_sequential(void **state)
 {
     fixture *f = *state;
-    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
     size_t n;
-    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    int32_t *ids = first_prompt(f, &n);
     if (test_quick())
         n = n < 6 ? n : 6;
     t2_ctx *ctx;
@@ -215,9 +219,8 @@ static void test_branches_match_sequential(void **state)
 static void test_reuse_prefix(void **state)
 {
     fixture *f = *state;
-    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
     size_t n;
-    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    int32_t *ids = first_prompt(f, &n);
     if (test_quick())
         n = n < 8 ? n : 8;
     assert_true(n >= 4);
@@ -510,9 +513,8 @@ static bool collect(void *user, const char *text, size_t len, int32_t token)
 
 static t2_gen_result run_math(fixture *f, t2_gen_params *gp, collected *col)
 {
-    json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
     size_t n;
-    int32_t *ids = json_ids(json_object_get(v, "ids"), &n);
+    int32_t *ids = first_prompt(f, &n);
     t2_ctx *ctx;
     t2_err err;
     assert_int_equal(t2_ctx_create(&ctx, f->m, f->pool, 0, &err), 0);
