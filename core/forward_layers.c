@@ -121,7 +121,7 @@ static void matmul_range(const matmul_job *j, int worker, int r0, int r1)
 
 /* A product's rows handed out in chunks (t2_chunks), so a worker on a
  * slower core takes fewer (device Xeon, 8 threads: the workers' kernel
- * time in one step ranged 9.5-18.9 ms for equal fixed shares).
+ * time in one step ranged 9.5-19.9 ms for equal fixed shares).
  * Multiples of 16 rows, so every row is computed the same way whichever
  * worker takes it. */
 static void rows_in_chunks(t2_chunks *q, const t2_ctx *c, int rows)

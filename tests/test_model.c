@@ -130,8 +130,8 @@ static void test_all_logits_match_last(void **state)
 /* A pass profile counts every pass, puts time in every stage a pass
  * goes through (none in the rotation: an f32 model never rotates), no
  * more than the passes took, at least one pool hand-off per matrix
- * stage and layer, and kernel time for each worker of the pool; it
- * stops when unset. */
+ * stage and layer, and kernel time of the pool's workers within the
+ * matrix stages; it stops when unset. */
 static void test_pass_profile(void **state)
 {
     fixture *f = *state;
@@ -159,13 +159,14 @@ static void test_pass_profile(void **state)
     }
     assert_true(stages <= p.total_sec);
     assert_true(p.pool_runs >= 4u * 4u * (unsigned long)f->m->cfg.n_layers);
-    /* both workers of the pool ran kernels; the calling thread (worker 0)
-     * only inside the matrix stages */
-    assert_true(p.worker_sec[0] > 0.0 && p.worker_sec[1] > 0.0);
+    /* the pool's workers ran kernels (which of them took how many rows
+     * is up to the chunks: under valgrind one may take them all), only
+     * inside the matrix stages; a third worker does not exist */
+    double matrix = p.sec[T2_STAGE_QKV] + p.sec[T2_STAGE_O] + p.sec[T2_STAGE_GATE_UP] +
+                    p.sec[T2_STAGE_DOWN] + p.sec[T2_STAGE_HEAD];
+    assert_true(p.worker_sec[0] + p.worker_sec[1] > 0.0);
+    assert_true(p.worker_sec[0] <= matrix && p.worker_sec[1] <= matrix);
     assert_true(p.worker_sec[2] == 0.0);
-    assert_true(p.worker_sec[0] <= p.sec[T2_STAGE_QKV] + p.sec[T2_STAGE_O] +
-                                       p.sec[T2_STAGE_GATE_UP] + p.sec[T2_STAGE_DOWN] +
-                                       p.sec[T2_STAGE_HEAD]);
     t2_pass_profile before = p;
     t2_ctx_set_profile(ctx, NULL);
     assert_int_equal(t2_forward(ctx, &ids[3], 1, false, &logits, &err), 0);
