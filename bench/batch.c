@@ -219,11 +219,15 @@ out:
 
 static const char *const variant_keys[N_VARIANTS] = {"one", "same", "mixed", "mixed_grouped"};
 
+/* x per pass of a variant's profile (NAN when it has none) */
+static double per_pass(const t2_pass_profile *p, double x)
+{
+    return p->passes ? x / (double)p->passes : NAN;
+}
+
 /* ms per step of a stage (-1: the rest of the pass) of a variant's profile */
 static double stage_ms(const t2_pass_profile *p, int stage)
 {
-    if (p->passes == 0)
-        return NAN;
     double sec = p->total_sec;
     if (stage >= 0)
         sec = p->sec[stage];
@@ -231,22 +235,20 @@ static double stage_ms(const t2_pass_profile *p, int stage)
         for (int s = 0; s < T2_N_STAGES; s++)
             if (s != T2_STAGE_ROTATION)
                 sec -= p->sec[s];
-    return sec * 1e3 / (double)p->passes;
+    return per_pass(p, sec * 1e3);
 }
 
 /* ms per step the workers spent in the matrix kernels: their mean, or
  * (busiest) the most any one spent */
 static double worker_ms(const t2_batch_figures *f, const t2_pass_profile *p, bool busiest)
 {
-    if (p->passes == 0)
-        return NAN;
     int n = f->workers < T2_PROF_WORKERS ? f->workers : T2_PROF_WORKERS;
     double sum = 0, most = 0;
     for (int w = 0; w < n; w++) {
         sum += p->worker_sec[w];
         most = p->worker_sec[w] > most ? p->worker_sec[w] : most;
     }
-    return (busiest ? most : sum / (n > 0 ? n : 1)) * 1e3 / (double)p->passes;
+    return per_pass(p, (busiest ? most : sum / (n > 0 ? n : 1)) * 1e3);
 }
 
 /* wall ms per step of the stages that are matrix products */
@@ -260,25 +262,40 @@ static double matrix_ms(const t2_pass_profile *p)
     return ms;
 }
 
+/* The profile's rows past the stages: name and value per variant. */
+enum { ROW_STEP, ROW_MATRIX, ROW_KERNELS_MEAN, ROW_KERNELS_MAX, ROW_HANDOFFS, N_ROWS };
+static const char *const row_keys[N_ROWS] = {"step", "matrix_stages", "worker_kernels_mean",
+                                             "worker_kernels_max", "pool_runs"};
+static const char *const row_labels[N_ROWS] = {"whole step", "matrix stages", "kernels, mean",
+                                               "kernels, max", "pool hand-offs"};
+
+static double row_value(const t2_batch_figures *f, const t2_pass_profile *p, int row)
+{
+    switch (row) {
+    case ROW_STEP: return per_pass(p, p->total_sec * 1e3);
+    case ROW_MATRIX: return matrix_ms(p);
+    case ROW_KERNELS_MEAN: return worker_ms(f, p, false);
+    case ROW_KERNELS_MAX: return worker_ms(f, p, true);
+    default: return per_pass(p, (double)p->pool_runs);
+    }
+}
+
+static json_t *json_num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
 static json_t *profile_json(const t2_batch_figures *f)
 {
     json_t *all = json_object();
     for (int v = 0; v < N_VARIANTS; v++) {
         const t2_pass_profile *p = &f->prof[v];
         json_t *j = json_object();
-        for (int s = -1; s < T2_N_STAGES; s++) {
-            double ms = stage_ms(p, s);
+        for (int s = -1; s < T2_N_STAGES; s++)
             json_object_set_new(j, s < 0 ? "other" : t2_stage_name((t2_stage)s),
-                                isfinite(ms) ? json_real(ms) : json_null());
-        }
-        double step = p->passes ? p->total_sec * 1e3 / (double)p->passes : NAN;
-        json_object_set_new(j, "step", isfinite(step) ? json_real(step) : json_null());
-        json_object_set_new(j, "pool_runs",
-                            json_real(p->passes ? (double)p->pool_runs / (double)p->passes : 0));
-        double ms[] = {matrix_ms(p), worker_ms(f, p, false), worker_ms(f, p, true)};
-        const char *k[] = {"matrix_stages", "worker_kernels_mean", "worker_kernels_max"};
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
-            json_object_set_new(j, k[i], isfinite(ms[i]) ? json_real(ms[i]) : json_null());
+                                json_num(stage_ms(p, s)));
+        for (int r = 0; r < N_ROWS; r++)
+            json_object_set_new(j, row_keys[r], json_num(row_value(f, p, r)));
         json_object_set_new(all, variant_keys[v], j);
     }
     return all;
@@ -299,29 +316,16 @@ static void profile_print(const t2_batch_figures *f)
             printf(" %14.3f", stage_ms(&f->prof[v], stage));
         printf("\n");
     }
-    printf("%-16s", "whole step");
-    for (int v = 0; v < N_VARIANTS; v++) {
-        const t2_pass_profile *p = &f->prof[v];
-        printf(" %14.3f", p->passes ? p->total_sec * 1e3 / (double)p->passes : NAN);
+    for (int r = 0; r < N_ROWS; r++) {
+        printf("%-16s", row_labels[r]);
+        for (int v = 0; v < N_VARIANTS; v++)
+            printf(r == ROW_HANDOFFS ? " %14.1f" : " %14.3f", row_value(f, &f->prof[v], r));
+        printf("\n");
     }
-    printf("\n%-16s", "matrix stages");
-    for (int v = 0; v < N_VARIANTS; v++)
-        printf(" %14.3f", matrix_ms(&f->prof[v]));
-    printf("\n%-16s", "kernels, mean");
-    for (int v = 0; v < N_VARIANTS; v++)
-        printf(" %14.3f", worker_ms(f, &f->prof[v], false));
-    printf("\n%-16s", "kernels, max");
-    for (int v = 0; v < N_VARIANTS; v++)
-        printf(" %14.3f", worker_ms(f, &f->prof[v], true));
-    printf("\n%-16s", "pool hand-offs");
-    for (int v = 0; v < N_VARIANTS; v++) {
-        const t2_pass_profile *p = &f->prof[v];
-        printf(" %14.1f", p->passes ? (double)p->pool_runs / (double)p->passes : NAN);
-    }
-    printf("\nkernel ms per step by worker, mixed:");
+    printf("kernel ms per step by worker, mixed:");
     const t2_pass_profile *pm = &f->prof[V_MIXED];
-    for (int w = 0; w < f->workers && w < T2_PROF_WORKERS && pm->passes; w++)
-        printf(" %.2f", pm->worker_sec[w] * 1e3 / (double)pm->passes);
+    for (int w = 0; w < f->workers && w < T2_PROF_WORKERS; w++)
+        printf(" %.2f", per_pass(pm, pm->worker_sec[w] * 1e3));
     printf("\n");
 }
 
@@ -346,7 +350,7 @@ int t2_bench_batch_print(const t2_batch_opts *o, const t2_model *m, const t2_bat
                            "mixed_tps",          "mixed_grouped_tps",   "same_x_one",
                            "mixed_x_one",        "mixed_grouped_x_one", "other_cpu_load"};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-            json_object_set_new(j, k[i], isfinite(v[i]) ? json_real(v[i]) : json_null());
+            json_object_set_new(j, k[i], json_num(v[i]));
         if (o->profile)
             json_object_set_new(j, "profile_ms_per_step", profile_json(f));
         int rc = json_dumpf(j, stdout, JSON_COMPACT) != 0 ? -1 : 0;

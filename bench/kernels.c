@@ -128,7 +128,8 @@ int t2_bench_kernels(int out_mib, bool json, t2_err *err)
     int rows_out = big.w[N_FORMATS - 1].rows; /* the most: q8_0's */
     float *x = malloc(16 * COLS * sizeof *x), *y = malloc((size_t)16 * rows_out * sizeof *y);
     /* bf16 x for bf16_x16 (16 rows of COLS) and bf16_t (16 rows of rows_out) */
-    uint16_t *xb = malloc((size_t)16 * (size_t)(rows_out > COLS ? rows_out : COLS) * sizeof *xb);
+    size_t xb_n = (size_t)16 * (size_t)(rows_out > COLS ? rows_out : COLS);
+    uint16_t *xb = malloc(xb_n * sizeof *xb);
     t2_q8_act xq = {NULL, NULL, NULL};
     int rc = -1;
     json_t *out = json_object(), *list = json_array();
@@ -139,7 +140,7 @@ int t2_bench_kernels(int out_mib, bool json, t2_err *err)
     uint64_t s = 7;
     for (int i = 0; i < 16 * COLS; i++)
         x[i] = t2_bench_rnd(&s, 0.5f);
-    for (size_t i = 0; i < (size_t)16 * (size_t)(rows_out > COLS ? rows_out : COLS); i++)
+    for (size_t i = 0; i < xb_n; i++)
         xb[i] = t2_f32_to_bf16(x[i % (16 * COLS)]);
     t2_pool *one = NULL;
     if (t2_pool_create(&one, 1, err) != 0)

@@ -435,8 +435,6 @@ INLINE void widen_bf16x32(__m512i raw, __m512 *lo, __m512 *hi)
         _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(raw, 1)), 16));
 }
 
-/* Columns c..c+31 (those under mask m) for nx <= 8 rows of x: a line of
- * each w row at a time, 2 x nx accumulators (nx a constant where inlined). */
 /* y = v, or y += v (a later block of rows of bf16_t) */
 INLINE void store_or_add(float *y, __mmask16 m, __m512 v, bool add)
 {
@@ -445,6 +443,9 @@ INLINE void store_or_add(float *y, __mmask16 m, __m512 v, bool add)
     _mm512_mask_storeu_ps(y, m, v);
 }
 
+/* Columns c..c+31 (those under mask m) for nx <= 8 rows of x: a line of
+ * each w row at a time, 2 x nx accumulators (nx a constant where inlined);
+ * stored to y, or added (add). */
 INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask32 m,
                         const uint16_t *x, size_t ldx, int nx, float *y, size_t ldy, bool add)
 {
@@ -469,13 +470,13 @@ INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, __mmask3
     }
 }
 
-/* bf16_t's entry: blocks of rows of w (BF16_T_BLOCK_BYTES, at least 16) (each walked across
- * all its columns before the next, so a block is read from memory once,
- * in order, and its column strips come from cache; one strip at a time
- * down all the rows left each 64-byte line to a separate miss), in
- * 32-column strips, up to 8 rows of x per call of cols_fn (nx a
- * constant in each case, so its accumulators stay in registers); blocks
- * after the first add to y. */
+/* bf16_t's entry: blocks of rows of w (BF16_T_BLOCK_BYTES of them, at
+ * least 16 rows), each walked across all its columns before the next, so
+ * a block is read from memory once, in order, and its column strips come
+ * from cache (one strip at a time down all the rows left each 64-byte
+ * line to a separate miss); 32-column strips, up to 8 rows of x per call
+ * of cols_fn (nx a constant in each case, so its accumulators stay in
+ * registers); blocks after the first add to y. */
 #define DEFINE_BF16_T(name, target, cols_fn)                                                       \
     target static void name(const uint16_t *w, size_t ldw, int rows, int c0, int c1,               \
                             const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)            \
