@@ -74,7 +74,7 @@ static int cpu_has_avx512bf16(void)
     return cpu_has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
 }
 
-/* AMX-TILE and AMX-BF16 (cpuid leaf 7, EDX bits 24 and 22), the tile
+/* AMX-TILE, AMX-BF16 and AMX-INT8 (cpuid leaf 7, EDX bits 24, 22, 25), the tile
  * state enabled by the OS (XCR0 bits 17, 18), and Linux's permission for
  * this process to use it (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16+;
  * asking again is harmless). */
@@ -83,7 +83,7 @@ static int cpu_has_amx_bf16(void)
     enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
     unsigned a, b, c, d;
     if (!cpu_has_avx512bf16() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) ||
-        !(d & (1u << 24)))
+        !(d & (1u << 24)) || !(d & (1u << 25)))
         return 0;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
         return 0;

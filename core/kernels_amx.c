@@ -1,6 +1,7 @@
 /* AMX kernels (Intel Sapphire Rapids and later): bf16 weights times bf16
- * X by tile dot products (TDPBF16PS), for bf16_x16 only, the entry a q8_0
- * model's factored products use. Every other entry is avx512bf16's.
+ * X by tile dot products (TDPBF16PS) for bf16_x16, the entry a q8_0
+ * model's factored products use, and Q8_0 weights times 16 or more rows
+ * of X on int8 tiles (kernels_amx_q8.c). Every other entry is avx512bf16's.
  *
  * One TDPBF16PS adds a 16 x 32 bf16 tile of weights (16 rows, 64 bytes of
  * each: loaded straight from the row-major matrix) times a 32 x 16 tile of
@@ -16,15 +17,14 @@
  * was slower on the Sapphire Rapids Xeon we measure (one core, 16 rows of
  * X from memory: 105-160 vs 194 GMAC/s without).
  *
- * Used only when the CPU has AMX-TILE and AMX-BF16 and Linux lets the
- * process use the tile registers (kernels.c asks once). */
+ * Used only when the CPU has AMX-TILE, AMX-BF16 and AMX-INT8 and Linux
+ * lets the process use the tile registers (kernels.c asks once). */
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "kernels.h"
-
-#define TARGET_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#include "kernels_amx.h"
 
 enum {
     TILE_ROWS = 16,   /* weight rows per accumulator tile */
@@ -35,16 +35,9 @@ enum {
 
 /* Palette 1: tiles 0-3 accumulate 64 weight rows, 4-5 hold weights,
  * 6 holds X; every tile 16 rows of 64 bytes. */
-typedef struct tile_config {
-    uint8_t palette, start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
 TARGET_AMX static void load_config(void)
 {
-    tile_config cfg __attribute__((aligned(64)));
+    t2_tile_config cfg __attribute__((aligned(64)));
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 7; t++) {
@@ -52,33 +45,6 @@ TARGET_AMX static void load_config(void)
         cfg.rows[t] = 16;
     }
     _tile_loadconfig(&cfg);
-}
-
-/* r[k] = element k of every r[t] (a 16 x 16 transpose of 32-bit values):
- * rows interleaved by 32 bits, then by 64, then 128-bit lanes gathered in
- * two steps. */
-TARGET_AMX static inline void transpose16(__m512i r[16])
-{
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-    }
 }
 
 /* X's blocks [b0, b0 + nb) in the VNNI layout: xp[b][k][t] is the pair of
@@ -94,7 +60,7 @@ TARGET_AMX static void pack_x(const uint16_t *x, int cols, int n, int b0, int nb
             r[t] = t < n ? _mm512_loadu_si512(x + (size_t)t * (size_t)cols +
                                               (size_t)(b0 + b) * BLOCK_COLS)
                          : _mm512_setzero_si512();
-        transpose16(r);
+        t2_transpose16(r);
         for (int k = 0; k < BLOCK_COLS / 2; k++)
             _mm512_store_si512(xp[b][k], r[k]);
     }
@@ -203,10 +169,24 @@ static void bf16_amx(const uint16_t *w, size_t ldw, int rows, int cols, const fl
     t2_kernels_avx512bf16.bf16(w, ldw, rows, cols, x, n, y, ldy);
 }
 
+/* 16 or more rows of X (a prompt's) on int8 tiles (kernels_amx_q8.c);
+ * the last weight rows (< 16) and fewer rows of X (a decode step's) on
+ * VNNI. Device Xeon, smollm2-360m q8_0: prefill of 512 tokens 356, 405
+ * -> 592, 555 tok/s (2 threads), 1102, 1009 -> 1244, 1529 (8); but a
+ * decode batch of 8 on one expert 874-879 -> 612-642 tok/s (8 threads):
+ * the tiles' path streams the weights slower than VNNI's loops. */
 static void q8_0_amx(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x, int n,
                      float *y, size_t ldy)
 {
-    t2_kernels_avx512bf16.q8_0(w, ldw, rows, cols, x, n, y, ldy);
+    int tiled = rows / 16 * 16;
+    if (n < 16 || tiled == 0) {
+        t2_kernels_avx512bf16.q8_0(w, ldw, rows, cols, x, n, y, ldy);
+        return;
+    }
+    if (tiled < rows)
+        t2_kernels_avx512bf16.q8_0(w + (size_t)tiled * ldw, ldw, rows - tiled, cols, x, n,
+                                   y + tiled, ldy);
+    t2_q8_0_amx_tiles(w, ldw, tiled, cols, x, n, y, ldy);
 }
 
 static void q8_act_amx(const float *x, int n, int cols, t2_q8_act *out)

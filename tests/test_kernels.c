@@ -317,10 +317,12 @@ static void test_avx512bf16(void **state)
 }
 
 /* AMX (where the CPU has it; not on AMD, so CI's Zen 4 skips this): its
- * tiles take 64 weight rows and then 16 at a time, hand the last rows
+ * bf16 tiles take 64 weight rows and then 16 at a time, hand the last rows
  * (< 16) and one or two rows of X to avx512bf16, pack X 32 blocks of 32
  * columns at a time (1024 columns: one chunk, or several whose sums add
- * up) and 16 rows of X at a time. */
+ * up) and 16 rows of X at a time. Its int8 tiles (q8_0, 3 or more rows
+ * of X) take 16 weight rows at a time, the same chunks of X and groups
+ * of 16 blocks, the last one short (960, 1056, 2560 columns). */
 static void test_amx(void **state)
 {
     (void)state;
@@ -335,6 +337,11 @@ static void test_amx(void **state)
         for (size_t b = 0; b < sizeof cols / sizeof cols[0]; b++)
             for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
                 check_x16(k, rows[a], cols[b], ns[c]);
+    static const int cols_q8[] = {32, 544, 960, 1024, 1056, 2560};
+    for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
+        for (size_t b = 0; b < sizeof cols_q8 / sizeof cols_q8[0]; b++)
+            for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
+                check_variant(k, T2_W_Q8_0, rows[a], cols_q8[b], ns[c]);
 }
 
 /* t2_bf16_round rounds as t2_f32_to_bf16: to nearest, ties to even,
