@@ -463,6 +463,29 @@ static void rot_sum(const t2_ctx *c, int n, int cols, float *const *rows, const 
     }
 }
 
+/* dz[i] = s[i] / sigma[i] - 1, and 0 where sigma[i] is 0 (W' has s = 0
+ * there too; singular values are never negative). The choice is made
+ * on sigma's bits, every value divided (by 1 where sigma is 0): a float
+ * comparison kept GCC from vectorising the loop (it may trap), and the
+ * scalar divisions took ~1 us per row and matrix of a mixed step. */
+static void singular_change(const float *restrict s, const float *restrict sigma, int r,
+                            float *restrict dz)
+{
+    const uint32_t one = 0x3f800000u; /* 1.0f */
+    for (int i = 0; i < r; i++) {
+        uint32_t sb, qb;
+        memcpy(&sb, &sigma[i], sizeof sb);
+        uint32_t keep = 0u - (uint32_t)((sb & 0x7fffffffu) != 0u); /* all ones where sigma != 0 */
+        uint32_t den_b = (sb & keep) | (one & ~keep);
+        float den, q;
+        memcpy(&den, &den_b, sizeof den);
+        q = s[i] / den - 1.0f;
+        memcpy(&qb, &q, sizeof qb);
+        qb &= keep;
+        memcpy(&dz[i], &qb, sizeof qb);
+    }
+}
+
 /* Y = X · W'ᵀ (+ bias) for rows whose W' = U diag(s[t]) Vt (rotates()).
  * Rows on the base's own view (s is sigma: no change) skip the rotation;
  * the others are its rows 0..act-1 (row idx[j] of X and Y). */
@@ -475,10 +498,15 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
     for (int t = 0; t < n; t++) {
         if (s[t] == f->sigma)
             continue;
-        float *d = c->rot_dz + (size_t)act * c->fact_half / T2_CHUNK;
-        for (int i = 0; i < f->r; i++) /* sigma 0: W' has s = 0 there too */
-            d[i] = f->sigma[i] > 0.0f ? s[t][i] / f->sigma[i] - 1.0f : 0.0f;
-        dz[act] = d;
+        dz[act] = NULL;
+        for (int j = 0; j < act && !dz[act]; j++) /* rows on one expert share it */
+            if (s[idx[j]] == s[t])
+                dz[act] = dz[j];
+        if (!dz[act]) {
+            float *d = c->rot_dz + (size_t)act * c->fact_half / T2_CHUNK;
+            singular_change(s[t], f->sigma, f->r, d);
+            dz[act] = d;
+        }
         idx[act++] = t;
     }
     if (act == 0) {
