@@ -136,6 +136,16 @@ TARGET_AMX static inline void scale_block(const int32_t cs[XROWS][ROWS], const f
     }
 }
 
+/* tile_rows' block jj of group g0 (xa, wb) into sum tile C, through X
+ * tile A and weight tile B (literal tile numbers, as the intrinsics want) */
+#define BLOCK_PRODUCT(C, A, B, jj)                                                                 \
+    do {                                                                                           \
+        _tile_loadd(A, xa[g0 + (jj)], BLOCK);                                                      \
+        _tile_loadd(B, wb[jj], 64);                                                                \
+        _tile_zero(C);                                                                             \
+        _tile_dpbssd(C, A, B);                                                                     \
+    } while (0)
+
 /* Weight rows [0, 16) times blocks [b0, b0 + nbc) of X (unpacked in xa)
  * into acc. */
 TARGET_AMX static void tile_rows(const uint8_t *w, size_t ldw, int nb, int b0, int nbc,
@@ -149,23 +159,11 @@ TARGET_AMX static void tile_rows(const uint8_t *w, size_t ldw, int nb, int b0, i
         int g = (b0 + g0) / T2_Q8_0_GROUP, m = t2_q8_0_group_blocks(nb, g);
         stage_group(w, ldw, nb, g, wb, sw);
         int j = 0;
-        for (; j + 4 <= m; j += 4) {
-            _tile_loadd(4, xa[g0 + j], BLOCK);
-            _tile_loadd(6, wb[j], 64);
-            _tile_zero(0);
-            _tile_dpbssd(0, 4, 6);
-            _tile_loadd(5, xa[g0 + j + 1], BLOCK);
-            _tile_loadd(7, wb[j + 1], 64);
-            _tile_zero(1);
-            _tile_dpbssd(1, 5, 7);
-            _tile_loadd(4, xa[g0 + j + 2], BLOCK);
-            _tile_loadd(6, wb[j + 2], 64);
-            _tile_zero(2);
-            _tile_dpbssd(2, 4, 6);
-            _tile_loadd(5, xa[g0 + j + 3], BLOCK);
-            _tile_loadd(7, wb[j + 3], 64);
-            _tile_zero(3);
-            _tile_dpbssd(3, 5, 7);
+        for (; j + 4 <= m; j += 4) { /* four sum tiles in flight */
+            BLOCK_PRODUCT(0, 4, 6, j);
+            BLOCK_PRODUCT(1, 5, 7, j + 1);
+            BLOCK_PRODUCT(2, 4, 6, j + 2);
+            BLOCK_PRODUCT(3, 5, 7, j + 3);
             _tile_stored(0, cs[0], 64);
             _tile_stored(1, cs[1], 64);
             _tile_stored(2, cs[2], 64);
@@ -175,10 +173,7 @@ TARGET_AMX static void tile_rows(const uint8_t *w, size_t ldw, int nb, int b0, i
                             acc);
         }
         for (; j < m; j++) {
-            _tile_loadd(4, xa[g0 + j], BLOCK);
-            _tile_loadd(6, wb[j], 64);
-            _tile_zero(0);
-            _tile_dpbssd(0, 4, 6);
+            BLOCK_PRODUCT(0, 4, 6, j);
             _tile_stored(0, cs[0], 64);
             scale_block((const int32_t(*)[ROWS])cs[0], xd, nb, b0 + g0 + j, sw[j], nt, acc);
         }
