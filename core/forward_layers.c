@@ -37,17 +37,17 @@ static void matmul_dequant(const matmul_job *j, int worker, int r0, int r1)
 }
 
 /* Rows [r0, r1) of a q8_0 product with many rows of X (prefill): the
- * int8 kernels, T2_KERNEL_ROWS rows of X at a time, each time over all of
- * this worker's weight rows. With 16 rows of X the kernel is bound by its
- * arithmetic even with the weights out of cache, and it multiplies int8
- * at 1.7x one core's sgemm rate (t2 bench --kernels), which beats
- * widening the weights for sgemm. The activations are quantised to Q8_0
- * as in decode (and as llama.cpp does for q8_0 weights). */
+ * int8 kernels, the variant's prompt_rows rows of X at a time (16; 64 for
+ * AMX tiles), each time over all of this worker's weight rows. With 16 rows of X the kernel is
+ * bound by its arithmetic even with the weights out of cache, and it multiplies int8 at 1.7x one
+ * core's sgemm rate (t2 bench --kernels), which beats widening the weights for sgemm. The
+ * activations are quantised to Q8_0 as in decode (and as llama.cpp does for q8_0 weights). */
 static void matmul_q8_blocks(const matmul_job *j, int r0, int r1)
 {
     const t2_wmat *w = j->w;
-    for (int i0 = 0; i0 < j->n; i0 += T2_KERNEL_ROWS) {
-        int cnt = j->n - i0 < T2_KERNEL_ROWS ? j->n - i0 : T2_KERNEL_ROWS;
+    int step = j->c->kern->prompt_rows;
+    for (int i0 = 0; i0 < j->n; i0 += step) {
+        int cnt = j->n - i0 < step ? j->n - i0 : step;
         t2_q8_act xq = t2_q8_act_rows(&j->c->xq, w->cols, i0);
         t2_wmat_mul(j->c->kern, w, r0, r1, j->x + (size_t)i0 * (size_t)w->cols, &xq, cnt,
                     j->y + (size_t)i0 * (size_t)w->rows, (size_t)w->rows);
@@ -55,10 +55,10 @@ static void matmul_q8_blocks(const matmul_job *j, int r0, int r1)
 }
 
 /* Rows [r0, r1) of a bf16 product with X rounded to bf16: the kernel
- * T2_KERNEL_ROWS rows of X at a time over this worker's weight rows (as
- * matmul_q8_blocks), on the bf16 x bf16 kernel where the variant has
- * one, else on the bf16 kernel with those rows widened back into this
- * worker's scratch (exact: the same values). */
+ * the variant's prompt_rows rows of X at a time over this worker's weight
+ * rows (as matmul_q8_blocks; T2_KERNEL_ROWS when X is widened), on the bf16 x bf16 kernel where the
+ * variant has one, else on the bf16 kernel with those rows widened back into this worker's scratch
+ * (exact: the same values). */
 static void matmul_x16_rows(const matmul_job *j, int worker, int r0, int r1)
 {
     const t2_wmat *w = j->w;
@@ -66,8 +66,9 @@ static void matmul_x16_rows(const matmul_job *j, int worker, int r0, int r1)
     const uint16_t *w0 =
         (const uint16_t *)(const void *)((const char *)w->data + (size_t)r0 * w->stride);
     float *xf = j->c->deq + (size_t)worker * j->c->deq_floats;
-    for (int i0 = 0; i0 < j->n; i0 += T2_KERNEL_ROWS) {
-        int cnt = j->n - i0 < T2_KERNEL_ROWS ? j->n - i0 : T2_KERNEL_ROWS;
+    int step = k->bf16_x16 ? k->prompt_rows : T2_KERNEL_ROWS; /* xf holds 16 rows */
+    for (int i0 = 0; i0 < j->n; i0 += step) {
+        int cnt = j->n - i0 < step ? j->n - i0 : step;
         const uint16_t *xb = j->xb + (size_t)i0 * (size_t)w->cols;
         float *y = j->y + (size_t)i0 * (size_t)w->rows + r0;
         if (k->bf16_x16) {

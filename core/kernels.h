@@ -150,6 +150,11 @@ typedef struct t2_kernels {
      * mixed batch of 8: 202-212 tok/s against 137-148 rotated). 16: every
      * decode-sized product (forward_internal.h, T2_KERNEL_ROWS). */
     int rotate_rows;
+    /* Not a kernel: rows of X per call in a prompt's q8_0 and bf16 x
+     * bf16 products (forward_layers.c: matmul_q8_blocks, matmul_x16_rows):
+     * 16; 64 for amx, whose tiles read (bf16) or transpose (int8) the
+     * weights once per call for all the rows of X they are given. */
+    int prompt_rows;
 } t2_kernels;
 
 #define T2_ATTN_LANES 16

@@ -28,9 +28,10 @@
 
 enum {
     TILE_ROWS = 16,   /* weight rows per accumulator tile */
-    TILE_X = 16,      /* rows of X per call of the tile loop */
+    TILE_X = 16,      /* rows of X per tile */
+    X_TILES = 4,      /* tiles of X per pass over the weights */
     BLOCK_COLS = 32,  /* bf16 columns per tile dot product */
-    CHUNK_BLOCKS = 32 /* blocks of X packed at a time: 32 KiB */
+    CHUNK_BLOCKS = 32 /* blocks of X packed at a time: 32 KiB a tile */
 };
 
 /* Palette 1: tiles 0-3 accumulate 64 weight rows, 4-5 hold weights,
@@ -78,10 +79,14 @@ static void put_rows(const float acc[TILE_ROWS][TILE_X], int n, int first_chunk,
     }
 }
 
-/* Rows [0, rows) (rows % 16 == 0) times blocks [b0, b0 + nb) of X. */
+/* Rows [0, rows) (rows % 16 == 0) times blocks [b0, b0 + nb) of X's
+ * tiles xp[0..tiles) (16 rows of X each, the last one nt_last rows):
+ * each group of 64 weight rows against every tile of X in turn, so it is
+ * read from memory once and from L2 for the other tiles. */
 TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int b0, int nb,
-                                        const uint32_t xp[][BLOCK_COLS / 2][TILE_X], int n,
-                                        int first_chunk, float *y, size_t ldy)
+                                        const uint32_t xp[][CHUNK_BLOCKS][BLOCK_COLS / 2][TILE_X],
+                                        int tiles, int nt_last, int first_chunk, float *y,
+                                        size_t ldy)
 {
     float acc[4][TILE_ROWS][TILE_X] __attribute__((aligned(64)));
     const size_t col0 = (size_t)b0 * BLOCK_COLS * 2, step = BLOCK_COLS * 2;
@@ -89,42 +94,51 @@ TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int
     int r = 0;
     for (; r + 4 * TILE_ROWS <= rows; r += 4 * TILE_ROWS) {
         const char *wr = w + (size_t)r * ldw + col0;
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        for (int b = 0; b < nb; b++) {
-            const char *wb = wr + (size_t)b * step;
-            _tile_loadd(6, xp[b], 64);
-            _tile_loadd(4, wb, ldw);
-            _tile_loadd(5, wb + tile, ldw);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 5, 6);
-            _tile_loadd(4, wb + 2 * tile, ldw);
-            _tile_loadd(5, wb + 3 * tile, ldw);
-            _tile_dpbf16ps(2, 4, 6);
-            _tile_dpbf16ps(3, 5, 6);
+        for (int k = 0; k < tiles; k++) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int b = 0; b < nb; b++) {
+                const char *wb = wr + (size_t)b * step;
+                _tile_loadd(6, xp[k][b], 64);
+                _tile_loadd(4, wb, ldw);
+                _tile_loadd(5, wb + tile, ldw);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 5, 6);
+                _tile_loadd(4, wb + 2 * tile, ldw);
+                _tile_loadd(5, wb + 3 * tile, ldw);
+                _tile_dpbf16ps(2, 4, 6);
+                _tile_dpbf16ps(3, 5, 6);
+            }
+            _tile_stored(0, acc[0], 64);
+            _tile_stored(1, acc[1], 64);
+            _tile_stored(2, acc[2], 64);
+            _tile_stored(3, acc[3], 64);
+            int nt = k == tiles - 1 ? nt_last : TILE_X;
+            float *yk = y + (size_t)k * TILE_X * ldy;
+            for (int q = 0; q < 4; q++)
+                put_rows(acc[q], nt, first_chunk, yk + r + q * TILE_ROWS, ldy);
         }
-        _tile_stored(0, acc[0], 64);
-        _tile_stored(1, acc[1], 64);
-        _tile_stored(2, acc[2], 64);
-        _tile_stored(3, acc[3], 64);
-        for (int q = 0; q < 4; q++)
-            put_rows(acc[q], n, first_chunk, y + r + q * TILE_ROWS, ldy);
     }
     for (; r < rows; r += TILE_ROWS) {
         const char *wr = w + (size_t)r * ldw + col0;
-        _tile_zero(0);
-        for (int b = 0; b < nb; b++) {
-            _tile_loadd(6, xp[b], 64);
-            _tile_loadd(4, wr + (size_t)b * step, ldw);
-            _tile_dpbf16ps(0, 4, 6);
+        for (int k = 0; k < tiles; k++) {
+            _tile_zero(0);
+            for (int b = 0; b < nb; b++) {
+                _tile_loadd(6, xp[k][b], 64);
+                _tile_loadd(4, wr + (size_t)b * step, ldw);
+                _tile_dpbf16ps(0, 4, 6);
+            }
+            _tile_stored(0, acc[0], 64);
+            put_rows(acc[0], k == tiles - 1 ? nt_last : TILE_X, first_chunk,
+                     y + (size_t)k * TILE_X * ldy + r, ldy);
         }
-        _tile_stored(0, acc[0], 64);
-        put_rows(acc[0], n, first_chunk, y + r, ldy);
     }
 }
 
+/* Up to 64 rows of X (a prompt's, t2_kernels.prompt_rows at a time) per pass
+ * over the weights, 16 to a tile. */
 TARGET_AMX static void bf16_x16_amx(const uint16_t *w, size_t ldw, int rows, int cols,
                                     const uint16_t *x, int n, float *y, size_t ldy)
 {
@@ -140,18 +154,20 @@ TARGET_AMX static void bf16_x16_amx(const uint16_t *w, size_t ldw, int rows, int
         t2_kernels_avx512bf16.bf16_x16(
             (const uint16_t *)(const void *)((const char *)w + (size_t)tiled * ldw), ldw,
             rows - tiled, cols, x, n, y + tiled, ldy);
-    uint32_t xp[CHUNK_BLOCKS][BLOCK_COLS / 2][TILE_X] __attribute__((aligned(64)));
+    uint32_t xp[X_TILES][CHUNK_BLOCKS][BLOCK_COLS / 2][TILE_X] __attribute__((aligned(64)));
     int blocks = cols / BLOCK_COLS;
     load_config();
-    for (int t0 = 0; t0 < n; t0 += TILE_X) {
-        int nt = n - t0 < TILE_X ? n - t0 : TILE_X;
-        const uint16_t *xt = x + (size_t)t0 * (size_t)cols;
+    for (int t0 = 0; t0 < n; t0 += X_TILES * TILE_X) {
+        int nx = n - t0 < X_TILES * TILE_X ? n - t0 : X_TILES * TILE_X;
+        int tiles = (nx + TILE_X - 1) / TILE_X, nt_last = nx - (tiles - 1) * TILE_X;
         for (int b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
             int nb = blocks - b0 < CHUNK_BLOCKS ? blocks - b0 : CHUNK_BLOCKS;
-            pack_x(xt, cols, nt, b0, nb, xp);
+            for (int k = 0; k < tiles; k++)
+                pack_x(x + (size_t)(t0 + k * TILE_X) * (size_t)cols, cols,
+                       k == tiles - 1 ? nt_last : TILE_X, b0, nb, xp[k]);
             rows_times_chunk((const char *)w, ldw, tiled, b0, nb,
-                             (const uint32_t(*)[BLOCK_COLS / 2][TILE_X]) xp, nt, b0 == 0,
-                             y + (size_t)t0 * ldy, ldy);
+                             (const uint32_t(*)[CHUNK_BLOCKS][BLOCK_COLS / 2][TILE_X]) xp, tiles,
+                             nt_last, b0 == 0, y + (size_t)t0 * ldy, ldy);
         }
     }
     _tile_release();
@@ -169,12 +185,13 @@ static void bf16_amx(const uint16_t *w, size_t ldw, int rows, int cols, const fl
     t2_kernels_avx512bf16.bf16(w, ldw, rows, cols, x, n, y, ldy);
 }
 
-/* 16 or more rows of X (a prompt's) on int8 tiles (kernels_amx_q8.c);
- * the last weight rows (< 16) and fewer rows of X (a decode step's) on
- * VNNI. Device Xeon, smollm2-360m q8_0: prefill of 512 tokens 356, 405
- * -> 592, 555 tok/s (2 threads), 1102, 1009 -> 1244, 1529 (8); but a
- * decode batch of 8 on one expert 874-879 -> 612-642 tok/s (8 threads):
- * the tiles' path streams the weights slower than VNNI's loops. */
+/* 16 or more rows of X (a prompt's, 64 at a time: prompt_rows) on int8 tiles
+ * (kernels_amx_q8.c); the last weight rows (< 16) and fewer rows of X (a
+ * decode step's) on VNNI. Device Xeon, smollm2-360m q8_0: prefill of 512
+ * tokens 356, 405 -> 592, 555 tok/s (2 threads) with 16 rows a call;
+ * but a decode batch of 8 on one expert 874-879 -> 612-642 tok/s (8
+ * threads) on tiles: their path streams the weights slower than VNNI's
+ * loops. */
 static void q8_0_amx(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x, int n,
                      float *y, size_t ldy)
 {
@@ -263,4 +280,5 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    attn_mix_f16_amx,
                                    attn16_amx,
                                    attn16_f16_amx,
-                                   1};
+                                   1,
+                                   64};

@@ -659,4 +659,5 @@ const t2_kernels t2_kernels_avx2 = {"avx2",
                                     attn_mix_f16_avx2,
                                     attn16_avx2,
                                     attn16_f16_avx2,
+                                    16,
                                     16};

@@ -817,6 +817,7 @@ const t2_kernels t2_kernels_avx512 = {"avx512",
                                       attn_mix_f16_avx512,
                                       attn16_avx512,
                                       attn16_f16_avx512,
+                                      16,
                                       16};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
@@ -954,4 +955,5 @@ const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16",
                                           attn_mix_f16_avx512,
                                           attn16_avx512,
                                           attn16_f16_avx512,
+                                          16,
                                           16};

@@ -222,4 +222,5 @@ const t2_kernels t2_kernels_scalar = {"scalar",
                                       attn_mix_f16_scalar,
                                       attn16_scalar,
                                       attn16_f16_scalar,
+                                      16,
                                       16};

@@ -143,8 +143,9 @@ static bool variant_runs(void)
 
 /* q8_0: 16 and 48 weight rows (tiles only), 69 (the last 5 on VNNI); one
  * group, groups ending short (17, 30, 33 blocks), two unpacked chunks of
- * X (1024 + 32, 2560 columns); 1 and 5 rows of X (VNNI), 16 (tiles) and
- * 21 (tiles for 16, then 5). */
+ * X (1024 + 32, 2560 columns); 1 and 5 rows of X (VNNI), 16 (one tile of
+ * X), 21 and 40 (the last tile padded), 64 (four tiles) and 70 (a second
+ * pass of 6). */
 static void test_q8_0(void **state)
 {
     (void)state;
@@ -152,7 +153,7 @@ static void test_q8_0(void **state)
         skip();
     static const int rows[] = {16, 48, 69};
     static const int cols[] = {32, 512, 544, 960, 1056, 2560};
-    static const int ns[] = {1, 5, 16, 21};
+    static const int ns[] = {1, 5, 16, 21, 40, 64, 70};
     for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
         for (size_t b = 0; b < sizeof cols / sizeof cols[0]; b++)
             for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
@@ -162,7 +163,8 @@ static void test_q8_0(void **state)
 /* bf16 x bf16: 64 weight rows at a time, then 16, the rest (< 16) on
  * avx512bf16; one chunk of packed X (32 blocks) or several (1056, 2560
  * columns), widths not a multiple of 32 (1000) and 1 or 2 rows of X on
- * avx512bf16; 16 rows of X at a time (21: 16 + 5). */
+ * avx512bf16; 16 rows of X to a tile, up to four tiles a pass (21, 40:
+ * the last tile short; 64; 70: a second pass of 6). */
 static void test_bf16_x16(void **state)
 {
     (void)state;
@@ -170,7 +172,7 @@ static void test_bf16_x16(void **state)
         skip();
     static const int rows[] = {16, 64, 80, 100, 133};
     static const int cols[] = {32, 960, 1000, 1056, 2560};
-    static const int ns[] = {2, 3, 16, 21};
+    static const int ns[] = {2, 3, 16, 21, 40, 64, 70};
     for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
         for (size_t b = 0; b < sizeof cols / sizeof cols[0]; b++)
             for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)

@@ -320,9 +320,11 @@ static void test_avx512bf16(void **state)
  * bf16 tiles take 64 weight rows and then 16 at a time, hand the last rows
  * (< 16) and one or two rows of X to avx512bf16, pack X 32 blocks of 32
  * columns at a time (1024 columns: one chunk, or several whose sums add
- * up) and 16 rows of X at a time. Its int8 tiles (q8_0, 3 or more rows
- * of X) take 16 weight rows at a time, the same chunks of X and groups
- * of 16 blocks, the last one short (960, 1056, 2560 columns). */
+ * up), 16 rows of X to a tile and up to four tiles a pass. Its int8
+ * tiles (q8_0, 16 or more rows of X) take 16 weight rows at a time, up
+ * to 64 rows of X a pass (4 tiles, the last padded), the same chunks of
+ * X and groups of 16 blocks, the last one short (960, 1056, 2560
+ * columns). */
 static void test_amx(void **state)
 {
     (void)state;
@@ -332,16 +334,17 @@ static void test_amx(void **state)
     check_all_shapes(k);
     static const int rows[] = {16, 64, 80, 100, 133};
     static const int cols[] = {32, 960, 1024, 1056, 2560};
-    static const int ns[] = {3, 8, 16, 21};
+    static const int ns[] = {3, 8, 16, 21, 40, 70};
     for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
         for (size_t b = 0; b < sizeof cols / sizeof cols[0]; b++)
             for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
                 check_x16(k, rows[a], cols[b], ns[c]);
     static const int cols_q8[] = {32, 544, 960, 1024, 1056, 2560};
+    static const int ns_q8[] = {3, 8, 16, 21, 64, 70};
     for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
         for (size_t b = 0; b < sizeof cols_q8 / sizeof cols_q8[0]; b++)
-            for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
-                check_variant(k, T2_W_Q8_0, rows[a], cols_q8[b], ns[c]);
+            for (size_t c = 0; c < sizeof ns_q8 / sizeof ns_q8[0]; c++)
+                check_variant(k, T2_W_Q8_0, rows[a], cols_q8[b], ns_q8[c]);
 }
 
 /* t2_bf16_round rounds as t2_f32_to_bf16: to nearest, ties to even,
