@@ -38,10 +38,12 @@ static void matmul_dequant(const matmul_job *j, int worker, int r0, int r1)
 
 /* Rows [r0, r1) of a q8_0 product with many rows of X (prefill): the
  * int8 kernels, the variant's prompt_rows rows of X at a time (16; 64 for
- * AMX tiles), each time over all of this worker's weight rows. With 16 rows of X the kernel is
- * bound by its arithmetic even with the weights out of cache, and it multiplies int8 at 1.7x one
- * core's sgemm rate (t2 bench --kernels), which beats widening the weights for sgemm. The
- * activations are quantised to Q8_0 as in decode (and as llama.cpp does for q8_0 weights). */
+ * AMX tiles), each time over all of this worker's weight rows. With 16
+ * rows of X the kernel is bound by its arithmetic even with the weights
+ * out of cache, and it multiplies int8 at 1.7x one core's sgemm rate (t2
+ * bench --kernels), which beats widening the weights for sgemm. The
+ * activations are quantised to Q8_0 as in decode (and as llama.cpp does
+ * for q8_0 weights). */
 static void matmul_q8_blocks(const matmul_job *j, int r0, int r1)
 {
     const t2_wmat *w = j->w;
@@ -54,11 +56,11 @@ static void matmul_q8_blocks(const matmul_job *j, int r0, int r1)
     }
 }
 
-/* Rows [r0, r1) of a bf16 product with X rounded to bf16: the kernel
- * the variant's prompt_rows rows of X at a time over this worker's weight
- * rows (as matmul_q8_blocks; T2_KERNEL_ROWS when X is widened), on the bf16 x bf16 kernel where the
- * variant has one, else on the bf16 kernel with those rows widened back into this worker's scratch
- * (exact: the same values). */
+/* Rows [r0, r1) of a bf16 product with X rounded to bf16: the variant's
+ * prompt_rows rows of X at a time over this worker's weight rows (as
+ * matmul_q8_blocks) on the bf16 x bf16 kernel where the variant has one,
+ * else T2_KERNEL_ROWS at a time on the bf16 kernel with those rows
+ * widened back into this worker's scratch (exact: the same values). */
 static void matmul_x16_rows(const matmul_job *j, int worker, int r0, int r1)
 {
     const t2_wmat *w = j->w;

@@ -78,7 +78,7 @@ static int cpu_has_avx512bf16(void)
  * state enabled by the OS (XCR0 bits 17, 18), and Linux's permission for
  * this process to use it (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16+;
  * asking again is harmless). */
-static int cpu_has_amx_bf16(void)
+static int cpu_has_amx(void)
 {
     enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
     unsigned a, b, c, d;
@@ -107,7 +107,7 @@ static const struct {
 } variants[] = {
     {&t2_kernels_scalar, cpu_any},        {&t2_kernels_avx2, cpu_has_avx2},
     {&t2_kernels_avx512, cpu_has_avx512}, {&t2_kernels_avx512bf16, cpu_has_avx512bf16},
-    {&t2_kernels_amx, cpu_has_amx_bf16},
+    {&t2_kernels_amx, cpu_has_amx},
 };
 
 const char *t2_kernels_variant_name(int i)
@@ -137,7 +137,7 @@ static void choose(void)
      * twice the widening kernels' rate on AMD Zen 4 (bf16 x bf16, one core
      * in cache: 100-105 vs 54 GMAC/s); on that Xeon it is no faster, and
      * no slower, than widening X for the bf16 kernel */
-    const t2_kernels *best = cpu_has_amx_bf16()     ? &t2_kernels_amx
+    const t2_kernels *best = cpu_has_amx()          ? &t2_kernels_amx
                              : cpu_has_avx512bf16() ? &t2_kernels_avx512bf16
                              : cpu_has_avx512()     ? &t2_kernels_avx512
                              : cpu_has_avx2()       ? &t2_kernels_avx2

@@ -192,6 +192,12 @@ static inline int t2_q8_0_group_blocks(int nb, int g)
     int left = nb - g * T2_Q8_0_GROUP;
     return left < T2_Q8_0_GROUP ? left : T2_Q8_0_GROUP;
 }
+/* Bit j set for each block j that group g of a row of nb blocks has (a
+ * lane mask for the vector kernels). */
+static inline unsigned t2_q8_0_group_lanes(int nb, int g)
+{
+    return (1u << t2_q8_0_group_blocks(nb, g)) - 1u;
+}
 static inline const uint8_t *t2_q8_0_row_scale(const uint8_t *row, int nb, int b)
 {
     int g = b / T2_Q8_0_GROUP;

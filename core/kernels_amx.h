@@ -49,8 +49,8 @@ TARGET_AMX static inline void t2_transpose16(__m512i r[16])
 }
 
 /* Q8_0 weights times quantised X on int8 tiles (kernels_amx_q8.c): the
- * q8_0 entry's contract (kernels.h) for rows % 16 == 0 and 1..16 rows of
- * X. */
+ * q8_0 entry's contract (kernels.h) for rows % 16 == 0, any number of
+ * rows of X (64 per pass over the weights). */
 void t2_q8_0_amx_tiles(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x, int n,
                        float *y, size_t ldy);
 

@@ -13,17 +13,18 @@
  * weight rows into row u of 16 blocks' tiles: 64 shuffles per 1024
  * weights, shared by every row of X of the pass (VNNI does 64
  * multiply-adds per instruction; with 64 rows of X this does 65536 per
- * 64 shuffles and four tile products per block). Passes of 64 rows
- * instead of 16 (the prefill's calls, t2_kernels.prompt_rows): device Xeon,
- * smollm2-360m q8_0, pp 512: 646, 502 -> 740, 820 tok/s (2 threads),
- * 1455, 1256 -> 1755, 2055 (8); llama-3.2-1b pp 256, 8 threads: 497 ->
- * 894. The quants are stored as q + 128; they are
- * flipped back to signed bytes once, after the transpose, so the sums
- * need no correction. X is unpacked once per pass into blocks of 32
- * values in order, 32 blocks at a time. The 16 rows are read a line of
- * each at a time, which the hardware prefetchers do not follow: each
- * line of the next 16 rows is prefetched into L2 (one core from memory,
- * 16 rows of X: 57-73 -> 84-90 GMAC/s; VNNI 79).
+ * 64 shuffles and four tile products per block). The quants are stored
+ * as q + 128; they are flipped back to signed bytes once, after the
+ * transpose, so the sums need no correction. X is unpacked once per pass
+ * into blocks of 32 values in order, 32 blocks at a time. The 16 rows are
+ * read a line of each at a time, which the hardware prefetchers do not
+ * follow: each line of the next 16 rows is prefetched into L2 (one core
+ * from memory, 16 rows of X: 57-73 -> 84-90 GMAC/s; VNNI 79).
+ *
+ * Passes of 64 rows instead of 16 (the prefill's calls,
+ * t2_kernels.prompt_rows): device Xeon, smollm2-360m q8_0, pp 512: 646,
+ * 502 -> 740, 820 tok/s (2 threads), 1455, 1256 -> 1755, 2055 (8);
+ * llama-3.2-1b pp 256, 8 threads: 497 -> 894.
  *
  * Sums are exact in int32 per block; the float sums add the blocks in
  * order, as the scalar reference does, with one rounding more (the
@@ -64,14 +65,6 @@ TARGET_AMX static void load_config(void)
     cfg.rows[6] = BLOCK / 4;
     cfg.colsb[6] = 64;
     _tile_loadconfig(&cfg);
-}
-
-/* The mask of the blocks of group g (16 blocks) that a row of nb blocks
- * has. */
-static inline __mmask16 group_mask(int nb, int g)
-{
-    int left = nb - T2_Q8_0_GROUP * g;
-    return left >= T2_Q8_0_GROUP ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
 }
 
 /* Blocks [b0, b0 + nbc) of rows [0, nx) of X (b0 a multiple of 16) in
@@ -115,7 +108,7 @@ TARGET_AMX static void stage_group(const uint8_t *w, size_t ldw, int nb, int g,
                                    float sw[T2_Q8_0_GROUP][ROWS])
 {
     int m = t2_q8_0_group_blocks(nb, g);
-    __mmask16 mask = group_mask(nb, g);
+    __mmask16 mask = (__mmask16)t2_q8_0_group_lanes(nb, g);
     const uint8_t *wg = w + t2_q8_0_group_offset(g);
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int u = 0; u < BLOCK / 4; u++) {

@@ -243,8 +243,7 @@ TARGET static void bf16_avx512(const uint16_t *w, size_t ldw, int rows, int cols
  * has. */
 INLINE __mmask16 group_mask(int nb, int g)
 {
-    int left = nb - T2_Q8_0_GROUP * g;
-    return left >= T2_Q8_0_GROUP ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+    return (__mmask16)t2_q8_0_group_lanes(nb, g);
 }
 
 /* The 16 weight scales of group g of a Q8_0 row, as floats. */

@@ -54,13 +54,20 @@ static inline void amx_emu_zero(int t)
     memset(amx_emu.data[t], 0, sizeof amx_emu.data[t]);
 }
 
-/* TDPBSSD c, a, b: c[m][n] += sum over k, i of a[m][4k + i] * b[k][4n + i],
- * signed bytes, int32 sums; the shapes must agree as the CPU demands. */
-static inline void amx_emu_dpbssd(int c, int a, int b)
+/* A tile product's shapes as the CPU demands them: a's bytes per row are
+ * 4 per row of b, a and c have as many rows, b and c as many bytes. */
+static inline void amx_emu_check_shapes(int c, int a, int b)
 {
     if (amx_emu.colsb[a] != 4 * amx_emu.rows[b] || amx_emu.rows[a] != amx_emu.rows[c] ||
         amx_emu.colsb[b] != amx_emu.colsb[c])
         abort();
+}
+
+/* TDPBSSD c, a, b: c[m][n] += sum over k, i of a[m][4k + i] * b[k][4n + i],
+ * signed bytes, int32 sums. */
+static inline void amx_emu_dpbssd(int c, int a, int b)
+{
+    amx_emu_check_shapes(c, a, b);
     for (int m = 0; m < amx_emu.rows[c]; m++)
         for (int n = 0; n < amx_emu.colsb[c] / 4; n++) {
             int32_t sum;
@@ -85,9 +92,7 @@ static inline float amx_emu_bf16(const uint8_t *p)
 
 static inline void amx_emu_dpbf16ps(int c, int a, int b)
 {
-    if (amx_emu.colsb[a] != 4 * amx_emu.rows[b] || amx_emu.rows[a] != amx_emu.rows[c] ||
-        amx_emu.colsb[b] != amx_emu.colsb[c])
-        abort();
+    amx_emu_check_shapes(c, a, b);
     for (int m = 0; m < amx_emu.rows[c]; m++)
         for (int n = 0; n < amx_emu.colsb[c] / 4; n++) {
             float sum;
