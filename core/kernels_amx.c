@@ -82,7 +82,12 @@ static void put_rows(const float acc[TILE_ROWS][TILE_X], int n, int first_chunk,
 /* Rows [0, rows) (rows % 16 == 0) times blocks [b0, b0 + nb) of X's
  * tiles xp[0..tiles) (16 rows of X each, the last one nt_last rows):
  * each group of 64 weight rows against every tile of X in turn, so it is
- * read from memory once and from L2 for the other tiles. */
+ * read from memory once and from L2 for the other tiles. One tile of X
+ * (a decode batch, bound by streaming the weights) goes 32 rows at a time:
+ * fewer rows streamed side by side per core. Device Xeon, 8 threads, 8
+ * sequences over 4 experts (q8_0, bf16 factors), 64 -> 32 rows: smollm2-360m
+ * 394, 415 -> 470, 469 tok/s; llama-3.2-1b 122, 129 -> 166, 170 (16 rows:
+ * 438, 367 and 171, 165); 2 threads 187, 154 -> 165. */
 TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int b0, int nb,
                                         const uint32_t xp[][CHUNK_BLOCKS][BLOCK_COLS / 2][TILE_X],
                                         int tiles, int nt_last, int first_chunk, float *y,
@@ -92,7 +97,7 @@ TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int
     const size_t col0 = (size_t)b0 * BLOCK_COLS * 2, step = BLOCK_COLS * 2;
     const size_t tile = TILE_ROWS * ldw;
     int r = 0;
-    for (; r + 4 * TILE_ROWS <= rows; r += 4 * TILE_ROWS) {
+    for (; tiles > 1 && r + 4 * TILE_ROWS <= rows; r += 4 * TILE_ROWS) {
         const char *wr = w + (size_t)r * ldw + col0;
         for (int k = 0; k < tiles; k++) {
             _tile_zero(0);
@@ -120,6 +125,23 @@ TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int
             for (int q = 0; q < 4; q++)
                 put_rows(acc[q], nt, first_chunk, yk + r + q * TILE_ROWS, ldy);
         }
+    }
+    for (; tiles == 1 && r + 2 * TILE_ROWS <= rows; r += 2 * TILE_ROWS) {
+        const char *wr = w + (size_t)r * ldw + col0;
+        _tile_zero(0);
+        _tile_zero(1);
+        for (int b = 0; b < nb; b++) {
+            const char *wb = wr + (size_t)b * step;
+            _tile_loadd(6, xp[0][b], 64);
+            _tile_loadd(4, wb, ldw);
+            _tile_loadd(5, wb + tile, ldw);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
+        }
+        _tile_stored(0, acc[0], 64);
+        _tile_stored(1, acc[1], 64);
+        put_rows(acc[0], nt_last, first_chunk, y + r, ldy);
+        put_rows(acc[1], nt_last, first_chunk, y + r + TILE_ROWS, ldy);
     }
     for (; r < rows; r += TILE_ROWS) {
         const char *wr = w + (size_t)r * ldw + col0;
