@@ -96,14 +96,18 @@ TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int
     float acc[4][TILE_ROWS][TILE_X] __attribute__((aligned(64)));
     const size_t col0 = (size_t)b0 * BLOCK_COLS * 2, step = BLOCK_COLS * 2;
     const size_t tile = TILE_ROWS * ldw;
+    /* weight tiles per pass: 4 (64 rows) for a prompt, 2 for a decode batch */
+    const int quad = tiles > 1, group = quad ? 4 : 2;
     int r = 0;
-    for (; tiles > 1 && r + 4 * TILE_ROWS <= rows; r += 4 * TILE_ROWS) {
+    for (; r + group * TILE_ROWS <= rows; r += group * TILE_ROWS) {
         const char *wr = w + (size_t)r * ldw + col0;
         for (int k = 0; k < tiles; k++) {
             _tile_zero(0);
             _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
+            if (quad) {
+                _tile_zero(2);
+                _tile_zero(3);
+            }
             for (int b = 0; b < nb; b++) {
                 const char *wb = wr + (size_t)b * step;
                 _tile_loadd(6, xp[k][b], 64);
@@ -111,37 +115,24 @@ TARGET_AMX static void rows_times_chunk(const char *w, size_t ldw, int rows, int
                 _tile_loadd(5, wb + tile, ldw);
                 _tile_dpbf16ps(0, 4, 6);
                 _tile_dpbf16ps(1, 5, 6);
-                _tile_loadd(4, wb + 2 * tile, ldw);
-                _tile_loadd(5, wb + 3 * tile, ldw);
-                _tile_dpbf16ps(2, 4, 6);
-                _tile_dpbf16ps(3, 5, 6);
+                if (quad) {
+                    _tile_loadd(4, wb + 2 * tile, ldw);
+                    _tile_loadd(5, wb + 3 * tile, ldw);
+                    _tile_dpbf16ps(2, 4, 6);
+                    _tile_dpbf16ps(3, 5, 6);
+                }
             }
             _tile_stored(0, acc[0], 64);
             _tile_stored(1, acc[1], 64);
-            _tile_stored(2, acc[2], 64);
-            _tile_stored(3, acc[3], 64);
+            if (quad) {
+                _tile_stored(2, acc[2], 64);
+                _tile_stored(3, acc[3], 64);
+            }
             int nt = k == tiles - 1 ? nt_last : TILE_X;
             float *yk = y + (size_t)k * TILE_X * ldy;
-            for (int q = 0; q < 4; q++)
+            for (int q = 0; q < group; q++)
                 put_rows(acc[q], nt, first_chunk, yk + r + q * TILE_ROWS, ldy);
         }
-    }
-    for (; tiles == 1 && r + 2 * TILE_ROWS <= rows; r += 2 * TILE_ROWS) {
-        const char *wr = w + (size_t)r * ldw + col0;
-        _tile_zero(0);
-        _tile_zero(1);
-        for (int b = 0; b < nb; b++) {
-            const char *wb = wr + (size_t)b * step;
-            _tile_loadd(6, xp[0][b], 64);
-            _tile_loadd(4, wb, ldw);
-            _tile_loadd(5, wb + tile, ldw);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 5, 6);
-        }
-        _tile_stored(0, acc[0], 64);
-        _tile_stored(1, acc[1], 64);
-        put_rows(acc[0], nt_last, first_chunk, y + r, ldy);
-        put_rows(acc[1], nt_last, first_chunk, y + r + TILE_ROWS, ldy);
     }
     for (; r < rows; r += TILE_ROWS) {
         const char *wr = w + (size_t)r * ldw + col0;
