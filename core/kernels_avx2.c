@@ -243,16 +243,19 @@ INLINE __m256i lanes_below(int left)
  * instead of -0); above 87.3 to 1.2e-38 (the result: g, as libm's). */
 /* ---- the transposed bf16 product (bf16_t) ---- */
 
-/* Columns c..c+15 for nx <= 4 rows of x, as bf16_t_cols in the AVX-512
- * file; a short last block goes through a zero-padded copy of the row. */
-INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, int cols, const uint16_t *x,
-                        size_t ldx, int nx, float *y, size_t ldy)
+/* Columns c..c+15 for nx <= 4 rows of x already widened, xf[k * 4 + i],
+ * as bf16_t_cols_wide in the AVX-512 file (even and odd columns by a
+ * shift and a mask, interleaved when stored); stored to y, or added
+ * (add); a short last strip goes through a zero-padded copy of the row. */
+INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, int cols, const float *xf,
+                        int nx, float *y, size_t ldy, bool add)
 {
-    __m256 a[4][2];
+    __m256 even[4], odd[4];
     for (int i = 0; i < nx; i++)
-        a[i][0] = a[i][1] = _mm256_setzero_ps();
+        even[i] = odd[i] = _mm256_setzero_ps();
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
     const char *wp = (const char *)w + (size_t)c * sizeof(uint16_t);
-    for (int k = 0; k < rows; k++, wp += ldw) {
+    for (int k = 0; k < rows; k++, wp += ldw, xf += 4) {
         _mm_prefetch(wp + 8 * ldw, _MM_HINT_T0);
         __m256i raw;
         if (cols >= 16) {
@@ -262,39 +265,63 @@ INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, int cols
             memcpy(tail, wp, (size_t)cols * sizeof *tail);
             raw = _mm256_loadu_si256((const __m256i *)(const void *)tail);
         }
-        __m256 lo = _mm256_castsi256_ps(
-            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(raw)), 16));
-        __m256 hi = _mm256_castsi256_ps(
-            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(raw, 1)), 16));
+        __m256 e = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
+        __m256 o = _mm256_castsi256_ps(_mm256_and_si256(raw, high));
         for (int i = 0; i < nx; i++) {
-            __m256 xv = _mm256_set1_ps(t2_bf16_to_f32(x[(size_t)i * ldx + (size_t)k]));
-            a[i][0] = _mm256_fmadd_ps(xv, lo, a[i][0]);
-            a[i][1] = _mm256_fmadd_ps(xv, hi, a[i][1]);
+            __m256 xv = _mm256_broadcast_ss(xf + i);
+            even[i] = _mm256_fmadd_ps(xv, e, even[i]);
+            odd[i] = _mm256_fmadd_ps(xv, o, odd[i]);
         }
     }
     for (int i = 0; i < nx; i++) {
+        __m256 lo = _mm256_unpacklo_ps(even[i], odd[i]); /* columns 0-3, 8-11 */
+        __m256 hi = _mm256_unpackhi_ps(even[i], odd[i]); /* 4-7, 12-15 */
         float out[16];
-        _mm256_storeu_ps(out, a[i][0]);
-        _mm256_storeu_ps(out + 8, a[i][1]);
-        memcpy(y + (size_t)i * ldy + c, out, (size_t)(cols < 16 ? cols : 16) * sizeof *out);
+        _mm256_storeu_ps(out, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        float *yc = y + (size_t)i * ldy + c;
+        for (int j = 0; j < (cols < 16 ? cols : 16); j++)
+            yc[j] = add ? yc[j] + out[j] : out[j];
     }
 }
 
+/* bytes of w per block of bf16_t_avx2's rows: stays in L2 */
+#define BF16_T_BLOCK_BYTES (256 * 1024)
+/* and at most this many rows (xf's size) */
+#define BF16_T_BLOCK_ROWS 512
+
+/* Blocks of rows of w (as the AVX-512 file's), each walked across all
+ * its columns before the next, and in each, every group of 4 rows of x
+ * widened once into xf (k-major) for all of the block's column strips;
+ * blocks after the first add to y. */
 TARGET static void bf16_t_avx2(const uint16_t *w, size_t ldw, int rows, int c0, int c1,
                                const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)
 {
-    for (int c = c0; c < c1; c += 16)
+    float xf[BF16_T_BLOCK_ROWS * 4];
+    int block = ldw * 16 >= BF16_T_BLOCK_BYTES ? 16 : (int)(BF16_T_BLOCK_BYTES / ldw) & ~1;
+    if (block > BF16_T_BLOCK_ROWS)
+        block = BF16_T_BLOCK_ROWS;
+    for (int k0 = 0; k0 < rows; k0 += block) {
+        int kn = rows - k0 < block ? rows - k0 : block;
+        const uint16_t *wk = (const uint16_t *)(const void *)((const char *)w + (size_t)k0 * ldw);
+        bool add = k0 > 0;
         for (int i0 = 0; i0 < n; i0 += 4) {
-            const uint16_t *xi = x + (size_t)i0 * ldx;
+            int nx = n - i0 < 4 ? n - i0 : 4;
+            for (int k = 0; k < kn; k++)
+                for (int i = 0; i < nx; i++)
+                    xf[k * 4 + i] = t2_bf16_to_f32(x[(size_t)(i0 + i) * ldx + (size_t)(k0 + k)]);
             float *yi = y + (size_t)i0 * ldy;
-            int cols = c1 - c;
-            switch (n - i0 < 4 ? n - i0 : 4) {
-            case 1: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 1, yi, ldy); break;
-            case 2: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 2, yi, ldy); break;
-            case 3: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 3, yi, ldy); break;
-            default: bf16_t_cols(w, ldw, rows, c, cols, xi, ldx, 4, yi, ldy); break;
+            for (int c = c0; c < c1; c += 16) {
+                int cols = c1 - c;
+                switch (nx) {
+                case 1: bf16_t_cols(wk, ldw, kn, c, cols, xf, 1, yi, ldy, add); break;
+                case 2: bf16_t_cols(wk, ldw, kn, c, cols, xf, 2, yi, ldy, add); break;
+                case 3: bf16_t_cols(wk, ldw, kn, c, cols, xf, 3, yi, ldy, add); break;
+                default: bf16_t_cols(wk, ldw, kn, c, cols, xf, 4, yi, ldy, add); break;
+                }
             }
         }
+    }
 }
 
 TARGET static void silu_mul_avx2(float *g, const float *u, size_t n)
