@@ -499,8 +499,7 @@ INLINE void bf16_t_cols_wide(const uint16_t *w, size_t ldw, int rows, int c, __m
             odd[i] = _mm512_fmadd_ps(xv, o, odd[i]);
         }
     }
-    const __m512i first =
-        _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i second =
         _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (int i = 0; i < nx; i++) {
