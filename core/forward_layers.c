@@ -345,14 +345,16 @@ static t2_wmat f32_mat(const float *w, int rows, int cols)
 
 /* A factor as a product with n rows of X reads it: its bf16 copy, if
  * any, for decode-sized products (half the bytes, and decode is bound by
- * them) and for every product of a q8_0 model (X rounded to bf16 too:
- * the bf16 x bf16 kernel); a bf16 model's prefill reads float32, which
+ * them) and for every product of a q8_0 model on a kernel variant with a
+ * bf16 x bf16 kernel (X rounded to bf16 too: AVX512-BF16's dot product
+ * or AMX tiles, faster than sgemm); other prefills read float32, which
  * sgemm takes directly (widening the bf16 copy block by block for sgemm
  * made a q8_0 smollm2-360m's prefill of a never-seen mixture, 64
- * tokens, 1.93x the base's instead of 1.11x). */
+ * tokens, 1.93x the base's instead of 1.11x; without a bf16 x bf16
+ * kernel the bf16 kernel on X widened back ran at 0.6x sgemm's rate). */
 static bool reads_bf16_factor(const t2_ctx *c, const uint16_t *w16, int n)
 {
-    return w16 && (n <= T2_KERNEL_ROWS || c->xb);
+    return w16 && (n <= T2_KERNEL_ROWS || (c->xb && c->kern->bf16_x16));
 }
 
 /* A factor (f32 w, bf16 copy w16 or NULL) as that product reads it. */
