@@ -3,14 +3,6 @@
 #include <math.h>
 #include <string.h>
 
-float t2_bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* Without a branch (NaN: kept a quiet NaN), and static so that it
  * inlines (-fPIC keeps the exported one out of line): t2_bf16_round's
  * loop, which rounds every factored product's X in a q8_0 model, then

@@ -5,7 +5,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-float t2_bf16_to_f32(uint16_t h);
+/* Inline: loops widen rows and vectors of bf16 value by value (a bf16
+ * model's prefill widens every weight row it multiplies), and a call per
+ * value kept them scalar. */
+static inline float t2_bf16_to_f32(uint16_t h)
+{
+    union {
+        uint32_t u;
+        float f;
+    } v = {(uint32_t)h << 16};
+    return v.f;
+}
 uint16_t t2_f32_to_bf16(float f); /* round to nearest even */
 /* x[0..n) rounded to bf16 as t2_f32_to_bf16 does. */
 void t2_bf16_round(const float *x, size_t n, uint16_t *out);

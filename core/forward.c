@@ -95,9 +95,11 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
         max_r = Q;
     c->fact_half = T2_CHUNK * max_r;
     size_t max_dim = max_r > KV ? max_r : KV;
-    /* about 256 KB of rows per block: stays in L2 while sgemm reads it;
-     * also T2_KERNEL_ROWS rows of X widened from bf16 (matmul_x16_rows) */
-    c->deq_floats = max_r * T2_KERNEL_ROWS > 65536 ? max_r * T2_KERNEL_ROWS : 65536;
+    /* at least 128 rows per block of dequantised weights (matmul_dequant):
+     * each sgemm call packs all of X again, which with 256 KB blocks (25-68
+     * rows of smollm2-360m) cost a quarter of sgemm's own time; also
+     * T2_KERNEL_ROWS rows of X widened from bf16 (matmul_x16_rows) */
+    c->deq_floats = max_r * 128;
     c->kv_f16 = m->kv_f16;
     c->scores_stride = T2_ATTN_LANES * (size_t)n_ctx + ((size_t)cfg->head_dim + 2 + 15) / 16 * 16;
     /* a query-by-query row's keys: a split per 256 of them (at most
