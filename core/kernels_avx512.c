@@ -422,7 +422,6 @@ INLINE __m512 clamp_exp_arg(__m512 x)
     return _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
 }
 
-/* g / (1 + exp(-g)) * u, 16 at a time (the last n % 16 masked). */
 /* ---- the transposed bf16 product (bf16_t) ---- */
 
 /* y = v, or y += v (a later block of rows of bf16_t) */
@@ -552,6 +551,7 @@ TARGET static void bf16_t_avx512(const uint16_t *w, size_t ldw, int rows, int c0
     }
 }
 
+/* g / (1 + exp(-g)) * u, 16 at a time (the last n % 16 masked). */
 TARGET static void silu_mul_avx512(float *g, const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i += 16) {
