@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "bench.h"
 #include "cli.h"
 #include "forward.h"
@@ -529,7 +531,9 @@ static void print_table(const bench_opts *o, int threads, const t2_model *m, con
              t2_kernels_get()->name);
     printf("%-30s %10.2f GB/s %17.2f GB/s %7.2f\n", kname, l->kernel_gbs, l->read_gbs,
            l->kernel_gbs / l->read_gbs);
-    printf("%-30s %7.1f GFLOP/s %22s %7s\n", "sgemm 1024^3", l->sgemm_gflops, "", "");
+    char sname[64];
+    snprintf(sname, sizeof sname, "sgemm 1024^3 (%s)", openblas_get_corename());
+    printf("%-30s %7.1f GFLOP/s %22s %7s\n", sname, l->sgemm_gflops, "", "");
     printf("%-30s %12.2f us %22s %7s\n", "pool dispatch (empty job)", l->dispatch_us, "", "");
     char wname[64];
     snprintf(wname, sizeof wname, "weights read per token (%s)", t2_wtype_name(o->format));
@@ -622,6 +626,7 @@ static int print_json(const bench_opts *o, int threads, const t2_model *m, const
     json_object_set_new(j, "bandwidth_array_bytes", json_integer((json_int_t)l->bw_bytes));
     json_object_set_new(j, "format", json_string(t2_wtype_name(o->format)));
     json_object_set_new(j, "kernels", json_string(t2_kernels_get()->name));
+    json_object_set_new(j, "blas_core", json_string(openblas_get_corename()));
     json_object_set_new(j, "kv_cache", json_string(t2_kv_cache_name(m->kv_f16)));
     set_num(j, "sgemv_gbs", l->sgemv_gbs);
     set_num(j, "kernel_gbs", l->kernel_gbs);

@@ -1,7 +1,9 @@
 /* t2: Transformer² inference server and tools, one binary. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "blas_core.h"
 #include "cli.h"
 
 static void usage(FILE *f)
@@ -25,6 +27,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    bool computes = strcmp(cmd, "generate") == 0 || strcmp(cmd, "adapt") == 0 ||
+                    strcmp(cmd, "serve") == 0 || strcmp(cmd, "bench") == 0;
+    if (computes) /* returns unless OpenBLAS runs kernels older than the CPU */
+        t2_blas_core_restart(argv);
     if (strcmp(cmd, "generate") == 0)
         return t2_cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "adapt") == 0)
