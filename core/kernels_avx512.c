@@ -432,6 +432,20 @@ INLINE void store_or_add(float *y, __mmask16 m, __m512 v, bool add)
     _mm512_mask_storeu_ps(y, m, v);
 }
 
+/* A 32-column strip's nx rows of bf16_t, each held as two vectors a[i]
+ * and b[i] whose lanes permutex2var's index vectors first and second put
+ * back in column order: stored to y (columns c.. under mask m), or added. */
+INLINE void store_strip(float *y, size_t ldy, int c, __mmask32 m, const __m512 *a, const __m512 *b,
+                        int nx, __m512i first, __m512i second, bool add)
+{
+    for (int i = 0; i < nx; i++) {
+        store_or_add(y + (size_t)i * ldy + c, (__mmask16)m,
+                     _mm512_permutex2var_ps(a[i], first, b[i]), add);
+        store_or_add(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16),
+                     _mm512_permutex2var_ps(a[i], second, b[i]), add);
+    }
+}
+
 /* bf16_t's entry: blocks of rows of w (BF16_T_BLOCK_BYTES of them, at
  * least 16 rows), each walked across all its columns before the next, so
  * a block is read from memory once, in order, and its column strips come
@@ -501,12 +515,7 @@ INLINE void bf16_t_cols_wide(const uint16_t *w, size_t ldw, int rows, int c, __m
     const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i second =
         _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (int i = 0; i < nx; i++) {
-        store_or_add(y + (size_t)i * ldy + c, (__mmask16)m,
-                     _mm512_permutex2var_ps(even[i], first, odd[i]), add);
-        store_or_add(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16),
-                     _mm512_permutex2var_ps(even[i], second, odd[i]), add);
-    }
+    store_strip(y, ldy, c, m, even, odd, nx, first, second, add);
 }
 
 /* Rows of w per block of bf16_t_avx512 (xf's size): at most
@@ -971,12 +980,7 @@ INLINE void bf16_t_dp_cols(const uint16_t *w, size_t ldw, int rows, int c, __mma
     const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
     const __m512i second =
         _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-    for (int i = 0; i < nx; i++) {
-        store_or_add(y + (size_t)i * ldy + c, (__mmask16)m,
-                     _mm512_permutex2var_ps(lo[i], first, hi[i]), add);
-        store_or_add(y + (size_t)i * ldy + c + 16, (__mmask16)(m >> 16),
-                     _mm512_permutex2var_ps(lo[i], second, hi[i]), add);
-    }
+    store_strip(y, ldy, c, m, lo, hi, nx, first, second, add);
 }
 
 DEFINE_BF16_T(bf16_t_avx512bf16, TARGET_BF16, bf16_t_dp_cols)
