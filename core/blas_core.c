@@ -53,17 +53,28 @@ void t2_blas_core_restart(char **argv)
     const char *want = t2_blas_core_wanted();
     if (!want)
         return;
-    fprintf(stderr,
-            "t2: OpenBLAS chose its %s kernels on this CPU; starting again with "
-            "OPENBLAS_CORETYPE=%s (set OPENBLAS_CORETYPE yourself to choose)\n",
-            openblas_get_corename(), want);
-    if (setenv("OPENBLAS_CORETYPE", want, 1) != 0) {
-        fprintf(stderr, "t2: setenv: %s; sgemm stays on the %s kernels\n", strerror(errno),
-                openblas_get_corename());
+    const char *chosen = openblas_get_corename();
+    if (setenv("T2_BLAS_CORE_WAS", chosen, 1) != 0 || setenv("OPENBLAS_CORETYPE", want, 1) != 0) {
+        fprintf(stderr, "t2: setenv: %s; sgemm stays on OpenBLAS's %s kernels\n", strerror(errno),
+                chosen);
         return;
     }
     fflush(NULL);
     execv("/proc/self/exe", argv);
-    fprintf(stderr, "t2: exec /proc/self/exe: %s; sgemm stays on the %s kernels\n", strerror(errno),
-            openblas_get_corename());
+    fprintf(stderr, "t2: exec /proc/self/exe: %s; sgemm stays on OpenBLAS's %s kernels\n",
+            strerror(errno), chosen);
+    unsetenv("T2_BLAS_CORE_WAS");
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
+const char *t2_blas_core_note(char *buf, size_t size)
+{
+    const char *was = getenv("T2_BLAS_CORE_WAS"), *now = getenv("OPENBLAS_CORETYPE");
+    if (!was || !now || size == 0)
+        return NULL;
+    snprintf(buf, size,
+             "OpenBLAS chose its %s kernels on this CPU; started again with OPENBLAS_CORETYPE=%s "
+             "(set OPENBLAS_CORETYPE yourself to choose)",
+             was, now);
+    return buf;
 }

@@ -9,6 +9,7 @@
 #define T2_BLAS_CORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* The OpenBLAS core to ask for instead of `chosen` (what
  * openblas_get_corename() says) on a CPU with AVX-512 (F, BW, DQ, VL)
@@ -24,10 +25,15 @@ const char *t2_blas_core_better(const char *chosen, bool avx512, bool avx2_fma);
  * exec would leave. */
 const char *t2_blas_core_wanted(void);
 
-/* Where t2_blas_core_wanted() names a core: sets OPENBLAS_CORETYPE to it,
- * says so on stderr and executes /proc/self/exe with argv again (the
- * kernels cannot change once loaded). Returns only when nothing is to be
- * done or the exec failed (then with a warning, on the slow kernels). */
+/* Where t2_blas_core_wanted() names a core: sets OPENBLAS_CORETYPE to it
+ * (and T2_BLAS_CORE_WAS to the core OpenBLAS had chosen) and executes
+ * /proc/self/exe with argv again (the kernels cannot change once loaded).
+ * Returns only when nothing is to be done or the exec failed (then with a
+ * warning on stderr, on the slow kernels). */
 void t2_blas_core_restart(char **argv);
+
+/* In the run t2_blas_core_restart started: a line saying what it did,
+ * written into buf (for the caller's log); NULL in any other run. */
+const char *t2_blas_core_note(char *buf, size_t size);
 
 #endif

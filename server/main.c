@@ -31,6 +31,9 @@ int main(int argc, char **argv)
                     strcmp(cmd, "serve") == 0 || strcmp(cmd, "bench") == 0;
     if (computes) /* returns unless OpenBLAS runs kernels older than the CPU */
         t2_blas_core_restart(argv);
+    char note[256];
+    if (computes && strcmp(cmd, "serve") != 0 && t2_blas_core_note(note, sizeof note))
+        fprintf(stderr, "t2: %s\n", note); /* serve logs it (log format, level) */
     if (strcmp(cmd, "generate") == 0)
         return t2_cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "adapt") == 0)

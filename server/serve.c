@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blas_core.h"
 #include "cli.h"
 #include "serve.h"
 #include "serve_job.h"
@@ -115,6 +116,9 @@ int t2_cli_serve(int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.conf = &conf;
     t2_log_init(&s.log, conf.log_format, conf.log_level, stderr);
+    char blas_note[256];
+    if (t2_blas_core_note(blas_note, sizeof blas_note))
+        t2_log_msg(&s.log, T2_LOG_INFO, "%s", blas_note);
     t2_metrics_init(&s.metrics);
     int status = run(&s);
     t2_engine_free(s.engine);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -53,6 +54,24 @@ static void test_wanted_respects_environment(void **state)
     assert_null(t2_blas_core_wanted());
 }
 
+/* the restarted run's note names both cores; any other run has none */
+static void test_note(void **state)
+{
+    (void)state;
+    char buf[256];
+    unsetenv("T2_BLAS_CORE_WAS");
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    assert_null(t2_blas_core_note(buf, sizeof buf));
+    setenv("T2_BLAS_CORE_WAS", "Prescott", 1);
+    const char *note = t2_blas_core_note(buf, sizeof buf);
+    assert_non_null(note);
+    assert_non_null(strstr(note, "chose its Prescott kernels"));
+    assert_non_null(strstr(note, "OPENBLAS_CORETYPE=SkylakeX"));
+    unsetenv("OPENBLAS_CORETYPE");
+    assert_null(t2_blas_core_note(buf, sizeof buf));
+    unsetenv("T2_BLAS_CORE_WAS");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -60,6 +79,7 @@ int main(void)
         cmocka_unit_test(test_avx2_cpu),
         cmocka_unit_test(test_older_cpu_or_no_name),
         cmocka_unit_test(test_wanted_respects_environment),
+        cmocka_unit_test(test_note),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
