@@ -285,12 +285,10 @@ INLINE void bf16_t_cols(const uint16_t *w, size_t ldw, int rows, int c, int cols
     }
 }
 
-/* bytes of w per block of bf16_t_avx2's rows: stays in L2 */
-#define BF16_T_BLOCK_BYTES (256 * 1024)
-/* and at most this many rows (xf's size) */
+/* the most rows of w per block of bf16_t_avx2 (xf's size) */
 #define BF16_T_BLOCK_ROWS 512
 
-/* Blocks of rows of w (as the AVX-512 file's), each walked across all
+/* Blocks of rows of w (t2_bf16_t_block_rows), each walked across all
  * its columns before the next, and in each, every group of 4 rows of x
  * widened once into xf (k-major) for all of the block's column strips;
  * blocks after the first add to y. */
@@ -298,9 +296,7 @@ TARGET static void bf16_t_avx2(const uint16_t *w, size_t ldw, int rows, int c0, 
                                const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)
 {
     float xf[BF16_T_BLOCK_ROWS * 4];
-    int block = ldw * 16 >= BF16_T_BLOCK_BYTES ? 16 : (int)(BF16_T_BLOCK_BYTES / ldw) & ~1;
-    if (block > BF16_T_BLOCK_ROWS)
-        block = BF16_T_BLOCK_ROWS;
+    int block = t2_bf16_t_block_rows(ldw, BF16_T_BLOCK_ROWS);
     for (int k0 = 0; k0 < rows; k0 += block) {
         int kn = rows - k0 < block ? rows - k0 : block;
         const uint16_t *wk = (const uint16_t *)(const void *)((const char *)w + (size_t)k0 * ldw);

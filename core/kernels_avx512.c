@@ -8,6 +8,7 @@
  * bf16_x16, where x is already bf16 (a q8_0 model's factored products),
  * uses AVX512-BF16's dot product, in the avx512bf16 variant at the end. */
 #include <immintrin.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -22,8 +23,6 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE TARGET static inline __attribute__((always_inline))
 #define MAX_NX 4
-/* bytes of w per block of bf16_t's rows (DEFINE_BF16_T): stays in L2 */
-#define BF16_T_BLOCK_BYTES (256 * 1024)
 
 INLINE __m512 load_f32(const float *p)
 {
@@ -446,18 +445,18 @@ INLINE void store_strip(float *y, size_t ldy, int c, __mmask32 m, const __m512 *
     }
 }
 
-/* bf16_t's entry: blocks of rows of w (BF16_T_BLOCK_BYTES of them, at
- * least 16 rows), each walked across all its columns before the next, so
- * a block is read from memory once, in order, and its column strips come
- * from cache (one strip at a time down all the rows left each 64-byte
- * line to a separate miss); 32-column strips, up to 8 rows of x per call
- * of cols_fn (nx a constant in each case, so its accumulators stay in
- * registers); blocks after the first add to y. */
+/* bf16_t's entry: blocks of rows of w (t2_bf16_t_block_rows), each
+ * walked across all its columns before the next, so a block is read from
+ * memory once, in order, and its column strips come from cache (one strip
+ * at a time down all the rows left each 64-byte line to a separate miss);
+ * 32-column strips, up to 8 rows of x per call of cols_fn (nx a constant
+ * in each case, so its accumulators stay in registers); blocks after the
+ * first add to y. */
 #define DEFINE_BF16_T(name, target, cols_fn)                                                       \
     target static void name(const uint16_t *w, size_t ldw, int rows, int c0, int c1,               \
                             const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)            \
     {                                                                                              \
-        int block = ldw * 16 >= BF16_T_BLOCK_BYTES ? 16 : (int)(BF16_T_BLOCK_BYTES / ldw) & ~1;    \
+        int block = t2_bf16_t_block_rows(ldw, INT_MAX);                                            \
         for (int k0 = 0; k0 < rows; k0 += block) {                                                 \
             int kn = rows - k0 < block ? rows - k0 : block;                                        \
             const uint16_t *wk =                                                                   \
@@ -518,8 +517,7 @@ INLINE void bf16_t_cols_wide(const uint16_t *w, size_t ldw, int rows, int c, __m
     store_strip(y, ldy, c, m, even, odd, nx, first, second, add);
 }
 
-/* Rows of w per block of bf16_t_avx512 (xf's size): at most
- * BF16_T_BLOCK_BYTES of w, as DEFINE_BF16_T's blocks */
+/* the most rows of w per block of bf16_t_avx512 (xf's size) */
 #define BF16_T_WIDE_ROWS 512
 
 /* bf16_t without AVX512-BF16: DEFINE_BF16_T's blocks of rows, and in
@@ -529,9 +527,7 @@ TARGET static void bf16_t_avx512(const uint16_t *w, size_t ldw, int rows, int c0
                                  const uint16_t *x, size_t ldx, int n, float *y, size_t ldy)
 {
     float xf[BF16_T_WIDE_ROWS * 8];
-    int block = ldw * 16 >= BF16_T_BLOCK_BYTES ? 16 : (int)(BF16_T_BLOCK_BYTES / ldw) & ~1;
-    if (block > BF16_T_WIDE_ROWS)
-        block = BF16_T_WIDE_ROWS;
+    int block = t2_bf16_t_block_rows(ldw, BF16_T_WIDE_ROWS);
     for (int k0 = 0; k0 < rows; k0 += block) {
         int kn = rows - k0 < block ? rows - k0 : block;
         const uint16_t *wk = (const uint16_t *)(const void *)((const char *)w + (size_t)k0 * ldw);

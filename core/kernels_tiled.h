@@ -6,9 +6,12 @@
  * nx are constants in each call, so its accumulators stay in registers;
  * pf is the next tile (prefetched while the first group of x reads this
  * one) or NULL. XT is the type of x's values (float, or uint16_t for bf16).
- * The including file defines MAX_NX and INLINE. */
+ * The including file defines MAX_NX and INLINE. Also the block size of
+ * the transposed bf16 product (t2_bf16_t_block_rows). */
 #ifndef T2_KERNELS_TILED_H
 #define T2_KERNELS_TILED_H
+
+#include <stddef.h>
 
 #define T2_TILE_NX(TILE, NW, XT)                                                                   \
     for (int i = 0; i < n; i += MAX_NX) {                                                          \
@@ -37,5 +40,16 @@
             T2_TILE_NX(TILE, 1, XT)                                                                \
         }                                                                                          \
     }
+
+/* The transposed bf16 product (bf16_t) walks w in blocks of rows that stay
+ * in L2 while its column strips are read: at most 256 KiB of w (an even
+ * number of rows, for vdpbf16ps's pairs), at least 16 rows, and at most
+ * max_rows (the size of a caller's scratch for the block's x). */
+#define T2_BF16_T_BLOCK_BYTES (256 * 1024)
+static inline int t2_bf16_t_block_rows(size_t ldw, int max_rows)
+{
+    int block = ldw * 16 >= T2_BF16_T_BLOCK_BYTES ? 16 : (int)(T2_BF16_T_BLOCK_BYTES / ldw) & ~1;
+    return block < max_rows ? block : max_rows;
+}
 
 #endif
