@@ -8,6 +8,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "kernels.h"
+
 static bool named(const char *chosen, const char *const *names)
 {
     for (; *names; names++)
@@ -41,10 +43,9 @@ const char *t2_blas_core_wanted(void)
     const char *preload = getenv("LD_PRELOAD");
     if (preload && strstr(preload, "vgpreload"))
         return NULL;
-    __builtin_cpu_init();
-    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-    bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    /* the CPU checks of t2's own kernel variants (core/kernels.c) */
+    bool avx512 = t2_kernels_variant("avx512") != NULL;
+    bool avx2_fma = t2_kernels_variant("avx2") != NULL;
     return t2_blas_core_better(openblas_get_corename(), avx512, avx2_fma);
 }
 

@@ -12,9 +12,9 @@
 #include <stddef.h>
 
 /* The OpenBLAS core to ask for instead of `chosen` (what
- * openblas_get_corename() says) on a CPU with AVX-512 (F, BW, DQ, VL)
- * or AVX2 + FMA: "SkylakeX" where AVX-512 is present and chosen is not
- * one of OpenBLAS's AVX-512 cores, "Haswell" where only AVX2 + FMA is and
+ * openblas_get_corename() says) on a CPU with AVX-512 or AVX2 + FMA (as
+ * t2's avx512 and avx2 kernel variants need them, core/kernels.c): "SkylakeX" where AVX-512 is
+ * present and chosen is not one of OpenBLAS's AVX-512 cores, "Haswell" where only AVX2 + FMA is and
  * chosen is one of its pre-AVX2 cores; NULL where chosen is as good
  * (compared without case). */
 const char *t2_blas_core_better(const char *chosen, bool avx512, bool avx2_fma);
