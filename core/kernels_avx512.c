@@ -17,7 +17,6 @@
 #include "kernels.h"
 #include "kernels_attn16.h"
 #include "kernels_exp.h"
-#include "kernels_q8.h"
 #include "kernels_tiled.h"
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -307,48 +306,140 @@ TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, c
     }
 }
 
-/* One weight row against several rows of X (a batched decode step): each
- * group's 8 weight loads are kept in registers and multiplied with every
- * row of X, so each row of X costs 8 VNNI products, a conversion, a
- * multiply and an FMA per 512 weights. */
-INLINE void q8_0_row_nx(const uint8_t *wr, size_t ldw, int nb, const int8_t *xq, size_t ldq,
-                        const int32_t *xsum, const float *xd, const int nx, float *y, size_t ldy)
+/* [sum a, sum b, sum c, sum d], each added up in _mm512_reduce_add_ps's
+ * order (the 256-bit halves, then the 128-bit quarters, then (0 + 2) +
+ * (1 + 3)), so a tile's outputs are bit-identical to one row's
+ * (q8_0_rows_1): a batch decodes each sequence as it would alone. Four
+ * sums in 14 operations instead of 4 x 8. */
+INLINE __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d)
 {
-    /* whole rows >= 4 KiB ahead: the same groups of a later row */
-    const char *pf = (const char *)wr + prefetch_ahead(ldw) / 2;
-    int ng = t2_q8_0_groups(nb);
-    __m512 acc[MAX_NX];
-    for (int i = 0; i < nx; i++)
-        acc[i] = _mm512_setzero_ps();
-    for (int g = 0; g < ng; g++) {
-        __m512i wv[8];
-        for (int u = 0; u < 8; u++) {
-            PF1(pf + t2_q8_0_group_offset(g) + 64 * u);
-            wv[u] = q8_group_load(wr, nb, g, u);
-        }
-        PF1(pf + t2_q8_0_group_offset(g) + 512);
-        __m512 sw = q8_group_scales(wr, nb, g);
-        __mmask16 m = group_mask(nb, g);
-        for (int i = 0; i < nx; i++) {
-            const int8_t *xg = xq + (size_t)i * ldq + T2_Q8_0_GROUP_X * (size_t)g;
-            __m512i sum = q8_x_corr(xsum + (size_t)i * (size_t)nb, nb, g);
-            for (int u = 0; u < 8; u++)
-                sum =
-                    _mm512_dpbusd_epi32(sum, wv[u], _mm512_load_si512((const void *)(xg + 64 * u)));
-            __m512 dx = _mm512_maskz_loadu_ps(m, xd + (size_t)i * (size_t)nb + T2_Q8_0_GROUP * g);
-            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(sw, dx), _mm512_cvtepi32_ps(sum), acc[i]);
-        }
-    }
-    for (int i = 0; i < nx; i++)
-        y[(size_t)i * ldy] = _mm512_reduce_add_ps(acc[i]);
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* quarter j: the 4 partial sums of vector j */
+    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+    __m512 t = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(1, 0, 3, 2)));
+    __m512 r = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, r));
 }
 
-T2_DEFINE_Q8_ROWS(q8_0_rows, q8_0_rows_1, q8_0_row_nx)
+/* Group g's 8 loads of quants (4 of each block, lane j = block j) for nw
+ * weight rows ldw apart, multiplied into s[r][i] with the 8 vectors of
+ * each of nx rows of X. u outermost: 4 x 4 independent chains of
+ * products, each weight and x vector loaded once per group. */
+#define Q8_TILE_PRODUCTS(LOAD)                                                                     \
+    _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                                            \
+    {                                                                                              \
+        __m512i wv[4];                                                                             \
+        for (int r = 0; r < nw; r++)                                                               \
+            wv[r] = LOAD;                                                                          \
+        for (int i = 0; i < nx; i++) {                                                             \
+            __m512i xv = _mm512_load_si512((const void *)(xg + (size_t)i * ldq + 64 * u));         \
+            for (int r = 0; r < nw; r++)                                                           \
+                s[r][i] = _mm512_dpbusd_epi32(s[r][i], wv[r], xv);                                 \
+        }                                                                                          \
+    }
+
+/* A tile of nw (1 or 4) weight rows against nx (1..4) rows of X (a
+ * batched decode step, or a prompt's rows 16 at a time). One weight row
+ * against up to 4 rows of X (the loop before) ran at 63-67 GMAC/s on an
+ * Ice Lake core in cache, 4 x 4 at 100-113 (docs/PERFORMANCE.md):
+ * sixteen chains of VNNI products per group instead of four, and the
+ * horizontal sums four at a time. Each pair's float sums are those of
+ * q8_0_rows_1 (per group: weight scales times x scales, times the exact
+ * int32 sums), so the results are too. With pf, the same groups of later
+ * rows are prefetched (into L2) while the first rows of X go by. */
+INLINE void q8_0_tile(const uint8_t *w, size_t ldw, int nb, const int8_t *xq, size_t ldq,
+                      const int32_t *xsum, const float *xd, const int nw, const int nx,
+                      const char *pf, float *y, size_t ldy)
+{
+    int ng = t2_q8_0_groups(nb);
+    __m512 acc[4][MAX_NX];
+    for (int r = 0; r < nw; r++)
+        for (int i = 0; i < nx; i++)
+            acc[r][i] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        int m = t2_q8_0_group_blocks(nb, g);
+        __mmask16 mask = group_mask(nb, g);
+        const uint8_t *wg = w + t2_q8_0_group_offset(g);
+        const int8_t *xg = xq + T2_Q8_0_GROUP_X * (size_t)g;
+        if (pf)
+            for (int r = 0; r < nw; r++)
+                for (int l = 0; l < T2_Q8_0_GROUP_X + 64; l += 64)
+                    PF1(pf + (size_t)r * ldw + t2_q8_0_group_offset(g) + l);
+        __m512i s[4][MAX_NX];
+        for (int i = 0; i < nx; i++) {
+            __m512i c = q8_x_corr(xsum + (size_t)i * (size_t)nb, nb, g);
+            for (int r = 0; r < nw; r++)
+                s[r][i] = c;
+        }
+        if (m == T2_Q8_0_GROUP)
+            Q8_TILE_PRODUCTS(_mm512_loadu_si512(wg + (size_t)r * ldw + 64 * u))
+        else /* the short last group: its quants are 4 m bytes apart */
+            Q8_TILE_PRODUCTS(
+                _mm512_maskz_loadu_epi32(mask, wg + (size_t)r * ldw + (size_t)(4 * m * u)))
+        for (int r = 0; r < nw; r++) {
+            __m512 sw = q8_group_scales(w + (size_t)r * ldw, nb, g);
+            for (int i = 0; i < nx; i++) {
+                __m512 dx =
+                    _mm512_maskz_loadu_ps(mask, xd + (size_t)i * (size_t)nb + T2_Q8_0_GROUP * g);
+                acc[r][i] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(sw, dx), _mm512_cvtepi32_ps(s[r][i]), acc[r][i]);
+            }
+        }
+    }
+    for (int i = 0; i < nx; i++) {
+        if (nw == 4)
+            _mm_storeu_ps(y + (size_t)i * ldy,
+                          reduce4_ps(acc[0][i], acc[1][i], acc[2][i], acc[3][i]));
+        else
+            y[(size_t)i * ldy] = _mm512_reduce_add_ps(acc[0][i]);
+    }
+}
+
+/* Rows of W this far ahead are prefetched by a tile's first rows of X:
+ * 16 KB for 960 columns. 4, 8, 16 and 32 rows streamed 64-73 GMAC/s
+ * (n = 8, one Ice Lake core, 67 MB), none 55-59. */
+#define Q8_PF_ROWS 16
+
+/* nw rows of W from wr (row r of rows) against every row of X, MAX_NX at
+ * a time. */
+#define Q8_TILE_NX(NW)                                                                             \
+    for (int i = 0; i < n; i += MAX_NX) {                                                          \
+        const char *pf =                                                                           \
+            i == 0 && r + Q8_PF_ROWS < rows ? (const char *)wr + Q8_PF_ROWS * ldw : NULL;          \
+        const int8_t *xi = x->q + (size_t)i * ldq;                                                 \
+        const int32_t *si = x->sum + (size_t)i * (size_t)nb;                                       \
+        const float *di = x->d + (size_t)i * (size_t)nb;                                           \
+        float *yi = y + (size_t)i * ldy + r;                                                       \
+        switch (n - i < MAX_NX ? n - i : MAX_NX) {                                                 \
+        case 1: q8_0_tile(wr, ldw, nb, xi, ldq, si, di, NW, 1, pf, yi, ldy); break;                \
+        case 2: q8_0_tile(wr, ldw, nb, xi, ldq, si, di, NW, 2, pf, yi, ldy); break;                \
+        case 3: q8_0_tile(wr, ldw, nb, xi, ldq, si, di, NW, 3, pf, yi, ldy); break;                \
+        default: q8_0_tile(wr, ldw, nb, xi, ldq, si, di, NW, 4, pf, yi, ldy); break;               \
+        }                                                                                          \
+    }
 
 TARGET static void q8_0_avx512(const uint8_t *w, size_t ldw, int rows, int cols, const t2_q8_act *x,
                                int n, float *y, size_t ldy)
 {
-    q8_0_rows(w, ldw, rows, cols, x, n, y, ldy);
+    int nb = cols / T2_Q8_0_BLOCK;
+    if (n == 1) {
+        q8_0_rows_1(w, ldw, rows, nb, x->q, x->sum, x->d, y);
+        return;
+    }
+    size_t ldq = t2_q8_act_row_bytes(cols);
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const uint8_t *wr = w + (size_t)r * ldw;
+        Q8_TILE_NX(4)
+    }
+    for (; r < rows; r++) {
+        const uint8_t *wr = w + (size_t)r * ldw;
+        Q8_TILE_NX(1)
+    }
 }
 
 /* t2_q8_act_quantize 16 values at a time, with the same result: the

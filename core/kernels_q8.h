@@ -1,4 +1,4 @@
-/* How the SIMD Q8_0 kernels (kernels_avx2.c, kernels_avx512.c) go over
+/* How the AVX2 Q8_0 kernel (kernels_avx2.c; kernels_avx512.c tiles its own) goes over
  * Y = X·Wᵀ with X quantised (t2_q8_act): one row of X by PAIRS(w, ldw,
  * rows, nb, xq, xsum, xd, y) over all rows; more rows of X weight row by
  * weight row, each against all rows of X MAX_NX at a time while it is in

@@ -889,6 +889,49 @@ static void test_q8_0_row_layout(void **state)
     }
 }
 
+/* A q8_0 product of several rows of X (a batched decode step, a prompt's
+ * rows) gives each row bit for bit what that row alone gives: the vector
+ * variants' tiles add their sums in the one-row kernel's order, so a
+ * sequence decodes the same in a batch as alone. Rows 37 (4-row tiles
+ * and a remainder), groups full and short. */
+static void test_q8_0_batch_rows_identical(void **state)
+{
+    (void)state;
+    static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    static const int cols[] = {64, 960, 1504, 2560};
+    enum { ROWS = 37, N = 16 };
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        const t2_kernels *k = t2_kernels_variant(variants[v]);
+        if (!k)
+            continue;
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+            mat m;
+            make_mat(&m, T2_W_Q8_0, ROWS, cols[c], 34);
+            float *x = rand_x(N, cols[c]);
+            t2_q8_act xq;
+            assert_int_equal(t2_q8_act_alloc(&xq, N, cols[c]), 0);
+            t2_q8_act_quantize(x, N, cols[c], &xq);
+            float alone[N * ROWS], batch[N * ROWS];
+            for (int i = 0; i < N; i++) {
+                t2_q8_act xi = t2_q8_act_rows(&xq, cols[c], i);
+                k->q8_0(m.w.data, m.w.stride, ROWS, cols[c], &xi, 1, alone + i * ROWS, ROWS);
+            }
+            for (int n = 2; n <= N; n++) {
+                memset(batch, 0, sizeof batch);
+                k->q8_0(m.w.data, m.w.stride, ROWS, cols[c], &xq, n, batch, ROWS);
+                for (int i = 0; i < n * ROWS; i++)
+                    if (memcmp(&batch[i], &alone[i], sizeof(float)) != 0)
+                        fail_msg("%s cols %d n %d: y[%d][%d] = %.9g in the batch, %.9g alone",
+                                 k->name, cols[c], n, i / ROWS, i % ROWS, (double)batch[i],
+                                 (double)alone[i]);
+            }
+            free(x);
+            t2_q8_act_free(&xq);
+            free_mat(&m);
+        }
+    }
+}
+
 static void test_wtype_names(void **state)
 {
     (void)state;
@@ -913,6 +956,7 @@ int main(void)
         cmocka_unit_test(test_env_forces_variant),
         cmocka_unit_test(test_wtype_names),
         cmocka_unit_test(test_q8_0_row_layout),
+        cmocka_unit_test(test_q8_0_batch_rows_identical),
         cmocka_unit_test(test_act_quantize_matches_ggml),
         cmocka_unit_test(test_act_quantize_variants),
         cmocka_unit_test(test_f16_kv),
