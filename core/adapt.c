@@ -221,6 +221,17 @@ static void build_worker(void *arg, int w, int nw)
     free(f32);
 }
 
+/* A matrix's Q8_0 rotation copies for its views, NULL where not built. */
+static const t2_wmat *rot_q8(const t2_svf_matrix *mat)
+{
+    return mat->rot_q8_bytes ? &mat->rot_q8 : NULL;
+}
+
+static const t2_wmat *rot_q8_t(const t2_svf_matrix *mat)
+{
+    return mat->rot_q8_bytes ? &mat->rot_q8_t : NULL;
+}
+
 t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t2_err *err)
 {
     t2_factor *t = calloc((size_t)m->cfg.n_layers * T2_N_FACTOR_KINDS, sizeof *t);
@@ -234,7 +245,7 @@ t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t
             (t2_factor){mat->u,      mat->vt,      s && s[i] ? s[i] : mat->s,
                         mat->m,      mat->n,       mat->r,
                         mat->u_bf16, mat->vt_bf16, &mat->wm,
-                        mat->s};
+                        mat->s,      rot_q8(mat),  rot_q8_t(mat)};
     }
     return t;
 }
@@ -369,8 +380,8 @@ int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf 
         off += (size_t)mat->r;
         t2_svf_scaled_s(mat, z[i], s);
         a->factors[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] =
-            (t2_factor){mat->u,      mat->vt,      s,        mat->m, mat->n, mat->r,
-                        mat->u_bf16, mat->vt_bf16, &mat->wm, mat->s};
+            (t2_factor){mat->u,      mat->vt,      s,        mat->m, mat->n,      mat->r,
+                        mat->u_bf16, mat->vt_bf16, &mat->wm, mat->s, rot_q8(mat), rot_q8_t(mat)};
     }
     for (int l = 0; l < m->cfg.n_layers; l++)
         a->layers[l].factors = a->factors + (size_t)l * T2_N_FACTOR_KINDS;

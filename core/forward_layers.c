@@ -396,6 +396,13 @@ static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
            (f->r == f->n || f->r == f->m);
 }
 
+/* The rotation on the Q8_0 copies of the square factor (where built,
+ * and the kernels want them) rather than on the bf16 one. */
+static bool rotates_q8(const t2_ctx *c, const t2_factor *f)
+{
+    return f->rot_q8 && f->rot_q8_t && c->kern->rotate_q8;
+}
+
 /* The rotation's products, each worker on the rows of the square bf16
  * factor R [k][cols] that t2_pool_share gives it, in both of its
  * products (so its second pass reads them from its own L2; split by
@@ -491,6 +498,58 @@ static void singular_change(const float *restrict s, const float *restrict sigma
     }
 }
 
+/* rotated_matmul with the Q8_0 copies of the square factor R and its
+ * transpose (t2_kernels.rotate_q8): each side of the rotation a plain
+ * q8_0 product of the act rotated rows (idx) over the pool, X and
+ * dz . (R X) quantised as any X of a q8_0 product. Scratch: c->fact_tmp's
+ * first half holds the gathered rows, R X and the change, T2_KERNEL_ROWS
+ * rows of the largest dimension each; its second half x'. */
+static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const *dz, const int *idx,
+                              int act, float *y, const float *x, const float *bias, int n,
+                              double t0)
+{
+    size_t room = (size_t)T2_KERNEL_ROWS * (c->fact_half / T2_CHUNK);
+    float *g = c->fact_tmp, *t = g + room, *d = t + room;
+    size_t r = (size_t)f->r;
+    if (f->r == f->n) { /* x' = x + V (dz . (Vt x)), then W x' */
+        size_t in = (size_t)f->n;
+        float *xs = c->fact_tmp + c->fact_half;
+        for (int j = 0; j < act; j++)
+            memcpy(g + (size_t)j * in, x + (size_t)idx[j] * in, in * sizeof *g);
+        matmul(c, t, g, NULL, f->rot_q8, NULL, act);
+        for (int j = 0; j < act; j++)
+            for (size_t i = 0; i < r; i++)
+                t[(size_t)j * r + i] *= dz[j][i];
+        matmul(c, d, t, NULL, f->rot_q8_t, NULL, act);
+        memcpy(xs, x, (size_t)n * in * sizeof *xs);
+        for (int j = 0; j < act; j++)
+            for (size_t i = 0; i < in; i++)
+                xs[(size_t)idx[j] * in + i] += d[(size_t)j * in + i];
+        t2_prof_add(c, T2_STAGE_ROTATION, t0);
+        matmul(c, y, xs, NULL, f->base, bias, n);
+        return;
+    }
+    /* y0 = W x, then y0 + U (dz . (Ut y0)) */
+    size_t m = (size_t)f->m;
+    double t_w = t2_prof_now(c);
+    matmul(c, y, x, NULL, f->base, NULL, n);
+    t0 += t2_prof_now(c) - t_w; /* W's product is not the rotation's */
+    for (int j = 0; j < act; j++)
+        memcpy(g + (size_t)j * m, y + (size_t)idx[j] * m, m * sizeof *g);
+    matmul(c, t, g, NULL, f->rot_q8_t, NULL, act);
+    for (int j = 0; j < act; j++)
+        for (size_t i = 0; i < r; i++)
+            t[(size_t)j * r + i] *= dz[j][i];
+    matmul(c, d, t, NULL, f->rot_q8, NULL, act);
+    for (int j = 0; j < act; j++)
+        for (size_t i = 0; i < m; i++)
+            y[(size_t)idx[j] * m + i] += d[(size_t)j * m + i];
+    for (int k = 0; bias && k < n; k++)
+        for (size_t i = 0; i < m; i++)
+            y[(size_t)k * m + i] += bias[i];
+    t2_prof_add(c, T2_STAGE_ROTATION, t0);
+}
+
 /* Y = X · W'ᵀ (+ bias) for rows whose W' = U diag(s[t]) Vt (rotates()).
  * Rows on the base's own view (s is sigma: no change) skip the rotation;
  * the others are its rows 0..act-1 (row idx[j] of X and Y). */
@@ -516,6 +575,10 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
     }
     if (act == 0) {
         matmul(c, y, x, NULL, f->base, bias, n);
+        return;
+    }
+    if (rotates_q8(c, f)) {
+        rotated_matmul_q8(c, f, dz, idx, act, y, x, bias, n, t0);
         return;
     }
     float *tmp = c->fact_tmp, *tmp2 = c->fact_tmp + c->fact_half;
@@ -567,7 +630,9 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
 static size_t factor_bytes(const t2_ctx *c, const t2_factor *f, int n)
 {
     if (rotates(c, f, n))
-        return (size_t)f->base->rows * f->base->stride + 2 * (size_t)f->r * (size_t)f->r;
+        return (size_t)f->base->rows * f->base->stride +
+               (rotates_q8(c, f) ? (size_t)f->rot_q8->rows * f->rot_q8->stride * 2
+                                 : 2 * (size_t)f->r * (size_t)f->r);
     size_t each = reads_bf16_factor(c, f->u_bf16, n) ? 2 : sizeof(float);
     return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * each;
 }

@@ -155,6 +155,18 @@ typedef struct t2_kernels {
      * 16; 64 for amx, whose tiles read (bf16) or transpose (int8) the
      * weights once per call for all the rows of X they are given. */
     int prompt_rows;
+    /* Not a kernel: 1 where a q8_0 model's rotation multiplies by Q8_0
+     * copies of the square factor and of its transpose
+     * (t2_svf_matrix.rot_q8, built with the factors) instead of reading
+     * the bf16 one down its rows and then down its columns. Where int8
+     * products are much faster than bf16 ones (VNNI without AVX512-BF16)
+     * the bf16 rotation ran at ~25 GMAC/s a core and took 28 of a 70 ms
+     * mixed step (Ice Lake, docs/PERFORMANCE.md); with vdpbf16ps the bf16
+     * rotation was as fast (dev EPYC, stop 23). The Q8_0 copies cost
+     * 2.1 r^2 bytes per matrix (188 MB for smollm2-360m's MLP) and round
+     * X and dz . (Vt X) to Q8_0: logits after a decoded token 6.1e-3 of
+     * the f32 reference against 7.3e-3 for a materialised Q8_0 set. */
+    int rotate_q8;
 } t2_kernels;
 
 #define T2_ATTN_LANES 16

@@ -294,4 +294,5 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    attn16_amx,
                                    attn16_f16_amx,
                                    1,
-                                   64};
+                                   64,
+                                   0};

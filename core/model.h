@@ -66,6 +66,9 @@ typedef struct t2_factor {
      * (forward_layers.c). NULL where not known. */
     const t2_wmat *base;
     const float *sigma;
+    /* Q8_0 copies of the square factor and its transpose for the rotation
+     * (t2_svf_matrix.rot_q8), NULL where not built */
+    const t2_wmat *rot_q8, *rot_q8_t;
 } t2_factor;
 
 /* Slots of t2_layer.factors, also enum t2_svf_kind's values. */

@@ -41,6 +41,13 @@ typedef struct t2_svf_matrix {
     /* for a bf16 or q8_0 model: U and Vt rounded to bf16, which factored
      * products read (half the bytes); the f32 ones build materialised sets */
     uint16_t *u_bf16, *vt_bf16;
+    /* for a q8_0 model on kernels that rotate in Q8_0 (t2_kernels.rotate_q8)
+     * and a square factor of whole Q8_0 blocks: that factor (Vt where
+     * r = n, else U) and its transpose as Q8_0 matrices of r x r, which a
+     * decode step's rotation multiplies by (forward_layers.c); data NULL
+     * otherwise (rot_q8_bytes owns both) */
+    t2_wmat rot_q8, rot_q8_t;
+    uint8_t *rot_q8_bytes;
 } t2_svf_matrix;
 
 typedef struct t2_svf {

@@ -223,6 +223,29 @@ static void check_format_factors(fixture *f, t2_wtype type, double tol, double d
         assert_int_equal((uintptr_t)e->svf->mats[i].u_bf16 % 64, 0);
         assert_int_equal((uintptr_t)e->svf->mats[i].vt_bf16 % 64, 0);
     }
+    /* kernels that rotate in Q8_0: the square factor and its transpose as
+     * Q8_0 matrices (each value within its block's rounding); else none */
+    bool rot_q8 = type == T2_W_Q8_0 && t2_kernels_get()->rotate_q8;
+    for (size_t i = 0; i < e->svf->n; i++) {
+        const t2_svf_matrix *sm = &e->svf->mats[i];
+        if (!rot_q8) {
+            assert_null(sm->rot_q8_bytes);
+            continue;
+        }
+        assert_non_null(sm->rot_q8_bytes); /* seedling: r = 256 = n or m */
+        const float *sq = sm->r == sm->n ? sm->vt : sm->u;
+        size_t r = (size_t)sm->r;
+        float row[256], col[256];
+        assert_true(r <= 256);
+        for (size_t k = 0; k < r; k += 85) {
+            t2_wmat_row_f32(&sm->rot_q8, (int)k, row);
+            t2_wmat_row_f32(&sm->rot_q8_t, (int)k, col);
+            for (size_t j = 0; j < r; j++) {
+                assert_true(fabsf(row[j] - sq[k * r + j]) <= 0.02f * fabsf(sq[k * r + j]) + 2e-3f);
+                assert_true(fabsf(col[j] - sq[j * r + k]) <= 0.02f * fabsf(sq[j * r + k]) + 2e-3f);
+            }
+        }
+    }
     char text[2][256];
     for (int factored = 0; factored < 2; factored++) {
         t2_adapted *w = test_expert_weights(e, "math", factored);
