@@ -389,18 +389,23 @@ static const t2_factor *view_of(const t2_layer *L, int kind)
  * closer to W' than the bf16 U diag(s) Vt. Prefill keeps U diag(s) Vt:
  * bound by arithmetic there, and the rotation adds 2 r^2 products per
  * row to the m n of W. */
-static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
-{
-    return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz && f->u_bf16 &&
-           f->vt_bf16 && n <= T2_KERNEL_ROWS && n <= c->kern->rotate_rows &&
-           (f->r == f->n || f->r == f->m);
-}
-
 /* The rotation on the Q8_0 copies of the square factor (where built,
  * and the kernels want them) rather than on the bf16 one. */
 static bool rotates_q8(const t2_ctx *c, const t2_factor *f)
 {
     return f->rot_q8 && f->rot_q8_t && c->kern->rotate_q8;
+}
+
+/* With the Q8_0 copies a prompt's rows rotate too (up to c->xq_rows at a
+ * time): there the int8 products are the fastest there are, and W plus
+ * 2 r^2 int8 products per row cost less than U diag(s) Vt on sgemm
+ * (docs/PERFORMANCE.md, a never-seen mixture). */
+static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
+{
+    return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz && f->u_bf16 &&
+           f->vt_bf16 && (f->r == f->n || f->r == f->m) &&
+           ((n <= T2_KERNEL_ROWS && n <= c->kern->rotate_rows) ||
+            (rotates_q8(c, f) && n <= c->xq_rows));
 }
 
 /* The rotation's products, each worker on the rows of the square bf16
@@ -501,30 +506,36 @@ static void singular_change(const float *restrict s, const float *restrict sigma
 /* rotated_matmul with the Q8_0 copies of the square factor R and its
  * transpose (t2_kernels.rotate_q8): each side of the rotation a plain
  * q8_0 product of the act rotated rows (idx) over the pool, X and
- * dz . (R X) quantised as any X of a q8_0 product. Scratch: c->fact_tmp's
- * first half holds the gathered rows, R X and the change, T2_KERNEL_ROWS
- * rows of the largest dimension each; its second half x'. */
-static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const *dz, const int *idx,
-                              int act, float *y, const float *x, const float *bias, int n,
-                              double t0)
+ * dz . (R X) quantised as any X of a q8_0 product. Up to T2_CHUNK rows
+ * (a prompt's): c->fact_tmp's halves a and b hold the gathered rows, R X
+ * and the change in turn. */
+static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const *dz,
+                              const int *idx, int act, float *y, const float *x,
+                              const float *bias, int n, double t0)
 {
-    size_t room = (size_t)T2_KERNEL_ROWS * (c->fact_half / T2_CHUNK);
-    float *g = c->fact_tmp, *t = g + room, *d = t + room;
+    float *a = c->fact_tmp, *b = c->fact_tmp + c->fact_half;
     size_t r = (size_t)f->r;
+    bool all = act == n; /* every row rotates: idx[j] = j */
     if (f->r == f->n) { /* x' = x + V (dz . (Vt x)), then W x' */
         size_t in = (size_t)f->n;
-        float *xs = c->fact_tmp + c->fact_half;
-        for (int j = 0; j < act; j++)
-            memcpy(g + (size_t)j * in, x + (size_t)idx[j] * in, in * sizeof *g);
-        matmul(c, t, g, NULL, f->rot_q8, NULL, act);
+        for (int j = 0; !all && j < act; j++)
+            memcpy(a + (size_t)j * in, x + (size_t)idx[j] * in, in * sizeof *a);
+        matmul(c, b, all ? x : a, NULL, f->rot_q8, NULL, act);
         for (int j = 0; j < act; j++)
             for (size_t i = 0; i < r; i++)
-                t[(size_t)j * r + i] *= dz[j][i];
-        matmul(c, d, t, NULL, f->rot_q8_t, NULL, act);
-        memcpy(xs, x, (size_t)n * in * sizeof *xs);
-        for (int j = 0; j < act; j++)
-            for (size_t i = 0; i < in; i++)
-                xs[(size_t)idx[j] * in + i] += d[(size_t)j * in + i];
+                b[(size_t)j * r + i] *= dz[j][i];
+        matmul(c, a, b, NULL, f->rot_q8_t, NULL, act);
+        float *xs = a; /* x' in place of the change, or (some rows not rotated) in b */
+        if (all)
+            for (size_t i = 0; i < (size_t)n * in; i++)
+                a[i] += x[i];
+        else {
+            xs = b;
+            memcpy(b, x, (size_t)n * in * sizeof *b);
+            for (int j = 0; j < act; j++)
+                for (size_t i = 0; i < in; i++)
+                    b[(size_t)idx[j] * in + i] += a[(size_t)j * in + i];
+        }
         t2_prof_add(c, T2_STAGE_ROTATION, t0);
         matmul(c, y, xs, NULL, f->base, bias, n);
         return;
@@ -534,16 +545,16 @@ static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const 
     double t_w = t2_prof_now(c);
     matmul(c, y, x, NULL, f->base, NULL, n);
     t0 += t2_prof_now(c) - t_w; /* W's product is not the rotation's */
-    for (int j = 0; j < act; j++)
-        memcpy(g + (size_t)j * m, y + (size_t)idx[j] * m, m * sizeof *g);
-    matmul(c, t, g, NULL, f->rot_q8_t, NULL, act);
+    for (int j = 0; !all && j < act; j++)
+        memcpy(a + (size_t)j * m, y + (size_t)idx[j] * m, m * sizeof *a);
+    matmul(c, b, all ? y : a, NULL, f->rot_q8_t, NULL, act);
     for (int j = 0; j < act; j++)
         for (size_t i = 0; i < r; i++)
-            t[(size_t)j * r + i] *= dz[j][i];
-    matmul(c, d, t, NULL, f->rot_q8, NULL, act);
+            b[(size_t)j * r + i] *= dz[j][i];
+    matmul(c, a, b, NULL, f->rot_q8, NULL, act);
     for (int j = 0; j < act; j++)
         for (size_t i = 0; i < m; i++)
-            y[(size_t)idx[j] * m + i] += d[(size_t)j * m + i];
+            y[(size_t)idx[j] * m + i] += a[(size_t)j * m + i];
     for (int k = 0; bias && k < n; k++)
         for (size_t i = 0; i < m; i++)
             y[(size_t)k * m + i] += bias[i];
@@ -556,18 +567,26 @@ static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const 
 static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s, float *y,
                            const float *x, const float *bias, int n)
 {
-    const float *dz[T2_KERNEL_ROWS];
-    int idx[T2_KERNEL_ROWS], act = 0;
+    const float *dz[T2_CHUNK];
+    int idx[T2_CHUNK], act = 0, changes = 0;
     double t0 = t2_prof_now(c);
     for (int t = 0; t < n; t++) {
         if (s[t] == f->sigma)
             continue;
         dz[act] = NULL;
-        for (int j = 0; j < act && !dz[act]; j++) /* rows on one expert share it */
+        for (int j = act - 1; j >= 0 && !dz[act]; j--) /* rows on one expert share it */
             if (s[idx[j]] == s[t])
                 dz[act] = dz[j];
         if (!dz[act]) {
-            float *d = c->rot_dz + (size_t)act * c->fact_half / T2_CHUNK;
+            if (changes == T2_KERNEL_ROWS) { /* room for that many: a prompt's rows in slices */
+                for (int i0 = 0; i0 < n; i0 += T2_KERNEL_ROWS) {
+                    int cnt = n - i0 < T2_KERNEL_ROWS ? n - i0 : T2_KERNEL_ROWS;
+                    rotated_matmul(c, f, s + i0, y + (size_t)i0 * (size_t)f->m,
+                                   x + (size_t)i0 * (size_t)f->n, bias, cnt);
+                }
+                return;
+            }
+            float *d = c->rot_dz + (size_t)changes++ * c->fact_half / T2_CHUNK;
             singular_change(s[t], f->sigma, f->r, d);
             dz[act] = d;
         }
