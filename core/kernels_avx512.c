@@ -66,6 +66,25 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
      _mm_prefetch((const char *)(p) + 64, T2_PREFETCH_HINT))
 #endif
 
+/* [sum a, sum b, sum c, sum d], each added up in _mm512_reduce_add_ps's
+ * order (the 256-bit halves, then the 128-bit quarters, then (0 + 2) +
+ * (1 + 3)), so a tile's outputs are bit-identical to one row's
+ * (q8_0_rows_1): a batch decodes each sequence as it would alone. Four
+ * sums in 14 operations instead of 4 x 8. */
+INLINE __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* quarter j: the 4 partial sums of vector j */
+    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+    __m512 t = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(1, 0, 3, 2)));
+    __m512 r = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, r));
+}
+
 /* A tile of nw (1..4) weight rows against nx (1..4) rows of x, one
  * accumulator per pair: each weight vector loaded (and widened) once for
  * all nx rows of x and each x vector once for all nw weight rows, so a
@@ -107,9 +126,14 @@ INLINE __m512 load_bf16_tail(const uint16_t *p, __mmask16 m)
                     acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);                             \
             }                                                                                      \
         }                                                                                          \
-        for (int r = 0; r < nw; r++)                                                               \
-            for (int i = 0; i < nx; i++)                                                           \
-                y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][i]);                  \
+        for (int i = 0; i < nx; i++) {                                                             \
+            if (nw == 4)                                                                           \
+                _mm_storeu_ps(y + (size_t)i * ldy,                                                 \
+                              reduce4_ps(acc[0][i], acc[1][i], acc[2][i], acc[3][i]));             \
+            else                                                                                   \
+                for (int r = 0; r < nw; r++)                                                       \
+                    y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][i]);              \
+        }                                                                                          \
     }
 
 DEFINE_TILE(tile_f32, float, load_f32, load_f32_tail)
@@ -304,25 +328,6 @@ TARGET static void q8_0_rows_1(const uint8_t *w, size_t ldw, int rows, int nb, c
         if (pair)
             y[r + 1] = _mm512_reduce_add_ps(a1);
     }
-}
-
-/* [sum a, sum b, sum c, sum d], each added up in _mm512_reduce_add_ps's
- * order (the 256-bit halves, then the 128-bit quarters, then (0 + 2) +
- * (1 + 3)), so a tile's outputs are bit-identical to one row's
- * (q8_0_rows_1): a batch decodes each sequence as it would alone. Four
- * sums in 14 operations instead of 4 x 8. */
-INLINE __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d)
-{
-    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                              _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
-                              _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
-    /* quarter j: the 4 partial sums of vector j */
-    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
-    __m512 t = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(1, 0, 3, 2)));
-    __m512 r = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, r));
 }
 
 /* Group g's 8 loads of quants (4 of each block, lane j = block j) for nw
