@@ -503,28 +503,50 @@ static void singular_change(const float *restrict s, const float *restrict sigma
     }
 }
 
+/* The left case's end: y[idx[j]] += d[j] (rows of m), then the bias on
+ * every row of y. */
+static void add_change(float *y, const float *d, const int *idx, int act, const float *bias, int n,
+                       size_t m)
+{
+    for (int j = 0; j < act; j++)
+        for (size_t i = 0; i < m; i++)
+            y[(size_t)idx[j] * m + i] += d[(size_t)j * m + i];
+    for (int k = 0; bias && k < n; k++)
+        for (size_t i = 0; i < m; i++)
+            y[(size_t)k * m + i] += bias[i];
+}
+
+/* The change r2 (dz . (r1 v)) of the act rows idx of v [n][cols] (all:
+ * v's own rows, idx[j] = j) into a [act][cols], through b [act][r]. */
+static void rotation_change(t2_ctx *c, const t2_wmat *r1, const t2_wmat *r2, const float *const *dz,
+                            const int *idx, int act, bool all, const float *v, size_t cols,
+                            float *a, float *b)
+{
+    size_t r = (size_t)r1->rows;
+    for (int j = 0; !all && j < act; j++)
+        memcpy(a + (size_t)j * cols, v + (size_t)idx[j] * cols, cols * sizeof *a);
+    matmul(c, b, all ? v : a, NULL, r1, NULL, act);
+    for (int j = 0; j < act; j++)
+        for (size_t i = 0; i < r; i++)
+            b[(size_t)j * r + i] *= dz[j][i];
+    matmul(c, a, b, NULL, r2, NULL, act);
+}
+
 /* rotated_matmul with the Q8_0 copies of the square factor R and its
  * transpose (t2_kernels.rotate_q8): each side of the rotation a plain
  * q8_0 product of the act rotated rows (idx) over the pool, X and
  * dz . (R X) quantised as any X of a q8_0 product. Up to T2_CHUNK rows
  * (a prompt's): c->fact_tmp's halves a and b hold the gathered rows, R X
  * and the change in turn. */
-static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const *dz,
-                              const int *idx, int act, float *y, const float *x,
-                              const float *bias, int n, double t0)
+static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const *dz, const int *idx,
+                              int act, float *y, const float *x, const float *bias, int n,
+                              double t0)
 {
     float *a = c->fact_tmp, *b = c->fact_tmp + c->fact_half;
-    size_t r = (size_t)f->r;
-    bool all = act == n; /* every row rotates: idx[j] = j */
+    bool all = act == n;
     if (f->r == f->n) { /* x' = x + V (dz . (Vt x)), then W x' */
         size_t in = (size_t)f->n;
-        for (int j = 0; !all && j < act; j++)
-            memcpy(a + (size_t)j * in, x + (size_t)idx[j] * in, in * sizeof *a);
-        matmul(c, b, all ? x : a, NULL, f->rot_q8, NULL, act);
-        for (int j = 0; j < act; j++)
-            for (size_t i = 0; i < r; i++)
-                b[(size_t)j * r + i] *= dz[j][i];
-        matmul(c, a, b, NULL, f->rot_q8_t, NULL, act);
+        rotation_change(c, f->rot_q8, f->rot_q8_t, dz, idx, act, all, x, in, a, b);
         float *xs = a; /* x' in place of the change, or (some rows not rotated) in b */
         if (all)
             for (size_t i = 0; i < (size_t)n * in; i++)
@@ -545,19 +567,8 @@ static void rotated_matmul_q8(t2_ctx *c, const t2_factor *f, const float *const 
     double t_w = t2_prof_now(c);
     matmul(c, y, x, NULL, f->base, NULL, n);
     t0 += t2_prof_now(c) - t_w; /* W's product is not the rotation's */
-    for (int j = 0; !all && j < act; j++)
-        memcpy(a + (size_t)j * m, y + (size_t)idx[j] * m, m * sizeof *a);
-    matmul(c, b, all ? y : a, NULL, f->rot_q8_t, NULL, act);
-    for (int j = 0; j < act; j++)
-        for (size_t i = 0; i < r; i++)
-            b[(size_t)j * r + i] *= dz[j][i];
-    matmul(c, a, b, NULL, f->rot_q8, NULL, act);
-    for (int j = 0; j < act; j++)
-        for (size_t i = 0; i < m; i++)
-            y[(size_t)idx[j] * m + i] += a[(size_t)j * m + i];
-    for (int k = 0; bias && k < n; k++)
-        for (size_t i = 0; i < m; i++)
-            y[(size_t)k * m + i] += bias[i];
+    rotation_change(c, f->rot_q8_t, f->rot_q8, dz, idx, act, all, y, m, a, b);
+    add_change(y, a, idx, act, bias, n, m);
     t2_prof_add(c, T2_STAGE_ROTATION, t0);
 }
 
@@ -635,12 +646,7 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
     /* each worker its rows of U again (the shares of rot_worker) */
     matmul_job uj = {c, tmp2, tmp, NULL, &u, act, tb};
     t2_pool_run(c->pool, matmul_share_worker, &uj);
-    for (int j = 0; j < act; j++)
-        for (size_t i = 0; i < m; i++)
-            y[(size_t)idx[j] * m + i] += tmp2[(size_t)j * m + i];
-    for (int t = 0; bias && t < n; t++)
-        for (size_t i = 0; i < m; i++)
-            y[(size_t)t * m + i] += bias[i];
+    add_change(y, tmp2, idx, act, bias, n, m);
     t2_prof_add(c, T2_STAGE_ROTATION, t0);
 }
 
