@@ -164,8 +164,10 @@ typedef struct t2_kernels {
      * mixed step (Ice Lake, docs/PERFORMANCE.md); with vdpbf16ps the bf16
      * rotation was as fast (dev EPYC, stop 23). The Q8_0 copies cost
      * 2.1 r^2 bytes per matrix (188 MB for smollm2-360m's MLP) and round
-     * X and dz . (Vt X) to Q8_0: logits after a decoded token 6.1e-3 of
-     * the f32 reference against 7.3e-3 for a materialised Q8_0 set. */
+     * X and dz . (Vt X) to Q8_0: logits after a decoded token 5.6e-3 of
+     * the f32 reference (5.9e-3 with the bf16 rotation) against 7.0e-3
+     * for a materialised Q8_0 set (seedling). With the copies, prompts
+     * rotate too (forward_layers.c, rotates()). */
     int rotate_q8;
 } t2_kernels;
 
