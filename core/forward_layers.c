@@ -374,6 +374,13 @@ static const t2_factor *view_of(const t2_layer *L, int kind)
     return f ? f : L->mix && L->mix[kind].s ? &L->mix[kind] : NULL;
 }
 
+/* The rotation on the Q8_0 copies of the square factor (where built,
+ * and the kernels want them) rather than on the bf16 one. */
+static bool rotates_q8(const t2_ctx *c, const t2_factor *f)
+{
+    return f->rot_q8 && f->rot_q8_t && c->kern->rotate_q8;
+}
+
 /* ---- a q8_0 model's adapted matrix, decode-sized: rotated ----
  *
  * With W = U diag(sigma) Vt the model's own matrix (what the SVD
@@ -386,20 +393,12 @@ static const t2_factor *view_of(const t2_layer *L, int kind)
  * second time from cache) instead of U and Vt in bf16 (2 (m + n) r bytes):
  * a 2560 x 960 matrix 4.4 instead of 6.8 MB. Only the change passes
  * through bf16 (a row with s = sigma gets W x exactly), so it is also
- * closer to W' than the bf16 U diag(s) Vt. Prefill keeps U diag(s) Vt:
- * bound by arithmetic there, and the rotation adds 2 r^2 products per
- * row to the m n of W. */
-/* The rotation on the Q8_0 copies of the square factor (where built,
- * and the kernels want them) rather than on the bf16 one. */
-static bool rotates_q8(const t2_ctx *c, const t2_factor *f)
-{
-    return f->rot_q8 && f->rot_q8_t && c->kern->rotate_q8;
-}
-
-/* With the Q8_0 copies a prompt's rows rotate too (up to c->xq_rows at a
- * time): there the int8 products are the fastest there are, and W plus
- * 2 r^2 int8 products per row cost less than U diag(s) Vt on sgemm
- * (docs/PERFORMANCE.md, a never-seen mixture). */
+ * closer to W' than the bf16 U diag(s) Vt. Prefill keeps U diag(s) Vt
+ * (bound by arithmetic there, and the rotation adds 2 r^2 products per
+ * row to the m n of W) except with the Q8_0 copies (rotates_q8): then a
+ * prompt's rows rotate too, up to c->xq_rows at a time, as W plus 2 r^2
+ * int8 products per row cost less than U diag(s) Vt on sgemm where int8
+ * is the fastest unit (docs/PERFORMANCE.md, stop 25). */
 static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
 {
     return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz && f->u_bf16 &&
