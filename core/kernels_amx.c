@@ -295,4 +295,5 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    attn16_f16_amx,
                                    1,
                                    64,
+                                   0,
                                    0};

@@ -684,4 +684,5 @@ const t2_kernels t2_kernels_avx2 = {"avx2",
                                     attn16_f16_avx2,
                                     16,
                                     16,
+                                    0,
                                     0};

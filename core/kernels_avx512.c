@@ -967,6 +967,7 @@ const t2_kernels t2_kernels_avx512 = {"avx512",
                                       attn16_f16_avx512,
                                       16,
                                       16,
+                                      1,
                                       1};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
@@ -1101,4 +1102,5 @@ const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16",
                                           attn16_f16_avx512,
                                           16,
                                           16,
+                                          0,
                                           0};

@@ -224,4 +224,5 @@ const t2_kernels t2_kernels_scalar = {"scalar",
                                       attn16_f16_scalar,
                                       16,
                                       16,
+                                      0,
                                       0};
