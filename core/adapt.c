@@ -3,6 +3,7 @@
 #include "clock.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,15 +222,23 @@ static void build_worker(void *arg, int w, int nw)
     free(f32);
 }
 
-/* A matrix's Q8_0 rotation copies for its views, NULL where not built. */
-static const t2_wmat *rot_q8(const t2_svf_matrix *mat)
+/* A matrix's factored view with singular values s: its factors, bf16
+ * and Q8_0 copies (NULL where not built) and the model's own matrix. */
+static t2_factor mat_factor(const t2_svf_matrix *mat, const float *s)
 {
-    return mat->rot_q8_bytes ? &mat->rot_q8 : NULL;
-}
-
-static const t2_wmat *rot_q8_t(const t2_svf_matrix *mat)
-{
-    return mat->rot_q8_bytes ? &mat->rot_q8_t : NULL;
+    bool rot = mat->rot_q8_bytes != NULL;
+    return (t2_factor){.u = mat->u,
+                       .vt = mat->vt,
+                       .s = s,
+                       .m = mat->m,
+                       .n = mat->n,
+                       .r = mat->r,
+                       .u_bf16 = mat->u_bf16,
+                       .vt_bf16 = mat->vt_bf16,
+                       .base = &mat->wm,
+                       .sigma = mat->s,
+                       .rot_q8 = rot ? &mat->rot_q8 : NULL,
+                       .rot_q8_t = rot ? &mat->rot_q8_t : NULL};
 }
 
 t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t2_err *err)
@@ -242,10 +251,7 @@ t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t
     for (size_t i = 0; i < svf->n; i++) {
         const t2_svf_matrix *mat = &svf->mats[i];
         t[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] =
-            (t2_factor){mat->u,      mat->vt,      s && s[i] ? s[i] : mat->s,
-                        mat->m,      mat->n,       mat->r,
-                        mat->u_bf16, mat->vt_bf16, &mat->wm,
-                        mat->s,      rot_q8(mat),  rot_q8_t(mat)};
+            mat_factor(mat, s && s[i] ? s[i] : mat->s);
     }
     return t;
 }
@@ -379,9 +385,7 @@ int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf 
         float *s = a->storage + off;
         off += (size_t)mat->r;
         t2_svf_scaled_s(mat, z[i], s);
-        a->factors[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] =
-            (t2_factor){mat->u,      mat->vt,      s,        mat->m, mat->n,      mat->r,
-                        mat->u_bf16, mat->vt_bf16, &mat->wm, mat->s, rot_q8(mat), rot_q8_t(mat)};
+        a->factors[(size_t)mat->layer * T2_N_FACTOR_KINDS + (size_t)mat->kind] = mat_factor(mat, s);
     }
     for (int l = 0; l < m->cfg.n_layers; l++)
         a->layers[l].factors = a->factors + (size_t)l * T2_N_FACTOR_KINDS;
