@@ -179,19 +179,8 @@ static void test_q8_0_batch_matches_single(void **state)
      * for; elsewhere U diag(s) Vt against the rows alone rotated, the two
      * forms' bf16 roundings apart (2.2e-2 after 5 steps seen on avx2) */
     t2_adapted *w[MAX_SEQS];
-    t2_expert *math = t2_store_get(e->experts, "math");
-    assert_non_null(math);
-    for (int i = 0; i < MAX_SEQS; i++) {
-        t2_mixture mx = {0};
-        t2_err err;
-        float **z;
-        assert_int_equal(t2_mixture_add(&mx, math, 0.3f + 0.05f * (float)i, NULL, 0, &err), 0);
-        assert_int_equal(t2_mix_z(e->svf, &mx, &z, &err), 0);
-        assert_int_equal(t2_adapted_build_factored(&w[i], e->model, e->svf, z, &err), 0);
-        t2_mix_z_free(e->svf, z);
-        t2_mixture_clear(&mx);
-    }
-    t2_expert_unref(math);
+    for (int i = 0; i < MAX_SEQS; i++)
+        w[i] = test_mixture_weights(e, "math", 0.3f + 0.05f * (float)i, true);
     weights_batch_matches_single(e, f->vectors, w, MAX_SEQS,
                                  t2_kernels_get()->rotate_q8 ? 2e-3 : 4e-2);
     t2_engine_free(e);

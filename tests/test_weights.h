@@ -5,8 +5,10 @@
 
 #include "engine.h"
 
-/* NULL expert name: base weights (NULL). */
-static inline t2_adapted *test_expert_weights(t2_engine *e, const char *name, bool factored)
+/* One expert at weight alpha, materialised or factored; NULL expert name:
+ * base weights (NULL). */
+static inline t2_adapted *test_mixture_weights(t2_engine *e, const char *name, float alpha,
+                                               bool factored)
 {
     if (!name)
         return NULL;
@@ -14,7 +16,7 @@ static inline t2_adapted *test_expert_weights(t2_engine *e, const char *name, bo
     assert_non_null(x);
     t2_mixture mx = {0};
     t2_err err;
-    assert_int_equal(t2_mixture_add(&mx, x, 1.0f, NULL, 0, &err), 0);
+    assert_int_equal(t2_mixture_add(&mx, x, alpha, NULL, 0, &err), 0);
     float **z;
     assert_int_equal(t2_mix_z(e->svf, &mx, &z, &err), 0);
     t2_adapted *w;
@@ -26,6 +28,12 @@ static inline t2_adapted *test_expert_weights(t2_engine *e, const char *name, bo
     t2_mixture_clear(&mx);
     t2_expert_unref(x);
     return w;
+}
+
+/* The expert at alpha 1. */
+static inline t2_adapted *test_expert_weights(t2_engine *e, const char *name, bool factored)
+{
+    return test_mixture_weights(e, name, 1.0f, factored);
 }
 
 #endif
