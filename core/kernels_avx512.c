@@ -85,6 +85,20 @@ INLINE __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d)
     return _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, r));
 }
 
+/* A tile's sums into y (row i of x at y + i ldy, weight rows side by
+ * side): four weight rows at once (reduce4_ps), else one by one. */
+INLINE void store_tile_sums(__m512 acc[][MAX_NX], int nw, int nx, float *y, size_t ldy)
+{
+    for (int i = 0; i < nx; i++) {
+        if (nw == 4)
+            _mm_storeu_ps(y + (size_t)i * ldy,
+                          reduce4_ps(acc[0][i], acc[1][i], acc[2][i], acc[3][i]));
+        else
+            for (int r = 0; r < nw; r++)
+                y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][i]);
+    }
+}
+
 /* A tile of nw (1..4) weight rows against nx (1..4) rows of x, one
  * accumulator per pair: each weight vector loaded (and widened) once for
  * all nx rows of x and each x vector once for all nw weight rows, so a
@@ -126,14 +140,7 @@ INLINE __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d)
                     acc[r][i] = _mm512_fmadd_ps(wv[r], xv, acc[r][i]);                             \
             }                                                                                      \
         }                                                                                          \
-        for (int i = 0; i < nx; i++) {                                                             \
-            if (nw == 4)                                                                           \
-                _mm_storeu_ps(y + (size_t)i * ldy,                                                 \
-                              reduce4_ps(acc[0][i], acc[1][i], acc[2][i], acc[3][i]));             \
-            else                                                                                   \
-                for (int r = 0; r < nw; r++)                                                       \
-                    y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][i]);              \
-        }                                                                                          \
+        store_tile_sums(acc, nw, nx, y, ldy);                                                      \
     }
 
 DEFINE_TILE(tile_f32, float, load_f32, load_f32_tail)
@@ -400,13 +407,7 @@ INLINE void q8_0_tile(const uint8_t *w, size_t ldw, int nb, const int8_t *xq, si
             }
         }
     }
-    for (int i = 0; i < nx; i++) {
-        if (nw == 4)
-            _mm_storeu_ps(y + (size_t)i * ldy,
-                          reduce4_ps(acc[0][i], acc[1][i], acc[2][i], acc[3][i]));
-        else
-            y[(size_t)i * ldy] = _mm512_reduce_add_ps(acc[0][i]);
-    }
+    store_tile_sums(acc, nw, nx, y, ldy);
 }
 
 /* Rows of W this far ahead are prefetched by a tile's first rows of X:
@@ -1013,9 +1014,7 @@ INLINE void tile_dp_bf16(const char *w, size_t ldw, int cols, const uint16_t *x,
                 acc[r][i] = _mm512_dpbf16_ps(acc[r][i], (__m512bh)wv[r], (__m512bh)xv);
         }
     }
-    for (int r = 0; r < nw; r++)
-        for (int i = 0; i < nx; i++)
-            y[(size_t)i * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][i]);
+    store_tile_sums(acc, nw, nx, y, ldy);
 }
 
 T2_DEFINE_TILED(tiled_dp_bf16, tile_dp_bf16, 4, uint16_t)
