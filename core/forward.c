@@ -47,7 +47,7 @@ static void compute_inv_freq(const t2_config *c, float *inv_freq)
 
 /* A context's buffers, carved from one anonymous mapping (zeroed pages
  * the kernel commits as they are first touched): the K/V cache is sized
- * for n_ctx tokens and the scratch for a chunk of T2_CHUNK rows, but a
+ * for n_ctx tokens and the scratch for a pass of c->chunk rows, but a
  * short conversation touches a sliver of either, so resident memory
  * follows use. Every part starts on a cache line. */
 typedef struct arena_part {
@@ -93,7 +93,13 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     size_t max_r = H > FF ? H : FF; /* r = min(m, n) <= max dimension */
     if (Q > max_r)
         max_r = Q;
-    c->fact_half = T2_CHUNK * max_r;
+    /* a float32 model's prompt in passes of T2_MAX_ROWS rows: sgemm packs
+     * W once per pass (smollm2-360m: 30 instead of 9 MB of scratch
+     * touched by a 512-token prompt, 1.4 GB of weights) */
+    c->chunk = m->wtype == T2_W_F32 ? T2_MAX_ROWS : T2_CHUNK;
+    size_t rows = (size_t)c->chunk;
+    c->max_r = max_r;
+    c->fact_half = rows * max_r;
     size_t max_dim = max_r > KV ? max_r : KV;
     /* at least 128 rows per block of dequantised weights (matmul_dequant):
      * each sgemm call packs all of X again, which with 256 KB blocks (25-68
@@ -113,19 +119,19 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     const arena_part parts[] = {
         {&kc, cache_floats},
         {&vc, cache_floats},
-        {&c->x, T2_CHUNK * H},
-        {&c->xn, T2_CHUNK * H},
-        {&c->q, T2_CHUNK * Q},
-        {&c->k, T2_CHUNK * KV},
-        {&c->v, T2_CHUNK * KV},
-        {&c->att, T2_CHUNK * Q},
-        {&c->gate, T2_CHUNK * FF},
-        {&c->up, T2_CHUNK * FF},
-        {&c->rope_cos, T2_CHUNK * half},
-        {&c->rope_sin, T2_CHUNK * half},
+        {&c->x, rows * H},
+        {&c->xn, rows * H},
+        {&c->q, rows * Q},
+        {&c->k, rows * KV},
+        {&c->v, rows * KV},
+        {&c->att, rows * Q},
+        {&c->gate, rows * FF},
+        {&c->up, rows * FF},
+        {&c->rope_cos, rows * half},
+        {&c->rope_sin, rows * half},
         {&c->inv_freq, half},
         {&c->scores, threads * c->scores_stride},
-        {&c->attn_part, T2_CHUNK * (Q + 2 * (size_t)cfg->n_heads) * T2_ATTN_SPLITS},
+        {&c->attn_part, rows * (Q + 2 * (size_t)cfg->n_heads) * T2_ATTN_SPLITS},
         {&c->logits, T2_CHUNK * V},
         {&c->fact_tmp, 2 * c->fact_half}, /* gate and up side by side */
         {&c->gather_x, T2_CHUNK * max_dim},
@@ -278,9 +284,9 @@ int t2_forward(t2_ctx *c, const int32_t *tokens, int n, bool all_logits, const f
     if (all_logits && ensure_logits_all(c, (size_t)n * V, err) != 0)
         return -1;
     record_tokens(c, tokens, n);
-    t2_row rows[T2_CHUNK];
-    for (int done = 0; done < n; done += T2_CHUNK) {
-        int m = n - done < T2_CHUNK ? n - done : T2_CHUNK;
+    t2_row rows[T2_MAX_ROWS];
+    for (int done = 0; done < n; done += c->chunk) {
+        int m = n - done < c->chunk ? n - done : c->chunk;
         bool last_chunk = done + m == n;
         float *out =
             all_logits ? c->logits_all + (size_t)done * V : (last_chunk ? c->logits : NULL);

@@ -6,8 +6,16 @@
 #include "forward.h"
 
 /* Rows per pass through the layers: bounds scratch memory, large enough
- * for sgemm to run at full speed. Also the largest decode batch. */
+ * for the kernels to run at full speed. Also the largest decode batch
+ * and the most logits rows one pass writes to the context's scratch. */
 #define T2_CHUNK 128
+
+/* A float32 model's prefill passes (t2_ctx.chunk), and the most rows of
+ * any pass: its products are sgemm calls, each packing its share of W
+ * from memory once per call (perf: 11 % of a 128-row prefill's samples
+ * in OpenBLAS's packing of W against 41 % in its kernel), so longer
+ * passes read the weights fewer times (docs/PERFORMANCE.md, stop 26). */
+#define T2_MAX_ROWS 512
 
 /* The most tasks one query-by-query row's keys are split into. */
 #define T2_ATTN_SPLITS 8
@@ -27,23 +35,25 @@ struct t2_ctx {
     /* [n_layers][n_kv_heads][n_ctx][head_dim], floats or (kv_f16) f16 */
     void *k_cache, *v_cache;
     bool kv_f16;
-    /* scratch for one pass of up to T2_CHUNK rows */
+    int chunk;    /* rows per prefill pass: T2_MAX_ROWS for float32 weights, else T2_CHUNK */
+    size_t max_r; /* the largest r = min(m, n) of any product */
+    /* scratch for one pass of up to `chunk` rows */
     float *x, *xn, *q, *k, *v, *att, *gate, *up;
-    float *rope_cos, *rope_sin; /* [T2_CHUNK][head_dim/2] */
+    float *rope_cos, *rope_sin; /* [chunk][head_dim/2] */
     float *inv_freq;            /* [head_dim/2] */
     /* per worker: T2_ATTN_LANES * n_ctx scores, then head_dim + 2 floats */
     float *scores;
     size_t scores_stride;
     /* a query-by-query row's partial softmaxes (forward_attn.c):
-     * [T2_CHUNK][n_heads][T2_ATTN_SPLITS][head_dim + 2] */
+     * [chunk][n_heads][T2_ATTN_SPLITS][head_dim + 2] */
     float *attn_part;
     int attn_split_keys;        /* a row's keys per split, up to T2_ATTN_SPLITS */
     int attn_chunk_keys;        /* keys whose K (or V) rows one worker keeps in L2 */
     float *logits;              /* [T2_CHUNK][vocab] */
-    float *fact_tmp;            /* 2 x [T2_CHUNK][max dim] for factored products */
+    float *fact_tmp;            /* 2 x [chunk][max_r] for factored products */
     size_t fact_half;           /* floats in one half of fact_tmp */
     float *gather_x, *gather_y; /* [T2_CHUNK][max dim] for mixed-weight batches */
-    float *rot_dz;              /* [T2_KERNEL_ROWS][fact_half / T2_CHUNK], q8_0 only */
+    float *rot_dz;              /* [T2_KERNEL_ROWS][max_r], q8_0 only */
     float *rot_part;            /* per worker the same, q8_0 only */
     const t2_kernels *kern;     /* the kernel variant in use */
     t2_pass_profile *prof;      /* where passes' time goes, or NULL (t2_ctx_set_profile) */
@@ -96,7 +106,7 @@ void t2_attn_lane_plan(const t2_kernels *k, int group, int d, int *min_rows, int
  * caches and writes each row's attention over them to ws->att. */
 void t2_attend(t2_ctx *ws, const t2_row *rows, int layer, int n);
 
-/* Runs rows through every layer using ws's scratch (n <= T2_CHUNK) and
+/* Runs rows through every layer using ws's scratch (n <= ws->chunk) and
  * writes logits for rows [logits_from, n) to logits_out (if not NULL).
  * Does not update n_past. */
 void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, float *logits_out,

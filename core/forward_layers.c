@@ -451,7 +451,7 @@ typedef struct rot_job {
 
 static float *rot_part(const t2_ctx *c, int worker)
 {
-    return c->rot_part + (size_t)worker * T2_KERNEL_ROWS * (c->fact_half / T2_CHUNK);
+    return c->rot_part + (size_t)worker * T2_KERNEL_ROWS * c->max_r;
 }
 
 /* right (dz set): t = dz . (R x) for this worker's rows k, then the
@@ -620,7 +620,7 @@ static void rotated_matmul(t2_ctx *c, const t2_factor *f, const float *const *s,
                 }
                 return;
             }
-            float *d = c->rot_dz + (size_t)changes++ * c->fact_half / T2_CHUNK;
+            float *d = c->rot_dz + (size_t)changes++ * c->max_r;
             singular_change(s[t], f->sigma, f->r, d);
             dz[act] = d;
         }
@@ -732,7 +732,7 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
         matmul(c, y, x, NULL, &w, bias_of(first, kind), n);
         return;
     }
-    const float *s[T2_CHUNK];
+    const float *s[T2_MAX_ROWS];
     for (int t = 0; t < n; t++)
         s[t] = view_of(&L[t][layer], kind)->s;
     if (rotates(c, f, n)) {
@@ -758,7 +758,7 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
 static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, float *y,
                          const float *x, int n, int out_dim, int in_dim)
 {
-    const t2_layer *L[T2_CHUNK];
+    const t2_layer *L[T2_MAX_ROWS];
     bool same = true;
     const void *key0 = group_key(c, &rows[0].layers[layer], kind);
     for (int t = 0; t < n; t++) {
@@ -769,6 +769,8 @@ static void layer_matmul(t2_ctx *c, const t2_row *rows, int layer, int kind, flo
         group_matmul(c, L, layer, kind, y, x, n, !same);
         return;
     }
+    /* rows on different weights come only from a decode batch (at most
+     * T2_CHUNK, as gather_x holds): a prompt's rows share theirs */
     bool done[T2_CHUNK] = {false};
     for (int t0 = 0; t0 < n; t0++) {
         if (done[t0])
@@ -848,7 +850,7 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
     float *tg = c->fact_tmp, *tu = c->fact_tmp + c->fact_half;
     t2_wmat gvt = factor_mat(c, g->vt, g->vt_bf16, g->r, g->n, n),
             uvt = factor_mat(c, u->vt, u->vt_bf16, u->r, u->n, n);
-    const float *sg[T2_CHUNK], *su[T2_CHUNK];
+    const float *sg[T2_MAX_ROWS], *su[T2_MAX_ROWS];
     for (int t = 0; t < n; t++) { /* view_of: the factors themselves for factored rows */
         sg[t] = view_of(&rows[t].layers[layer], T2_WGATE)->s;
         su[t] = view_of(&rows[t].layers[layer], T2_WUP)->s;
