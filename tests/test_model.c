@@ -389,8 +389,8 @@ static void test_long_prompt_chunks(void **state)
             double e = rel_l2(whole[chunked], logits, 1024);
             print_message("%s cache: %d-token prompt in passes of %d rows vs token by token from "
                           "%d, relative L2 %.3g\n",
-                          f16 ? "f16" : "f32", n, chunked ? T2_CHUNK : T2_MAX_ROWS,
-                          one_by_one_from, e);
+                          f16 ? "f16" : "f32", n, chunked ? T2_CHUNK : T2_MAX_ROWS, one_by_one_from,
+                          e);
             assert_true(e < (f16 ? 5e-4 : 1e-5));
             free(whole[chunked]);
         }
