@@ -37,24 +37,21 @@ static void matmul_dequant(const matmul_job *j, int worker, int r0, int r1)
 }
 
 /* Rows [r0, r1) of a bf16 product with many rows of X (prefill) on the
- * bf16 kernel (t2_kernels.bf16_prompt_tiles): blocks of BF16_BLOCK_ROWS
- * weight rows (123 KB at 960 columns, kept in L2) against all rows of X,
- * BF16_X_ROWS at a time (the kernel's fastest in cache: 52-55 GMAC/s on
- * an Ice Lake core, 39-40 at 16). Blocks of 32 / 128 / 256 rows and 4 or
- * 16 rows of X measured 0.67-0.71 of sgemm against 0.71-0.72. Exact to
- * float rounding, as sgemm on the widened rows. */
+ * variant's bf16_prompt kernel: blocks of BF16_BLOCK_ROWS weight rows
+ * (123 KB at 960 columns, kept in L2) against all rows of X. Blocks of
+ * 32 / 128 / 256 rows measured 0.67-0.71 of sgemm against 0.71-0.72 on
+ * the 4 x 4 tiles (stop 25). Exact to float rounding, as sgemm on the
+ * widened rows. */
 #define BF16_BLOCK_ROWS 64
-#define BF16_X_ROWS 8
 static void matmul_bf16_blocks(const matmul_job *j, int r0, int r1)
 {
     const t2_wmat *w = j->w;
     for (int b0 = r0; b0 < r1; b0 += BF16_BLOCK_ROWS) {
         int b1 = b0 + BF16_BLOCK_ROWS < r1 ? b0 + BF16_BLOCK_ROWS : r1;
-        for (int i0 = 0; i0 < j->n; i0 += BF16_X_ROWS) {
-            int cnt = j->n - i0 < BF16_X_ROWS ? j->n - i0 : BF16_X_ROWS;
-            t2_wmat_mul(j->c->kern, w, b0, b1, j->x + (size_t)i0 * (size_t)w->cols, NULL, cnt,
-                        j->y + (size_t)i0 * (size_t)w->rows, (size_t)w->rows);
-        }
+        const uint16_t *wb =
+            (const uint16_t *)(const void *)((const char *)w->data + (size_t)b0 * w->stride);
+        j->c->kern->bf16_prompt(wb, w->stride, b1 - b0, w->cols, j->x, j->n, j->y + b0,
+                                (size_t)w->rows);
     }
 }
 
@@ -117,7 +114,7 @@ static void matmul_rows(const matmul_job *j, int worker, int r0, int r1)
         t2_wmat_mul(j->c->kern, w, r0, r1, j->x, &j->c->xq, j->n, j->y, (size_t)w->rows);
     else if (w->type == T2_W_Q8_0 && j->n <= j->c->xq_rows)
         matmul_q8_blocks(j, r0, r1);
-    else if (w->type == T2_W_BF16 && j->c->kern->bf16_prompt_tiles)
+    else if (w->type == T2_W_BF16 && j->c->kern->bf16_prompt)
         matmul_bf16_blocks(j, r0, r1);
     else if (w->type == T2_W_F32)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, w->cols, 1.0f, j->x,

@@ -169,14 +169,16 @@ typedef struct t2_kernels {
      * for a materialised Q8_0 set (seedling). With the copies, prompts
      * rotate too (forward_layers.c, rotates()). */
     int rotate_q8;
-    /* Not a kernel: 1 where a bf16 model's prompt multiplies on this
-     * variant's bf16 kernel (blocks of 64 weight rows kept in L2 against
-     * all rows of X, 8 at a time) rather than widening the weights for
-     * sgemm. Ice Lake (avx512), smollm2-360m pp 512, 2 threads: 236, 240
-     * -> 283, 278 tok/s (0.62 -> 0.72 of sgemm); on the device's
-     * Sapphire Rapids (amx) no gain at 8 threads and a loss at 2, so the
-     * others keep sgemm (docs/PERFORMANCE.md, stop 25). */
-    int bf16_prompt_tiles;
+    /* A bf16 model's prompt: bf16() for many rows of x and a block of
+     * weight rows that stays in L2 (forward_layers.c passes 64), every
+     * weight row read once per 8 rows of x (avx512: x de-interleaved so
+     * that 32 weights widen in 2 operations, kernels_avx512.c); sums in
+     * another order than bf16(), within float rounding. NULL where a
+     * bf16 prompt widens its weights for sgemm instead: on Sapphire
+     * Rapids (amx) the bf16 tile kernel gave no gain at 8 threads and a
+     * loss at 2 (docs/PERFORMANCE.md, stop 25). */
+    void (*bf16_prompt)(const uint16_t *w, size_t ldw, int rows, int cols, const float *x, int n,
+                        float *y, size_t ldy);
 } t2_kernels;
 
 #define T2_ATTN_LANES 16

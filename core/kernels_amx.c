@@ -296,4 +296,4 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    1,
                                    64,
                                    0,
-                                   0};
+                                   NULL};

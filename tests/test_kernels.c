@@ -244,6 +244,33 @@ static void check_x16(const t2_kernels *k, int rows, int cols, int n)
     free_mat(&m);
 }
 
+/* A bf16 prompt's kernel (variants that have one): against the scalar
+ * bf16 kernel within the float tolerance, over two row ranges (as pool
+ * workers split), with rows of x past one group of 8 and columns past
+ * one segment of 1024 (the partial sums of a row added across
+ * segments), and columns that are not a multiple of 32 (the fallback). */
+static void check_prompt(const t2_kernels *k, int rows, int cols, int n)
+{
+    if (!k->bf16_prompt)
+        return;
+    mat m;
+    make_mat(&m, T2_W_BF16, rows, cols, 12);
+    float *x = rand_x(n, cols);
+    outputs o;
+    outputs_alloc(&o, rows, n);
+    int half = rows / 2;
+    const uint16_t *w1 = (const uint16_t *)(const void *)(m.bytes + (size_t)half * m.w.stride);
+    t2_kernels_scalar.bf16(m.w.data, m.w.stride, half, cols, x, n, o.yref, o.ldy);
+    t2_kernels_scalar.bf16(w1, m.w.stride, rows - half, cols, x, n, o.yref + half, o.ldy);
+    k->bf16_prompt(m.w.data, m.w.stride, half, cols, x, n, o.y, o.ldy);
+    k->bf16_prompt(w1, m.w.stride, rows - half, cols, x, n, o.y + half, o.ldy);
+    reference(&m, x, NULL, n, o.exact, o.scale);
+    outputs_check(&o, 1e-5, k, "bf16 prompt", cols);
+    outputs_free(&o);
+    free(x);
+    free_mat(&m);
+}
+
 static void check_all_shapes(const t2_kernels *k)
 {
     static const int rows[] = {1, 5, 33};
@@ -267,6 +294,13 @@ static void check_all_shapes(const t2_kernels *k)
     check_variant(k, T2_W_Q8_0, 3, 65536 + 96, 1);
     check_variant(k, T2_W_Q8_0, 3, 16384 + 3 * 512 + 96, 5);
     check_variant(k, T2_W_Q8_0, 3, 960, 33);
+    static const int prompt_rows[] = {1, 2, 5, 64};
+    static const int prompt_cols[] = {15, 40, 64, 960, 1056, 2080};
+    static const int prompt_ns[] = {1, 3, 8, 9, 17};
+    for (size_t a = 0; a < sizeof prompt_rows / sizeof prompt_rows[0]; a++)
+        for (size_t b = 0; b < sizeof prompt_cols / sizeof prompt_cols[0]; b++)
+            for (size_t c = 0; c < sizeof prompt_ns / sizeof prompt_ns[0]; c++)
+                check_prompt(k, prompt_rows[a], prompt_cols[b], prompt_ns[c]);
 }
 
 /* T2_KERNELS picks the variant (this runs first: the choice is made once
