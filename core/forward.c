@@ -93,10 +93,14 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     size_t max_r = H > FF ? H : FF; /* r = min(m, n) <= max dimension */
     if (Q > max_r)
         max_r = Q;
-    /* a float32 model's prompt in passes of T2_MAX_ROWS rows: sgemm packs
-     * W once per pass (smollm2-360m: 30 instead of 9 MB of scratch
-     * touched by a 512-token prompt, 1.4 GB of weights) */
-    c->chunk = m->wtype == T2_W_F32 ? T2_MAX_ROWS : T2_CHUNK;
+    /* a prompt whose products are sgemm calls (float32 weights, or bf16
+     * ones widened block by block where the variant has no bf16_prompt
+     * kernel) in passes of T2_MAX_ROWS rows: sgemm packs W once per pass
+     * (smollm2-360m: 30 instead of 9 MB of scratch touched by a 512-token
+     * prompt, against 1.4 GB of f32 or 0.7 GB of bf16 weights) */
+    c->kern = t2_kernels_get();
+    bool sgemm_prompt = m->wtype == T2_W_F32 || (m->wtype == T2_W_BF16 && !c->kern->bf16_prompt);
+    c->chunk = sgemm_prompt ? T2_MAX_ROWS : T2_CHUNK;
     size_t rows = (size_t)c->chunk;
     c->max_r = max_r;
     c->fact_half = rows * max_r;
@@ -146,7 +150,6 @@ int t2_ctx_create(t2_ctx **out, const t2_model *m, t2_pool *pool, int n_ctx, t2_
     c->k_cache = kc;
     c->v_cache = vc;
     c->hist = malloc((size_t)n_ctx * sizeof *c->hist);
-    c->kern = t2_kernels_get();
     /* a q8_0 model's prefill quantises a whole chunk (matmul_q8_blocks) */
     c->xq_rows = m->wtype == T2_W_Q8_0 ? T2_CHUNK : T2_KERNEL_ROWS;
     int xq_failed = t2_q8_act_alloc(&c->xq, c->xq_rows, (int)max_dim);

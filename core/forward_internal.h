@@ -10,11 +10,12 @@
  * and the most logits rows one pass writes to the context's scratch. */
 #define T2_CHUNK 128
 
-/* A float32 model's prefill passes (t2_ctx.chunk), and the most rows of
- * any pass: its products are sgemm calls, each packing its share of W
- * from memory once per call (perf: 11 % of a 128-row prefill's samples
- * in OpenBLAS's packing of W against 41 % in its kernel), so longer
- * passes read the weights fewer times (docs/PERFORMANCE.md, stop 26). */
+/* The prefill passes of a prompt whose products are sgemm calls
+ * (t2_ctx.chunk), and the most rows of any pass: each call packs its
+ * share of W from memory (perf, smollm2-360m f32, 128-row passes: 11 % of
+ * the samples in OpenBLAS's packing of W against 41 % in its kernel), so
+ * longer passes read the weights fewer times (docs/PERFORMANCE.md, stop
+ * 26). */
 #define T2_MAX_ROWS 512
 
 /* The most tasks one query-by-query row's keys are split into. */
@@ -35,7 +36,7 @@ struct t2_ctx {
     /* [n_layers][n_kv_heads][n_ctx][head_dim], floats or (kv_f16) f16 */
     void *k_cache, *v_cache;
     bool kv_f16;
-    int chunk;    /* rows per prefill pass: T2_MAX_ROWS for float32 weights, else T2_CHUNK */
+    int chunk;    /* rows per prefill pass: T2_MAX_ROWS for prompts on sgemm, else T2_CHUNK */
     size_t max_r; /* the largest r = min(m, n) of any product */
     /* scratch for one pass of up to `chunk` rows */
     float *x, *xn, *q, *k, *v, *att, *gate, *up;

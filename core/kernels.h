@@ -174,9 +174,10 @@ typedef struct t2_kernels {
      * weight row read once per 8 rows of x (avx512: x de-interleaved so
      * that 32 weights widen in 2 operations, kernels_avx512.c); sums in
      * another order than bf16(), within float rounding. NULL where a
-     * bf16 prompt widens its weights for sgemm instead: on Sapphire
-     * Rapids (amx) the bf16 tile kernel gave no gain at 8 threads and a
-     * loss at 2 (docs/PERFORMANCE.md, stop 25). */
+     * bf16 prompt widens its weights for sgemm instead (in passes of 512
+     * rows, forward.c): on Sapphire Rapids (amx) the bf16 tile kernel
+     * gave no gain at 8 threads and a loss at 2 (docs/PERFORMANCE.md,
+     * stop 25). */
     void (*bf16_prompt)(const uint16_t *w, size_t ldw, int rows, int cols, const float *x, int n,
                         float *y, size_t ldy);
 } t2_kernels;
