@@ -570,6 +570,8 @@ INLINE void tile_pairs(const char *w, size_t ldw, int len, const float *xp, int 
         for (int i = 0; i < PAIR_NX; i++)
             acc[r][i] = _mm512_setzero_ps();
     const float *xs = xp;
+    /* two steps per pass: 57 -> 62 GMAC/s (one Ice Lake core, in cache) */
+#pragma GCC unroll 2
     for (int c = 0; c < len; c += 32, xs += 32 * nx) {
         __m512 we[2], wo[2];
         for (int r = 0; r < nw; r++) {
