@@ -231,6 +231,37 @@ static void factor_errors(fixture *f, t2_engine *e, t2_adapted *w, double *d, do
     }
 }
 
+/* A 300-token prompt in one call and token by token give the same
+ * logits to float rounding on e's model (a bf16 one: on variants without
+ * a bf16_prompt kernel, as test_scheduler_avx2's, its prompt widens W
+ * for sgemm in one 512-row pass; on avx512, 128-row passes on that
+ * kernel). */
+static void check_long_prompt(t2_engine *e)
+{
+    enum { N = 300 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = (int32_t)(3 + (i * 37 + i / 7) % 1000);
+    t2_err err = {{0}};
+    t2_ctx *ctx;
+    assert_int_equal(t2_ctx_create(&ctx, e->model, e->pool, 0, &err), 0);
+    const float *logits;
+    assert_int_equal(t2_forward(ctx, ids, N, false, &logits, &err), 0);
+    float *whole = malloc(1024 * sizeof *whole);
+    assert_non_null(whole);
+    memcpy(whole, logits, 1024 * sizeof *whole);
+    t2_ctx_truncate(ctx, 0);
+    for (int t = 0; t < N; t++)
+        assert_int_equal(t2_forward(ctx, &ids[t], 1, false, &logits, &err), 0);
+    double d = rel_l2(whole, logits, 1024);
+    printf("# %s model (%s kernels): %d-token prompt at once vs token by token, relative L2 "
+           "%.3g\n",
+           t2_wtype_name(e->model->wtype), t2_kernels_get()->name, N, d);
+    assert_true(d < 1e-5);
+    free(whole);
+    t2_ctx_free(ctx);
+}
+
 /* A `type` model with the math expert materialised (form 0) and factored
  * (form 1): d[form], dd[form] as factor_errors, each below tol, and the
  * same greedy text. */
@@ -282,6 +313,8 @@ static void check_format_factors(fixture *f, t2_wtype type, double tol, double d
         t2_adapted_unref(w);
     }
     assert_string_equal(text[0], text[1]);
+    if (type == T2_W_BF16)
+        check_long_prompt(e);
     t2_engine_free(e);
 }
 
