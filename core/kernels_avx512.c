@@ -210,6 +210,25 @@ TARGET static void f32_avx512(const float *w, size_t ldw, int rows, int cols, co
     tiled_f32((const char *)w, ldw, rows, cols, x, n, y, ldy);
 }
 
+/* nx rows of x (ldx apart), columns [0, len) (len % 32 == 0), into xp
+ * (64-byte aligned): per 32 columns, the nx rows' 16 even columns and 16
+ * odd ones side by side (32 nx floats), so a kernel that splits 32 bf16
+ * weights into even and odd ones (bf16_avx512_1, the bf16 prompt's
+ * tiles) reads each step's x at fixed offsets from one pointer. */
+INLINE void pair_rows(const float *x, size_t ldx, int nx, int len, float *xp)
+{
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int c = 0; c < len; c += 32)
+        for (int i = 0; i < nx; i++) {
+            __m512 x0 = _mm512_loadu_ps(x + (size_t)i * ldx + c);
+            __m512 x1 = _mm512_loadu_ps(x + (size_t)i * ldx + c + 16);
+            float *o = xp + (size_t)c * (size_t)nx + (size_t)i * 32;
+            _mm512_store_ps(o, _mm512_permutex2var_ps(x0, ev, x1));
+            _mm512_store_ps(o + 16, _mm512_permutex2var_ps(x0, od, x1));
+        }
+}
+
 /* One row of X against bf16 weights (cols % 32 == 0, cols <= FAST_COLS):
  * 32 weights per 512-bit load, split into the even elements (shifted
  * up) and the odd ones (masked) with no shuffle, against a copy of x
@@ -219,15 +238,9 @@ TARGET static void bf16_avx512_1(const uint16_t *w, size_t ldw, int rows, int co
                                  float *y)
 {
     __m512 xp[FAST_COLS / 16];
-    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     int nc = cols / 32;
-    for (int c = 0; c < nc; c++) {
-        __m512 x0 = _mm512_loadu_ps(x + 32 * c), x1 = _mm512_loadu_ps(x + 32 * c + 16);
-        xp[2 * c] = _mm512_permutex2var_ps(x0, ev, x1);
-        xp[2 * c + 1] = _mm512_permutex2var_ps(x0, od, x1);
-    }
+    pair_rows(x, (size_t)cols, 1, cols, (float *)(void *)xp); /* xp[2c], xp[2c + 1] */
     size_t ahead = prefetch_ahead(ldw);
     int r = 0;
     for (; r + 2 <= rows; r += 2) {
@@ -538,24 +551,6 @@ INLINE __m512 clamp_exp_arg(__m512 x)
  * (test_kernels). */
 #define PAIR_NX 8
 #define PAIR_SEG 1024
-
-/* nx rows of x (ldx apart), columns [0, len) (len % 32 == 0), into xp:
- * per 32 columns, the nx rows' 16 even columns and 16 odd ones side by
- * side (32 nx floats), so a tile reads each step's x at fixed offsets
- * from one pointer. */
-INLINE void pair_rows(const float *x, size_t ldx, int nx, int len, float *xp)
-{
-    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-    for (int c = 0; c < len; c += 32)
-        for (int i = 0; i < nx; i++) {
-            __m512 x0 = _mm512_loadu_ps(x + (size_t)i * ldx + c);
-            __m512 x1 = _mm512_loadu_ps(x + (size_t)i * ldx + c + 16);
-            float *o = xp + (size_t)c * (size_t)nx + (size_t)i * 32;
-            _mm512_store_ps(o, _mm512_permutex2var_ps(x0, ev, x1));
-            _mm512_store_ps(o + 16, _mm512_permutex2var_ps(x0, od, x1));
-        }
-}
 
 /* nw (1..2) weight rows against nx (1..PAIR_NX) rows of x (xp as
  * pair_rows leaves it) over len columns; the sums go to y (row i of x at
