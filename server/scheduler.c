@@ -99,6 +99,7 @@ void t2_sched_opts_defaults(t2_sched_opts *o)
     o->queue_len = 64;
     o->n_ctx = 0;
     o->pass1_workers = 1;
+    o->warm_pass1 = true;
 }
 
 static void job_free(job *j)
@@ -341,7 +342,7 @@ static void *worker_main(void *arg)
     /* the first request finds the classification prompt cached too; a
      * failure here only means it does not (the request reports its own) */
     t2_err err;
-    if (s->e->experts)
+    if (s->o.warm_pass1 && s->e->experts)
         (void)t2_engine_warm_pass1(s->e, w->ctx, &err);
     for (;;) {
         pthread_mutex_lock(&s->mu);

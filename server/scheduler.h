@@ -21,6 +21,8 @@ typedef struct t2_sched_opts {
     int queue_len;     /* waiting requests before 429 (default 64) */
     int n_ctx;         /* context per sequence (default: model max, capped at 4096) */
     int pass1_workers; /* threads for pass 1 (default 1) */
+    bool warm_pass1;   /* each pass-1 worker evaluates the classification
+                          prompt's fixed part when it starts (default true) */
 } t2_sched_opts;
 
 void t2_sched_opts_defaults(t2_sched_opts *o);

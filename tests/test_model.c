@@ -360,11 +360,12 @@ static void test_long_prompt_chunks(void **state)
     enum { N = 300 };
     int32_t ids[N];
     long_prompt_ids(ids, N);
-    /* quick mode (valgrind: minutes for the whole test): 140 tokens (one
-     * pass, then two chunks, against each other: token by token runs
-     * through every other test) and the f16 cache only (the f32 one runs
-     * through every other test) */
-    int n = test_quick() ? 140 : N;
+    /* quick mode (valgrind: minutes for the whole test): 40 tokens as one
+     * pass, then in chunks of 16 rows (three passes, later ones attending
+     * to earlier ones), against each other (token by token runs through
+     * every other test), and the f16 cache only (the f32 one runs through
+     * every other test) */
+    int n = test_quick() ? 40 : N, chunk = test_quick() ? 16 : T2_CHUNK;
     for (int f16 = test_quick() ? 1 : 0; f16 < 2; f16++) {
         f->m->kv_f16 = f16;
         t2_ctx *ctx;
@@ -374,7 +375,7 @@ static void test_long_prompt_chunks(void **state)
         const float *logits;
         float *whole[2];
         for (int chunked = 0; chunked < 2; chunked++) {
-            ctx->chunk = chunked ? T2_CHUNK : T2_MAX_ROWS;
+            ctx->chunk = chunked ? chunk : T2_MAX_ROWS;
             t2_ctx_truncate(ctx, 0);
             assert_int_equal(t2_forward(ctx, ids, n, false, &logits, &err), 0);
             whole[chunked] = malloc(1024 * sizeof(float));
@@ -386,8 +387,8 @@ static void test_long_prompt_chunks(void **state)
             double e = rel_l2(whole[chunked], ref, 1024);
             print_message("%s cache: %d-token prompt in passes of %d rows vs %s, relative L2 "
                           "%.3g\n",
-                          f16 ? "f16" : "f32", n, chunked ? T2_CHUNK : T2_MAX_ROWS,
-                          test_quick() ? "128-row passes" : "token by token", e);
+                          f16 ? "f16" : "f32", n, chunked ? chunk : T2_MAX_ROWS,
+                          test_quick() ? "16-row passes" : "token by token", e);
             assert_true(e < (f16 ? 5e-4 : 1e-5));
         }
         free(whole[0]);

@@ -132,8 +132,8 @@ static void batch_matches_single(t2_engine *e, json_t *vectors, const char *cons
                                  const bool *factored, double tol)
 {
     t2_adapted *w[6];
-    for (int i = 0; i < 6; i++)
-        w[i] = test_expert_weights(e, experts[i], factored[i]);
+    for (int i = 0; i < 6; i++) /* quick mode: materialised sets adapt layer 0 only */
+        w[i] = test_weights_build(e, experts[i], 1.0f, factored[i], test_quick() && !factored[i]);
     weights_batch_matches_single(e, vectors, w, 6, tol);
 }
 
@@ -514,6 +514,7 @@ static void test_concurrent_equals_alone(void **state)
     t2_sched_opts so;
     t2_sched_opts_defaults(&so);
     so.n_ctx = 256;
+    so.warm_pass1 = false; /* no job classifies: its fixed part would only delay them */
     t2_sched *s;
     assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
     outcome o[8];
@@ -544,35 +545,43 @@ static void test_concurrent_equals_alone(void **state)
 }
 
 /* The pass-1 worker evaluates the classification prompt's fixed part when
- * it starts, so even the first classified request finds it cached. */
+ * it starts, so even the first classified request finds it cached; with
+ * warm_pass1 off it finds nothing cached (not in quick mode: a cold
+ * classification costs a CPU-half-minute under valgrind). */
 static void test_first_pass1_warm(void **state)
 {
     fixture *f = *state;
-    t2_sched_opts so;
-    t2_sched_opts_defaults(&so);
-    so.n_ctx = 256;
-    t2_sched *s;
-    t2_err err;
-    assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
-    size_t n;
-    int32_t *ids = chat_ids(f, questions[0], &n);
-    t2_job_req r = {.prompt = ids, .n_prompt = n, .question = questions[0]};
-    t2_gen_params_defaults(&r.gen);
-    r.gen.max_tokens = 2;
-    r.adapt.strategy = T2_STRATEGY_PROMPT;
-    r.adapt.method = T2_CLS_LIKELIHOOD;
-    outcome o;
-    outcome_init(&o);
-    int code;
-    uint64_t id;
-    assert_int_equal(t2_sched_submit(s, &r, &events, &o, &id, &code, &err), 0);
-    wait_done(&o);
-    assert_int_equal(o.res.error_code, 0);
-    assert_true(o.decided);
-    assert_string_equal(o.label, "math");
-    assert_true(o.pass1_cached > 10);
-    free(ids);
-    t2_sched_free(s);
+    for (int warm = 1; warm >= (test_quick() ? 1 : 0); warm--) {
+        t2_sched_opts so;
+        t2_sched_opts_defaults(&so);
+        so.n_ctx = 256;
+        so.warm_pass1 = warm;
+        t2_sched *s;
+        t2_err err;
+        assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
+        size_t n;
+        int32_t *ids = chat_ids(f, questions[0], &n);
+        t2_job_req r = {.prompt = ids, .n_prompt = n, .question = questions[0]};
+        t2_gen_params_defaults(&r.gen);
+        r.gen.max_tokens = 2;
+        r.adapt.strategy = T2_STRATEGY_PROMPT;
+        r.adapt.method = T2_CLS_LIKELIHOOD;
+        outcome o;
+        outcome_init(&o);
+        int code;
+        uint64_t id;
+        assert_int_equal(t2_sched_submit(s, &r, &events, &o, &id, &code, &err), 0);
+        wait_done(&o);
+        assert_int_equal(o.res.error_code, 0);
+        assert_true(o.decided);
+        assert_string_equal(o.label, "math");
+        if (warm)
+            assert_true(o.pass1_cached > 10);
+        else
+            assert_int_equal(o.pass1_cached, 0);
+        free(ids);
+        t2_sched_free(s);
+    }
 }
 
 static void test_limits_cancel_timeout(void **state)
@@ -583,6 +592,7 @@ static void test_limits_cancel_timeout(void **state)
     so.n_ctx = 256;
     so.queue_len = 2;
     so.max_seqs = 1;
+    so.warm_pass1 = false; /* no job classifies */
     t2_sched *s;
     t2_err err;
     assert_int_equal(t2_sched_create(&s, f->e, &so, &err), 0);
