@@ -20,14 +20,17 @@ typedef struct t2_dataset {
 int t2_dataset_load(t2_dataset *ds, const char *path, t2_err *err);
 void t2_dataset_free(t2_dataset *ds);
 
-/* Greedy exact-match accuracy of `weights` (NULL = base) on the first
- * `limit` items (0 = all), answers capped at max_tokens. Each item is a
- * chat prompt (its system text first when present). */
-int t2_eval_accuracy(t2_engine *e, t2_ctx *ctx, const t2_dataset *ds, size_t limit,
-                     const t2_adapted *weights, int max_tokens, double *accuracy, t2_err *err);
+/* Evaluation (eval.c). Greedy exact-match accuracy of `weights` (NULL =
+ * base) on the first `limit` items (0 = all), answers capped at
+ * max_tokens. Each item is a chat prompt (its system text first when
+ * present); up to 16 items are decoded together, each in a context of
+ * its own made for the call. */
+int t2_eval_accuracy(t2_engine *e, const t2_dataset *ds, size_t limit, const t2_adapted *weights,
+                     int max_tokens, double *accuracy, t2_err *err);
 
 /* The two-pass pipeline on each item: pass 1 decides (strategy and
- * method of req), pass 2 answers greedily with that decision. */
+ * method of req) on ctx, item after item; pass 2 answers greedily with
+ * each item's decision, items decoded together as above. */
 int t2_eval_two_pass(t2_engine *e, t2_ctx *ctx, const t2_dataset *ds, size_t limit,
                      const t2_adapt_req *req, int max_tokens, double *accuracy, t2_err *err);
 

@@ -402,8 +402,7 @@ static void test_expert_accuracy(void **state)
                 strcmp(rows[r], "base") ? test_expert_weights(f->e, rows[r], test_quick()) : NULL;
             double acc;
             t2_err err;
-            assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, items_limit(), w, 16, &acc, &err),
-                             0);
+            assert_int_equal(t2_eval_accuracy(f->e, &ds, items_limit(), w, 16, &acc, &err), 0);
             char what[64];
             snprintf(what, sizeof what, "%s on %s", rows[r], sets[s]);
             check_accuracy(what, acc, expected(f, rows[r], sets[s]));
@@ -458,7 +457,7 @@ static void test_reference_alpha_transfer(void **state)
     assert_int_equal(t2_engine_weights(f->e, &mx, 1000, &w, &err), 0);
     t2_dataset ds = load_set("transfer_test.jsonl");
     double acc;
-    assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, items_limit(), w, 16, &acc, &err), 0);
+    assert_int_equal(t2_eval_accuracy(f->e, &ds, items_limit(), w, 16, &acc, &err), 0);
     check_accuracy("reference CEM alpha on transfer", acc,
                    json_number_value(json_object_get(f->results, "cem_transfer_test")));
     t2_dataset_free(&ds);
@@ -511,7 +510,7 @@ static void test_own_cem(void **state)
     assert_int_equal(t2_engine_weights(f->e, &mx, 1000, &w, &err), 0);
     t2_dataset ds = load_set("transfer_test.jsonl");
     double acc;
-    assert_int_equal(t2_eval_accuracy(f->e, f->ctx, &ds, items_limit(), w, 16, &acc, &err), 0);
+    assert_int_equal(t2_eval_accuracy(f->e, &ds, items_limit(), w, 16, &acc, &err), 0);
     printf("; transfer test accuracy %.1f (base %.1f)\n", acc * 100,
            expected(f, "base", "transfer") * 100);
     if (!items_limit()) /* the base figure is for the whole set */

@@ -36,8 +36,8 @@ static void log_line(void *user, const char *msg)
     fprintf(stderr, "t2-eval: %s\n", msg);
 }
 
-static int eval_row(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const eval_opts *o,
-                    const char *label, const t2_mixture *mx)
+static int eval_row(t2_engine *e, t2_dataset *sets, const eval_opts *o, const char *label,
+                    const t2_mixture *mx)
 {
     t2_err err = {{0}};
     t2_adapted *w = NULL;
@@ -48,7 +48,7 @@ static int eval_row(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const eval_opts
     printf("| %s |", label);
     for (int s = 0; s < N_SETS; s++) {
         double acc;
-        if (t2_eval_accuracy(e, ctx, &sets[s], o->limit, w, o->max_tokens, &acc, &err) != 0) {
+        if (t2_eval_accuracy(e, &sets[s], o->limit, w, o->max_tokens, &acc, &err) != 0) {
             fprintf(stderr, "t2-eval: %s\n", err.msg);
             t2_adapted_unref(w);
             return -1;
@@ -61,11 +61,11 @@ static int eval_row(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const eval_opts
     return 0;
 }
 
-static int accuracy_table(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const eval_opts *o)
+static int accuracy_table(t2_engine *e, t2_dataset *sets, const eval_opts *o)
 {
     printf("## Accuracy (%%) on the test sets\n\n| weights | math | code | reasoning | transfer | "
            "classification |\n|---|---|---|---|---|---|\n");
-    if (eval_row(e, ctx, sets, o, "base", NULL) != 0)
+    if (eval_row(e, sets, o, "base", NULL) != 0)
         return -1;
     t2_expert **list;
     size_t n = t2_store_list(e->experts, &list);
@@ -73,7 +73,7 @@ static int accuracy_table(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const eva
     for (size_t i = 0; i < n; i++) {
         t2_mixture mx = {0};
         if (rc == 0 && t2_mixture_add(&mx, list[i], 1.0f, NULL, 0, NULL) == 0)
-            rc = eval_row(e, ctx, sets, o, list[i]->name, &mx);
+            rc = eval_row(e, sets, o, list[i]->name, &mx);
         t2_mixture_clear(&mx);
         t2_expert_unref(list[i]);
     }
@@ -157,7 +157,7 @@ static int few_shot_section(t2_engine *e, t2_ctx *ctx, t2_dataset *sets, const e
     double acc = 0;
     rc = t2_engine_weights(e, &mx, 1 << 30, &w, &err);
     if (rc == 0)
-        rc = t2_eval_accuracy(e, ctx, &sets[3], o->limit, w, o->max_tokens, &acc, &err);
+        rc = t2_eval_accuracy(e, &sets[3], o->limit, w, o->max_tokens, &acc, &err);
     printf("}; few-shot accuracy %.1f (base %.1f), %d evaluations in %.1f s; transfer test "
            "accuracy %.1f\n",
            r.accuracy * 100, r.base_accuracy * 100, r.evaluations, r.ms / 1e3, acc * 100);
@@ -238,7 +238,7 @@ int main(int argc, char **argv)
     } else {
         printf("# %s: measured results (t2, float32 CPU%s)\n\n", e->model->name,
                o.limit ? ", first items only" : "");
-        rc = accuracy_table(e, ctx, sets, &o);
+        rc = accuracy_table(e, sets, &o);
         if (rc == 0)
             rc = two_pass_table(e, ctx, sets, &o);
         if (rc == 0 && !o.skip_cem)
