@@ -395,13 +395,17 @@ static t2_layer *adapted_layers(const fixture *f, const char *expert, float **bu
 static void test_math_expert_reference(void **state)
 {
     fixture *f = *state;
+    /* quick mode (valgrind): materialising all 56 matrices is 1.5 G
+     * multiply-adds, over 100 s there; the same values are checked by the
+     * release and ASan runs, and materialisation runs under valgrind in
+     * test_scheduler (test_forward_batch_matches_single) */
+    if (test_quick())
+        skip();
     float *bufs;
     t2_layer *layers = adapted_layers(f, "math", &bufs);
     json_t *vecs = json_object_get(f->vectors, "vectors");
     assert_true(json_array_size(vecs) >= 4);
-    /* quick mode: the first reference prompt only */
-    size_t n_vecs = test_quick() ? 1 : json_array_size(vecs);
-    for (size_t i = 0; i < n_vecs; i++) {
+    for (size_t i = 0; i < json_array_size(vecs); i++) {
         ref_prompt r;
         assert_true(ref_prompt_load(&r, vecs, i, "logits_math"));
         size_t n_ref;
