@@ -54,57 +54,97 @@ typedef struct encoded_example {
     const char *answer_text;
 } encoded_example;
 
+enum { CEM_SEQS = 16, CEM_MAX_TOKENS = 64 };
+
 typedef struct search {
     t2_engine *e;
-    t2_ctx *ctx;
     encoded_example *ex;
     size_t n_ex;
     t2_expert **experts;
     size_t k;
     int max_tokens;
-    float *last; /* [vocab] */
+    t2_ctx *seq[CEM_SEQS]; /* the examples of a group, one each */
+    int n_seq;
+    float *last; /* [n_seq][vocab]: each example's logits after its prompt */
     int evaluations;
 } search;
 
-/* log-likelihood of the answer, then the greedy answer compared to it */
-static int score_example(search *s, const encoded_example *x, bool *correct, double *ll,
-                         t2_err *err)
+/* Example x's prompt on c, then its answer teacher-forced: the answer's
+ * log-likelihood into *ll, the logits after the prompt into last; c
+ * keeps the prompt only. */
+static int prompt_and_answer(search *s, t2_ctx *c, const encoded_example *x, float *last,
+                             double *ll, t2_err *err)
 {
-    const t2_model *m = s->e->model;
-    int V = m->cfg.vocab;
+    int V = s->e->model->cfg.vocab;
     const float *out;
-    t2_ctx_truncate(s->ctx, 0);
-    if (t2_forward(s->ctx, x->prompt, (int)x->n_prompt, false, &out, err) != 0)
+    t2_ctx_truncate(c, 0);
+    if (t2_forward(c, x->prompt, (int)x->n_prompt, false, &out, err) != 0)
         return -1;
-    memcpy(s->last, out, (size_t)V * sizeof *s->last);
-    *ll = t2_log_softmax_at(s->last, V, x->answer[0]);
+    memcpy(last, out, (size_t)V * sizeof *last);
+    *ll = t2_log_softmax_at(last, V, x->answer[0]);
     if (x->n_answer > 1) {
-        if (t2_forward(s->ctx, x->answer, (int)x->n_answer - 1, true, &out, err) != 0)
+        if (t2_forward(c, x->answer, (int)x->n_answer - 1, true, &out, err) != 0)
             return -1;
         for (size_t i = 1; i < x->n_answer; i++)
             *ll += t2_log_softmax_at(out + (i - 1) * (size_t)V, V, x->answer[i]);
     }
-    /* greedy: the answer is right iff greedy decoding reproduces its tokens' text */
-    t2_ctx_truncate(s->ctx, (int)x->n_prompt);
-    int32_t gen[64];
-    int n = 0, cap = s->max_tokens < 64 ? s->max_tokens : 64;
-    int32_t tok = t2_argmax(s->last, V);
-    while (n < cap && !t2_model_is_eos(m, tok)) {
-        gen[n++] = tok;
-        if (n == cap || t2_forward(s->ctx, &tok, 1, false, &out, err) != 0)
-            break;
-        tok = t2_argmax(out, V);
-    }
-    char *text = NULL;
-    size_t len;
-    if (t2_tok_decode(m->tok, gen, (size_t)n, true, &text, &len, err) != 0)
-        return -1;
-    *correct = t2_answer_matches(text, x->answer_text);
-    free(text);
+    t2_ctx_truncate(c, (int)x->n_prompt);
     return 0;
 }
 
-/* accuracy and mean log-likelihood of one alpha vector (NULL = base) */
+/* Greedy continuations of the group's n examples (from x), decoded
+ * together; an answer is right iff its text matches the example's.
+ * Adds the right ones to *right. */
+static int greedy_group(search *s, const encoded_example *x, int n, int *right, t2_err *err)
+{
+    const t2_model *m = s->e->model;
+    int V = m->cfg.vocab, cap = s->max_tokens < CEM_MAX_TOKENS ? s->max_tokens : CEM_MAX_TOKENS;
+    int32_t gen[CEM_SEQS][CEM_MAX_TOKENS], tok[CEM_SEQS];
+    int len[CEM_SEQS] = {0};
+    bool done[CEM_SEQS];
+    const float *logits = s->last;
+    size_t stride = (size_t)V; /* rows of logits: s->last now, the batch's later */
+    int at[CEM_SEQS], live = n;
+    for (int j = 0; j < n; j++)
+        at[j] = j;
+    for (;;) {
+        /* each live sequence's next token from its row of logits */
+        int k = 0;
+        t2_ctx *ctxs[CEM_SEQS];
+        for (int r = 0; r < live; r++) {
+            int j = at[r];
+            int32_t t = t2_argmax(logits + (size_t)r * stride, V);
+            done[j] = t2_model_is_eos(m, t);
+            if (!done[j]) {
+                gen[j][len[j]++] = t;
+                done[j] = len[j] == cap;
+            }
+            if (!done[j]) {
+                tok[k] = t;
+                ctxs[k] = s->seq[j];
+                at[k++] = j;
+            }
+        }
+        live = k;
+        if (live == 0)
+            break;
+        if (t2_forward_batch(ctxs, tok, live, &logits, err) != 0)
+            return -1;
+    }
+    for (int j = 0; j < n; j++) {
+        char *text = NULL;
+        size_t tlen;
+        if (t2_tok_decode(m->tok, gen[j], (size_t)len[j], true, &text, &tlen, err) != 0)
+            return -1;
+        *right += t2_answer_matches(text, x[j].answer_text);
+        free(text);
+    }
+    return 0;
+}
+
+/* accuracy and mean log-likelihood of one alpha vector (NULL = base):
+ * the examples in groups of n_seq, each group's prompts and answers
+ * scored one by one, then its greedy answers decoded together */
 static int evaluate(search *s, const float *alpha, double *acc, double *mean_ll, t2_err *err)
 {
     t2_adapted *w = NULL;
@@ -123,17 +163,24 @@ static int evaluate(search *s, const float *alpha, double *acc, double *mean_ll,
         if (rc != 0)
             return -1;
     }
-    t2_ctx_set_layers(s->ctx, w ? w->layers : NULL);
+    for (int j = 0; j < s->n_seq; j++)
+        t2_ctx_set_layers(s->seq[j], w ? w->layers : NULL);
     int right = 0, rc = 0;
+    size_t V = (size_t)s->e->model->cfg.vocab;
     double ll_sum = 0.0;
-    for (size_t i = 0; i < s->n_ex && rc == 0; i++) {
-        bool ok = false;
-        double ll = 0.0;
-        rc = score_example(s, &s->ex[i], &ok, &ll, err);
-        right += ok;
-        ll_sum += ll;
+    for (size_t i0 = 0; i0 < s->n_ex && rc == 0; i0 += (size_t)s->n_seq) {
+        int n = s->n_ex - i0 < (size_t)s->n_seq ? (int)(s->n_ex - i0) : s->n_seq;
+        for (int j = 0; j < n && rc == 0; j++) {
+            double ll = 0.0;
+            rc = prompt_and_answer(s, s->seq[j], &s->ex[i0 + (size_t)j], s->last + (size_t)j * V,
+                                   &ll, err);
+            ll_sum += ll;
+        }
+        if (rc == 0)
+            rc = greedy_group(s, &s->ex[i0], n, &right, err);
     }
-    t2_ctx_set_layers(s->ctx, NULL);
+    for (int j = 0; j < s->n_seq; j++)
+        t2_ctx_set_layers(s->seq[j], NULL);
     t2_adapted_unref(w);
     s->evaluations++;
     *acc = (double)right / (double)s->n_ex;
@@ -351,19 +398,28 @@ int t2_engine_few_shot(t2_engine *e, t2_ctx *ctx, const t2_example *ex, size_t n
     if (check_opts(o, n_ex, err) != 0)
         return -1;
     double t0 = t2_now_ms();
-    search s = {.e = e, .ctx = ctx, .n_ex = n_ex, .max_tokens = o->max_tokens};
+    search s = {.e = e, .n_ex = n_ex, .max_tokens = o->max_tokens};
     if (collect_experts(e, names, n_names, &s.experts, &s.k, err_code, err) != 0)
         return -1;
     int rc = encode_examples(e, ex, n_ex, &s.ex, err);
-    s.last = malloc((size_t)e->model->cfg.vocab * sizeof *s.last);
+    s.n_seq = n_ex < CEM_SEQS ? (int)n_ex : CEM_SEQS;
+    s.last = malloc((size_t)s.n_seq * (size_t)e->model->cfg.vocab * sizeof *s.last);
     res->alpha = calloc(s.k, sizeof *res->alpha);
     res->experts = calloc(s.k, sizeof *res->experts);
     if (rc == 0 && (!s.last || !res->alpha || !res->experts))
         rc = t2_err_set(err, "out of memory");
-    for (size_t i = 0; rc == 0 && i < n_ex; i++)
-        if (s.ex[i].n_prompt + s.ex[i].n_answer + (size_t)o->max_tokens + 1 >=
-            (size_t)t2_ctx_n_ctx(ctx))
+    size_t longest = 0;
+    for (size_t i = 0; rc == 0 && i < n_ex; i++) {
+        size_t need = s.ex[i].n_prompt + s.ex[i].n_answer + (size_t)o->max_tokens + 1;
+        if (need >= (size_t)t2_ctx_n_ctx(ctx))
             rc = t2_err_set(err, "few-shot example %zu is too long for the context", i);
+        longest = need > longest ? need : longest;
+    }
+    /* the group's contexts: the caller's, then more on its pool (the
+     * caller's thread's), each for the longest example */
+    s.seq[0] = ctx;
+    for (int j = 1; rc == 0 && j < s.n_seq; j++)
+        rc = t2_ctx_create(&s.seq[j], e->model, t2_ctx_pool(ctx), (int)longest + 1, err);
     double ll;
     if (rc == 0)
         rc = evaluate(&s, NULL, &res->base_accuracy, &ll, err);
@@ -378,6 +434,8 @@ int t2_engine_few_shot(t2_engine *e, t2_ctx *ctx, const t2_example *ex, size_t n
     free(s.experts);
     free_examples(s.ex, n_ex);
     free(s.last);
+    for (int j = 1; j < s.n_seq; j++)
+        t2_ctx_free(s.seq[j]);
     t2_ctx_truncate(ctx, 0);
     res->evaluations = s.evaluations;
     res->ms = t2_now_ms() - t0;
