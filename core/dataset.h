@@ -30,7 +30,7 @@ int t2_eval_accuracy(t2_engine *e, const t2_dataset *ds, size_t limit, const t2_
 
 /* The two-pass pipeline on each item: pass 1 decides (strategy and
  * method of req) on ctx, item after item; pass 2 answers greedily with
- * each item's decision, items decoded together as above. */
+ * each item's decision, 16 items decoded together as above. */
 int t2_eval_two_pass(t2_engine *e, t2_ctx *ctx, const t2_dataset *ds, size_t limit,
                      const t2_adapt_req *req, int max_tokens, double *accuracy, t2_err *err);
 

@@ -195,26 +195,29 @@ int t2_eval_two_pass(t2_engine *e, t2_ctx *ctx, const t2_dataset *ds, size_t lim
                      const t2_adapt_req *req, int max_tokens, double *accuracy, t2_err *err)
 {
     size_t n = limit && limit < ds->n ? limit : ds->n, right = 0;
-    t2_adapted **w = calloc(n ? n : 1, sizeof *w);
-    if (!w)
-        return t2_err_set(err, "out of memory");
-    /* pass 1 item by item (on ctx, which keeps the classification
-     * prompt's fixed part cached), then pass 2 for all of them together */
+    /* windows of EVAL_SEQS items: pass 1 item by item (on ctx, which keeps
+     * the classification prompt's fixed part cached), then pass 2 for the
+     * window's items together; at most a window's weight sets alive */
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        t2_decision d;
-        int code;
-        rc = t2_engine_decide(e, ctx, req, ds->items[i].question, &d, &code, err);
-        if (rc == 0) {
-            rc = t2_engine_weights(e, &d.mixture, max_tokens, &w[i], err);
-            t2_decision_clear(&d);
+    for (size_t i0 = 0; rc == 0 && i0 < n; i0 += EVAL_SEQS) {
+        size_t m = n - i0 < EVAL_SEQS ? n - i0 : EVAL_SEQS, got = 0;
+        t2_adapted *w[EVAL_SEQS] = {0};
+        for (size_t i = 0; rc == 0 && i < m; i++) {
+            t2_decision d;
+            int code;
+            rc = t2_engine_decide(e, ctx, req, ds->items[i0 + i].question, &d, &code, err);
+            if (rc == 0) {
+                rc = t2_engine_weights(e, &d.mixture, max_tokens, &w[i], err);
+                t2_decision_clear(&d);
+            }
         }
+        if (rc == 0)
+            rc = answer_items(e, ds->items + i0, m, (const t2_adapted *const *)w, max_tokens, &got,
+                              err);
+        right += got;
+        for (size_t i = 0; i < m; i++)
+            t2_adapted_unref(w[i]);
     }
-    if (rc == 0)
-        rc = answer_items(e, ds->items, n, (const t2_adapted *const *)w, max_tokens, &right, err);
-    for (size_t i = 0; i < n; i++)
-        t2_adapted_unref(w[i]);
-    free(w);
     *accuracy = n ? (double)right / (double)n : 0.0;
     return rc;
 }
