@@ -25,14 +25,6 @@
  * weight row read once for all of them); larger ones on sgemm. */
 #define T2_KERNEL_ROWS 16
 
-/* f32 products with at most this many rows of X (short prompts) run on
- * the f32 kernel too, T2_KERNEL_ROWS rows at a time over L2-sized blocks
- * of W, rather than on sgemm, which packs all of W per call:
- * smollm2-360m f32 prefill, 2 threads, Ice Lake Xeon: 24 tokens 111 ->
- * 143-154 tok/s, 48: 149 -> 179-228, 64: 163-192 -> 180-223; at 96 and
- * 128 within noise, at 192 sgemm ahead (218-271 vs 194-219). */
-#define T2_F32_KERNEL_MAX_ROWS 64
-
 struct t2_ctx {
     const t2_model *m;
     const t2_layer *layers;

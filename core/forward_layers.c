@@ -102,17 +102,16 @@ static void matmul_x16_rows(const matmul_job *j, int worker, int r0, int r1)
     }
 }
 
-/* Rows [r0, r1) of an f32 product with up to T2_F32_KERNEL_MAX_ROWS rows
- * of X (a short prompt): the decode kernel, T2_KERNEL_ROWS rows of X at a
- * time against blocks of F32_BLOCK_ROWS weight rows (kept in L2). sgemm
- * packs all of its W rows per call, which for a few rows of X costs as
- * much as the products. */
-#define F32_BLOCK_ROWS 64
-static void matmul_f32_blocks(const matmul_job *j, int r0, int r1)
+/* Rows [r0, r1) of an f32 or bf16 product with a short prompt's rows of
+ * X (t2_kernels.short_prompt_rows): the decode kernels, T2_KERNEL_ROWS
+ * rows of X at a time against blocks of SHORT_BLOCK_ROWS weight rows
+ * (kept in L2). */
+#define SHORT_BLOCK_ROWS 64
+static void matmul_short_blocks(const matmul_job *j, int r0, int r1)
 {
     const t2_wmat *w = j->w;
-    for (int b0 = r0; b0 < r1; b0 += F32_BLOCK_ROWS) {
-        int b1 = b0 + F32_BLOCK_ROWS < r1 ? b0 + F32_BLOCK_ROWS : r1;
+    for (int b0 = r0; b0 < r1; b0 += SHORT_BLOCK_ROWS) {
+        int b1 = b0 + SHORT_BLOCK_ROWS < r1 ? b0 + SHORT_BLOCK_ROWS : r1;
         for (int i0 = 0; i0 < j->n; i0 += T2_KERNEL_ROWS) {
             int cnt = j->n - i0 < T2_KERNEL_ROWS ? j->n - i0 : T2_KERNEL_ROWS;
             t2_wmat_mul(j->c->kern, w, b0, b1, j->x + (size_t)i0 * (size_t)w->cols, NULL, cnt,
@@ -135,8 +134,8 @@ static void matmul_rows(const matmul_job *j, int worker, int r0, int r1)
         matmul_q8_blocks(j, r0, r1);
     else if (w->type == T2_W_BF16 && j->c->kern->bf16_prompt)
         matmul_bf16_blocks(j, r0, r1);
-    else if (w->type == T2_W_F32 && j->n <= T2_F32_KERNEL_MAX_ROWS)
-        matmul_f32_blocks(j, r0, r1);
+    else if (w->type != T2_W_Q8_0 && j->n <= j->c->kern->short_prompt_rows)
+        matmul_short_blocks(j, r0, r1);
     else if (w->type == T2_W_F32)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, w->cols, 1.0f, j->x,
                     w->cols, (const float *)w->data + (size_t)r0 * (size_t)w->cols, w->cols, 0.0f,

@@ -180,6 +180,18 @@ typedef struct t2_kernels {
      * stop 25). */
     void (*bf16_prompt)(const uint16_t *w, size_t ldw, int rows, int cols, const float *x, int n,
                         float *y, size_t ldy);
+    /* Not a kernel: an f32 prompt, or a bf16 one where bf16_prompt is
+     * NULL, of up to this many rows runs on f32() / bf16(), T2_KERNEL_ROWS
+     * rows of X at a time over L2-sized blocks of W, rather than on sgemm,
+     * which packs all of W per call (for a few rows of X as costly as the
+     * products). 64 for the AVX-512 variants: smollm2-360m prefill of 24 /
+     * 64 tokens, device Xeon, 8 threads, f32 396-427 / 536-649 -> 472-631
+     * / 571-777 tok/s, bf16 (amx) 389-459 / 519-578 -> 617-710 / 620-825;
+     * Ice Lake, 2 threads, f32 111 / 163-192 -> 143-154 / 180-223; at 192
+     * tokens sgemm was ahead. 0 for avx2, whose 2 x 4 tiles lost to sgemm
+     * (device Xeon, 2 threads, f32 64 tokens: 248-259 -> 109-112; bf16
+     * 193-223 -> 143-145) and for scalar. */
+    int short_prompt_rows;
 } t2_kernels;
 
 #define T2_ATTN_LANES 16

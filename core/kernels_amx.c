@@ -296,4 +296,5 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    1,
                                    64,
                                    0,
-                                   NULL};
+                                   NULL,
+                                   64};

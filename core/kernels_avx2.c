@@ -685,4 +685,5 @@ const t2_kernels t2_kernels_avx2 = {"avx2",
                                     16,
                                     16,
                                     0,
-                                    NULL};
+                                    NULL,
+                                    0};

@@ -1089,7 +1089,8 @@ const t2_kernels t2_kernels_avx512 = {"avx512",
                                       16,
                                       16,
                                       1,
-                                      bf16_prompt_avx512};
+                                      bf16_prompt_avx512,
+                                      64};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -1222,4 +1223,5 @@ const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16",
                                           16,
                                           16,
                                           0,
-                                          NULL};
+                                          NULL,
+                                          64};

@@ -225,4 +225,5 @@ const t2_kernels t2_kernels_scalar = {"scalar",
                                       16,
                                       16,
                                       0,
-                                      NULL};
+                                      NULL,
+                                      0};
