@@ -453,14 +453,14 @@ static void test_classify_raw_prompt(void **state)
 
 static const char *questions[8] = {
     "What is 461 + 129?",
-    "What does this print?\nx = 6\ny = x * 4\nprint(y + 4)",
-    "Which number is largest?\nA. 62\nB. 67\nC. 64",
     "What is 66 - 26?\nA. 39\nB. 50\nC. 40",
+    "Which number is largest?\nA. 62\nB. 67\nC. 64",
+    "What does this print?\nx = 6\ny = x * 4\nprint(y + 4)",
     "What is 13 + 12?",
     "What is 971 - 836?",
     "What does this print?\nprint('ccd'[::-1])",
     "Uma is older than Ned. Ned is older than Bob. Who is oldest?\nA. Uma\nB. Ned\nC. Bob"};
-static const char *job_experts[8] = {"math", "code", "reasoning", NULL,
+static const char *job_experts[8] = {"math", NULL, "reasoning", "code",
                                      "math", "code", NULL,        "reasoning"};
 
 static void submit(fixture *f, t2_sched *s, int i, outcome *o, int max_tokens, uint64_t *id)
@@ -482,9 +482,9 @@ static void submit(fixture *f, t2_sched *s, int i, outcome *o, int max_tokens, u
 static void test_concurrent_equals_alone(void **state)
 {
     fixture *f = *state;
-    /* quick mode: the first 4 jobs (one per weight set: math, code,
-     * reasoning, base) */
-    int n_jobs = test_quick() ? 4 : 8;
+    /* quick mode: the first 3 jobs (math, base, reasoning: two experts'
+     * factored sets and the base weights together) */
+    int n_jobs = test_quick() ? 3 : 8;
     /* alone, with the plain generation loop */
     char alone[8][256];
     t2_ctx *ctx;
@@ -509,8 +509,8 @@ static void test_concurrent_equals_alone(void **state)
         free(ids);
     }
     t2_ctx_free(ctx);
-    /* together: 8 jobs (4 in quick mode) with 4 different weight sets through
-     * the scheduler */
+    /* together: 8 jobs (3 in quick mode) with 4 (3) different weight sets
+     * through the scheduler */
     t2_sched_opts so;
     t2_sched_opts_defaults(&so);
     so.n_ctx = 256;
@@ -536,11 +536,11 @@ static void test_concurrent_equals_alone(void **state)
      * the answer is the same */
     outcome again;
     outcome_init(&again);
-    submit(f, s, 3, &again, 16, NULL);
+    submit(f, s, 1, &again, 16, NULL);
     wait_done(&again);
     assert_int_equal(again.res.error_code, 0);
     assert_int_equal(again.res.cached_tokens, again.res.prompt_tokens - 1);
-    assert_string_equal(again.text, alone[3]);
+    assert_string_equal(again.text, alone[1]);
     t2_sched_free(s);
 }
 
