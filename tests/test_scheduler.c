@@ -460,7 +460,7 @@ static const char *questions[8] = {
     "What is 971 - 836?",
     "What does this print?\nprint('ccd'[::-1])",
     "Uma is older than Ned. Ned is older than Bob. Who is oldest?\nA. Uma\nB. Ned\nC. Bob"};
-static const char *job_experts[8] = {"math", NULL, "reasoning", "code",
+static const char *job_experts[8] = {"math", NULL,   "reasoning", "code",
                                      "math", "code", NULL,        "reasoning"};
 
 static void submit(fixture *f, t2_sched *s, int i, outcome *o, int max_tokens, uint64_t *id)
