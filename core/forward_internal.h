@@ -22,7 +22,9 @@
 #define T2_ATTN_SPLITS 8
 
 /* Products with at most this many rows of X run on core/kernels (each
- * weight row read once for all of them); larger ones on sgemm. */
+ * weight row read once for all of them); larger ones on sgemm, except
+ * where the format or the variant has a prompt path of its own (q8_0,
+ * bf16_prompt, short_prompt_rows: forward_layers.c, matmul_rows). */
 #define T2_KERNEL_ROWS 16
 
 struct t2_ctx {
