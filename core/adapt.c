@@ -226,7 +226,8 @@ static void build_worker(void *arg, int w, int nw)
  * and Q8_0 copies (NULL where not built) and the model's own matrix. */
 static t2_factor mat_factor(const t2_svf_matrix *mat, const float *s)
 {
-    bool rot = mat->rot_q8_bytes != NULL;
+    bool rot = mat->rot_q8_bytes != NULL, fac = rot && mat->fac_q8.data;
+    bool v_square = mat->r == mat->n;
     return (t2_factor){.u = mat->u,
                        .vt = mat->vt,
                        .s = s,
@@ -238,7 +239,10 @@ static t2_factor mat_factor(const t2_svf_matrix *mat, const float *s)
                        .base = &mat->wm,
                        .sigma = mat->s,
                        .rot_q8 = rot ? &mat->rot_q8 : NULL,
-                       .rot_q8_t = rot ? &mat->rot_q8_t : NULL};
+                       .rot_q8_t = rot ? &mat->rot_q8_t : NULL,
+                       .u_q8 = fac ? (v_square ? &mat->fac_q8 : &mat->rot_q8) : NULL,
+                       .vt_q8 = fac ? (v_square ? &mat->rot_q8 : &mat->fac_q8) : NULL,
+                       .u_head = fac ? mat->u_head : NULL};
 }
 
 t2_factor *t2_svf_views(const t2_model *m, const t2_svf *svf, float *const *s, t2_err *err)

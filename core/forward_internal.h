@@ -62,6 +62,7 @@ struct t2_ctx {
     t2_pass_profile *prof;      /* where passes' time goes, or NULL (t2_ctx_set_profile) */
     t2_q8_act xq;               /* X quantised for Q8_0 products: [xq_rows][max dim] */
     int xq_rows;                /* T2_CHUNK for a q8_0 model (prefill too), else T2_KERNEL_ROWS */
+    bool one_seq;               /* this pass's rows are one sequence's (t2_run_rows) */
     /* a q8_0 model's factored products multiply bf16 U and Vt with X and
      * Vt X rounded to bf16 (finer than the Q8_0 rounding its dense
      * products give X): 3 x [fact_half], X then the two halves of

@@ -422,6 +422,118 @@ static bool rotates_q8(const t2_ctx *c, const t2_factor *f)
     return f->rot_q8 && f->rot_q8_t && c->kern->rotate_q8;
 }
 
+/* A prompt's factored products on the Q8_0 copies of U and Vt (where
+ * built: t2_factor.u_q8): r (m + n) int8 products per row, against the
+ * rotation's m n + 2 r^2 (smollm2-360m's MLP matrices 1.375 against
+ * 1.75 times W's); both are bound by arithmetic there. Only for more
+ * than T2_KERNEL_ROWS rows of one sequence (a prompt): a decode batch
+ * keeps the rotation, whose W its rows on the base share and which
+ * gives a row the same result in a batch as alone (to rounding). */
+static bool factored_q8(const t2_ctx *c, const t2_factor *f, int n)
+{
+    return f->u_q8 && f->vt_q8 && f->u_head && c->kern->rotate_q8 && c->one_seq &&
+           n > T2_KERNEL_ROWS && n <= c->xq_rows;
+}
+
+/* U and Vt as a product with n rows of X reads them. */
+static void factor_mats(const t2_ctx *c, const t2_factor *f, int n, t2_wmat *vt, t2_wmat *u)
+{
+    if (factored_q8(c, f, n)) {
+        *vt = *f->vt_q8;
+        *u = *f->u_q8;
+        return;
+    }
+    *vt = factor_mat(c, f->vt, f->vt_bf16, f->r, f->n, n);
+    *u = factor_mat(c, f->u, f->u_bf16, f->m, f->r, n);
+}
+
+/* T's first block in float32 for factored_u_q8: s . (X · Vtᵀ) for Vt's
+ * first T2_Q8_0_BLOCK rows, over T's columns [n][r], for one or two
+ * factored matrices of the same X (gate and up); each worker on its
+ * share of X's rows, T2_KERNEL_ROWS at a time on the f32 kernel (sgemm
+ * packed all of X for each 16 rows of Vt it was given). */
+typedef struct head_job {
+    t2_ctx *c;
+    const float *x;
+    int n, parts;
+    const t2_factor *f[2];
+    const float *const *s[2];
+    float *t[2];
+} head_job;
+
+static void head_worker(void *arg, int worker, int nw)
+{
+    enum { B = T2_Q8_0_BLOCK };
+    const head_job *j = arg;
+    int i0, i1;
+    t2_pool_share(j->n, worker, nw, T2_KERNEL_ROWS, &i0, &i1);
+    double t0 = t2_prof_now(j->c);
+    for (int p = 0; p < j->parts; p++) {
+        const t2_factor *f = j->f[p];
+        t2_wmat vh = f32_mat(f->vt, B, f->n);
+        float head[T2_KERNEL_ROWS * B];
+        for (int i = i0; i < i1; i += T2_KERNEL_ROWS) {
+            int cnt = i1 - i < T2_KERNEL_ROWS ? i1 - i : T2_KERNEL_ROWS;
+            t2_wmat_mul(j->c->kern, &vh, 0, B, j->x + (size_t)i * (size_t)f->n, NULL, cnt, head, B);
+            for (int k = 0; k < cnt; k++)
+                for (int q = 0; q < B; q++)
+                    j->t[p][(size_t)(i + k) * (size_t)f->r + (size_t)q] =
+                        head[k * B + q] * j->s[p][i + k][q];
+        }
+    }
+    prof_worker(j->c, worker, t0);
+}
+
+/* The second stage of factored_q8, over chunks of Y's columns: Y = T ·
+ * Uᵀ (+ bias) with T's first block zeroed (quantised in c->xq) against
+ * U's Q8_0 copy, plus that block in float32 against U's first columns,
+ * head · U_headᵀ (t2_kernels.rank_add). */
+typedef struct u_q8_job {
+    matmul_job m;
+    const float *head;     /* [n][T2_Q8_0_BLOCK] */
+    const float *u_head_t; /* [T2_Q8_0_BLOCK][m] */
+    t2_chunks q;
+} u_q8_job;
+
+static void u_q8_worker(void *arg, int worker, int nw)
+{
+    u_q8_job *j = arg;
+    size_t m = (size_t)j->m.w->rows;
+    int r0, r1;
+    (void)nw;
+    while (t2_chunks_take(&j->q, &r0, &r1)) {
+        matmul_range(&j->m, worker, r0, r1);
+        double t0 = t2_prof_now(j->m.c);
+        j->m.c->kern->rank_add(j->head, j->m.n, T2_Q8_0_BLOCK, j->u_head_t + r0, m, r1 - r0,
+                               j->m.y + r0, m);
+        prof_worker(j->m.c, worker, t0);
+    }
+}
+
+/* Y = T · Uᵀ (+ bias) for factored_q8, T = s . (X · Vtᵀ) with its first
+ * block in float32 (head_job): that block, the largest singular values,
+ * would set its Q8_0 scale far above its other values, so it stays in
+ * float32 here too (u_q8_job). Seedling q8_0, math expert, logits after
+ * each reference prompt: 1.18e-2 from the float32 reference with that
+ * block quantised on both sides, 6.2e-3 with it in float32 (7.0e-3 for
+ * the materialised Q8_0 set, 6.4e-3 for the rotation). T [n][r] loses
+ * its first block. */
+static void factored_u_q8(t2_ctx *c, const t2_factor *f, float *y, float *t, const float *bias,
+                          int n)
+{
+    enum { B = T2_Q8_0_BLOCK };
+    float head[T2_CHUNK * B];
+    size_t r = (size_t)f->r;
+    for (size_t i = 0; i < (size_t)n; i++) {
+        memcpy(head + i * B, t + i * r, B * sizeof *head);
+        memset(t + i * r, 0, B * sizeof *t);
+    }
+    convert_x(c, t, n, f->r, NULL);
+    u_q8_job j = {.m = {c, y, t, bias, f->u_q8, n, NULL}, .head = head, .u_head_t = f->u_head};
+    rows_in_chunks(&j.q, c, f->m);
+    t2_pool_run(c->pool, u_q8_worker, &j);
+}
+
 /* ---- a q8_0 model's adapted matrix, decode-sized: rotated ----
  *
  * With W = U diag(sigma) Vt the model's own matrix (what the SVD
@@ -445,7 +557,7 @@ static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
     return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz && f->u_bf16 &&
            f->vt_bf16 && (f->r == f->n || f->r == f->m) &&
            ((n <= T2_KERNEL_ROWS && n <= c->kern->rotate_rows) ||
-            (rotates_q8(c, f) && n <= c->xq_rows));
+            (rotates_q8(c, f) && n <= c->xq_rows && !factored_q8(c, f, n)));
 }
 
 /* The rotation's products, each worker on the rows of the square bf16
@@ -698,6 +810,8 @@ static size_t factor_bytes(const t2_ctx *c, const t2_factor *f, int n)
         return (size_t)f->base->rows * f->base->stride +
                (rotates_q8(c, f) ? (size_t)f->rot_q8->rows * f->rot_q8->stride * 2
                                  : 2 * (size_t)f->r * (size_t)f->r);
+    if (factored_q8(c, f, n))
+        return (size_t)f->u_q8->rows * f->u_q8->stride + (size_t)f->vt_q8->rows * f->vt_q8->stride;
     size_t each = reads_bf16_factor(c, f->u_bf16, n) ? 2 : sizeof(float);
     return ((size_t)f->m + (size_t)f->n) * (size_t)f->r * each;
 }
@@ -756,18 +870,24 @@ static void group_matmul(t2_ctx *c, const t2_layer *const *L, int layer, int kin
         rotated_matmul(c, f, s, y, x, bias_of(first, kind), n);
         return;
     }
-    /* bf16 factors for a bf16 or q8_0 model, float32 for f32 */
-    t2_wmat vt = factor_mat(c, f->vt, f->vt_bf16, f->r, f->n, n),
-            u = factor_mat(c, f->u, f->u_bf16, f->m, f->r, n);
-    /* a q8_0 model: X and T rounded to bf16 (c->xb) */
+    /* bf16 factors for a bf16 or q8_0 model, float32 for f32, Q8_0 for a
+     * q8_0 model's prompt where built (factored_q8) */
+    t2_wmat vt, u;
+    factor_mats(c, f, n, &vt, &u);
+    /* a q8_0 model: X and T rounded to bf16 (c->xb), or X quantised */
     bool x16 = c->xb && vt.type == T2_W_BF16;
     uint16_t *xb = x16 ? c->xb : NULL, *tb = x16 ? c->xb + c->fact_half : NULL;
-    if (x16)
+    if (x16 || vt.type == T2_W_Q8_0)
         convert_x(c, x, n, f->n, xb);
     scaled_job sj = {
         .part = {{c, c->fact_tmp, x, NULL, &vt, n, xb}}, .s = {s}, .tb = {tb}, .n_parts = 1};
     scaled_run(c, &sj);
-    matmul(c, y, c->fact_tmp, tb, &u, bias_of(first, kind), n);
+    if (u.type == T2_W_Q8_0) {
+        head_job hj = {c, x, n, 1, {f}, {s}, {c->fact_tmp}};
+        t2_pool_run(c->pool, head_worker, &hj);
+        factored_u_q8(c, f, y, c->fact_tmp, bias_of(first, kind), n);
+    } else
+        matmul(c, y, c->fact_tmp, tb, &u, bias_of(first, kind), n);
 }
 
 /* Y = X · Wᵀ where row t uses rows[t].layers: rows are grouped by the
@@ -865,8 +985,12 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
     if (!g || !u || g->m != u->m || g->r != u->r || rotates(c, g, n) || rotates(c, u, n))
         return false;
     float *tg = c->fact_tmp, *tu = c->fact_tmp + c->fact_half;
-    t2_wmat gvt = factor_mat(c, g->vt, g->vt_bf16, g->r, g->n, n),
-            uvt = factor_mat(c, u->vt, u->vt_bf16, u->r, u->n, n);
+    t2_wmat gvt, gu, uvt, uu;
+    factor_mats(c, g, n, &gvt, &gu);
+    factor_mats(c, u, n, &uvt, &uu);
+    if (gvt.type != uvt.type || gu.type != uu.type)
+        return false;
+    bool q8 = gvt.type == T2_W_Q8_0;
     const float *sg[T2_MAX_ROWS], *su[T2_MAX_ROWS];
     for (int t = 0; t < n; t++) { /* view_of: the factors themselves for factored rows */
         sg[t] = view_of(&rows[t].layers[layer], T2_WGATE)->s;
@@ -878,14 +1002,21 @@ static bool fused_factored_swiglu(t2_ctx *c, const t2_row *rows, int layer, int 
     if (x16) {
         xb = c->xb, tgb = c->xb + c->fact_half, tub = c->xb + 2 * c->fact_half;
         convert_x(c, c->xn, n, g->n, xb);
-    }
+    } else if (q8)
+        convert_x(c, c->xn, n, g->n, NULL);
     scaled_job sj = {.part = {{c, tg, c->xn, NULL, &gvt, n, xb}, {c, tu, c->xn, NULL, &uvt, n, xb}},
                      .s = {sg, su},
                      .tb = {tgb, tub},
                      .n_parts = 2};
     scaled_run(c, &sj);
-    t2_wmat gu = factor_mat(c, g->u, g->u_bf16, g->m, g->r, n),
-            uu = factor_mat(c, u->u, u->u_bf16, u->m, u->r, n);
+    if (q8) { /* one quantised X at a time (c->xq): the U products apart */
+        head_job hj = {c, c->xn, n, 2, {g, u}, {sg, su}, {tg, tu}};
+        t2_pool_run(c->pool, head_worker, &hj);
+        factored_u_q8(c, g, c->gate, tg, NULL, n);
+        factored_u_q8(c, u, c->up, tu, NULL, n);
+        c->kern->silu_mul(c->gate, c->up, (size_t)n * (size_t)g->m);
+        return true;
+    }
     fused_job f = {.n_parts = 2, .total = 2 * g->m, .swiglu = true};
     f.part[0] = (matmul_job){c, c->gate, tg, NULL, &gu, n, tgb};
     f.part[1] = (matmul_job){c, c->up, tu, NULL, &uu, n, tub};
@@ -1008,8 +1139,11 @@ void t2_run_rows(t2_ctx *ws, const t2_row *rows, const int32_t *tokens, int n, f
     int H = cfg->hidden;
     double t0 = t2_prof_now(ws);
     unsigned long runs0 = t2_pool_runs(ws->pool);
-    for (int t = 0; t < n; t++)
+    ws->one_seq = true;
+    for (int t = 0; t < n; t++) {
         t2_wmat_row_f32(&ws->m->embed_w, tokens[t], ws->x + (size_t)t * H);
+        ws->one_seq = ws->one_seq && rows[t].seq == rows[0].seq;
+    }
     rope_tables(ws, rows, n);
     for (int l = 0; l < cfg->n_layers; l++) {
         attention_block(ws, rows, l, n);

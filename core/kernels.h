@@ -192,6 +192,13 @@ typedef struct t2_kernels {
      * (device Xeon, 2 threads, f32 64 tokens: 248-259 -> 109-112; bf16
      * 193-223 -> 143-145) and for scalar. */
     int short_prompt_rows;
+    /* Y += A · B with A of few columns (a rank-k update): y[i][c] +=
+     * sum_p a[i][p] b[p][c] for i < n, c < cols; A [n][k] packed, B's and
+     * Y's rows ldb and ldy floats apart. A never-seen mixture's q8_0 prompt
+     * adds its float32 first block of singular values with it
+     * (forward_layers.c). */
+    void (*rank_add)(const float *a, int n, int k, const float *b, size_t ldb, int cols, float *y,
+                     size_t ldy);
 } t2_kernels;
 
 #define T2_ATTN_LANES 16

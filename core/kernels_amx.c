@@ -277,6 +277,12 @@ static void attn16_f16_amx(const uint16_t *k, const uint16_t *v, size_t ld, int 
     t2_kernels_avx512bf16.attn16_f16(k, v, ld, d, qt, nq, n, gap_from, gap_to, s, out);
 }
 
+static void rank_add_amx(const float *a, int n, int k, const float *b, size_t ldb, int cols,
+                         float *y, size_t ldy)
+{
+    t2_kernels_avx512bf16.rank_add(a, n, k, b, ldb, cols, y, ldy);
+}
+
 const t2_kernels t2_kernels_amx = {"amx",
                                    f32_amx,
                                    bf16_amx,
@@ -297,4 +303,5 @@ const t2_kernels t2_kernels_amx = {"amx",
                                    64,
                                    0,
                                    NULL,
-                                   64};
+                                   64,
+                                   rank_add_amx};

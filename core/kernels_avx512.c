@@ -893,6 +893,50 @@ TARGET static void attn_mix_avx512(const float *v, size_t ld, int n, int d, cons
     attn_mix_any(v, ld, n, d, w, scale, out, false);
 }
 
+/* ---- rank_add: Y += A · B, A of few columns ---- */
+
+/* nr rows of Y, 64 columns from c: the 4 x nr accumulators start from Y,
+ * and each of B's k rows adds one FMA per (row, 16 columns); B's 64
+ * columns of k rows stay in L1 across the rows of Y. */
+INLINE void rank_add_tile(const float *a, int k, const float *b, size_t ldb, int c, int cols,
+                          float *y, size_t ldy, int nr)
+{
+    __m512 acc[4][4];
+    __mmask16 m[4];
+    for (int q = 0; q < 4; q++)
+        m[q] = cols_mask(c + 16 * q, cols);
+    for (int r = 0; r < nr; r++)
+        for (int q = 0; q < 4; q++)
+            acc[r][q] = _mm512_maskz_loadu_ps(m[q], y + (size_t)r * ldy + (size_t)(c + 16 * q));
+    for (int p = 0; p < k; p++) {
+        __m512 bv[4];
+        for (int q = 0; q < 4; q++)
+            bv[q] = _mm512_maskz_loadu_ps(m[q], b + (size_t)p * ldb + (size_t)(c + 16 * q));
+        for (int r = 0; r < nr; r++) {
+            __m512 av = _mm512_set1_ps(a[(size_t)r * (size_t)k + (size_t)p]);
+            for (int q = 0; q < 4; q++)
+                acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int q = 0; q < 4; q++)
+            _mm512_mask_storeu_ps(y + (size_t)r * ldy + (size_t)(c + 16 * q), m[q], acc[r][q]);
+}
+
+TARGET static void rank_add_avx512(const float *a, int n, int k, const float *b, size_t ldb,
+                                   int cols, float *y, size_t ldy)
+{
+    for (int c = 0; c < cols; c += 64) {
+        int i = 0;
+        for (; i + 4 <= n; i += 4)
+            rank_add_tile(a + (size_t)i * (size_t)k, k, b, ldb, c, cols, y + (size_t)i * ldy, ldy,
+                          4);
+        for (; i < n; i++)
+            rank_add_tile(a + (size_t)i * (size_t)k, k, b, ldb, c, cols, y + (size_t)i * ldy, ldy,
+                          1);
+    }
+}
+
 TARGET static void attn_scores_f16_avx512(const uint16_t *k, size_t ld, int n, int d,
                                           const float *q, float scale, float *s)
 {
@@ -1090,7 +1134,8 @@ const t2_kernels t2_kernels_avx512 = {"avx512",
                                       16,
                                       1,
                                       bf16_prompt_avx512,
-                                      64};
+                                      64,
+                                      rank_add_avx512};
 
 /* ---- with AVX512-BF16: bf16 weights times bf16 x by its dot product ---- */
 
@@ -1224,4 +1269,5 @@ const t2_kernels t2_kernels_avx512bf16 = {"avx512bf16",
                                           16,
                                           0,
                                           NULL,
-                                          64};
+                                          64,
+                                          rank_add_avx512};

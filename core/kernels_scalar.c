@@ -94,6 +94,17 @@ static void bf16_t_scalar(const uint16_t *w, size_t ldw, int rows, int c0, int c
         }
 }
 
+static void rank_add_scalar(const float *a, int n, int k, const float *b, size_t ldb, int cols,
+                            float *y, size_t ldy)
+{
+    for (size_t i = 0; i < (size_t)n; i++)
+        for (size_t p = 0; p < (size_t)k; p++) {
+            float av = a[i * (size_t)k + p];
+            for (size_t c = 0; c < (size_t)cols; c++)
+                y[i * ldy + c] += av * b[p * ldb + c];
+        }
+}
+
 static void silu_mul_scalar(float *g, const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -226,4 +237,5 @@ const t2_kernels t2_kernels_scalar = {"scalar",
                                       16,
                                       0,
                                       NULL,
-                                      0};
+                                      0,
+                                      rank_add_scalar};

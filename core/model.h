@@ -69,6 +69,11 @@ typedef struct t2_factor {
     /* Q8_0 copies of the square factor and its transpose for the rotation
      * (t2_svf_matrix.rot_q8), NULL where not built */
     const t2_wmat *rot_q8, *rot_q8_t;
+    /* U and Vt in Q8_0 (one of them rot_q8) for a prompt's factored
+     * products on the int8 kernels, and U's first 32 columns in f32
+     * transposed, [32][m] (t2_svf_matrix.u_head); NULL where not built */
+    const t2_wmat *u_q8, *vt_q8;
+    const float *u_head;
 } t2_factor;
 
 /* Slots of t2_layer.factors, also enum t2_svf_kind's values. */

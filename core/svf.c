@@ -142,7 +142,8 @@ void t2_svf_factors_free(t2_svf_matrix *mat)
     mat->u = mat->s = mat->vt = NULL;
     mat->u_bf16 = mat->vt_bf16 = NULL;
     mat->rot_q8_bytes = NULL;
-    mat->rot_q8 = mat->rot_q8_t = (t2_wmat){0};
+    mat->rot_q8 = mat->rot_q8_t = mat->fac_q8 = (t2_wmat){0};
+    mat->u_head = NULL;
 }
 
 /* 64-byte aligned, as the model's own matrices: the kernels load whole
@@ -157,19 +158,26 @@ static uint16_t *to_bf16(const float *src, size_t n)
 }
 
 /* The square factor R (r x r: Vt where r = n, else U) and its transpose
- * in Q8_0, in one allocation (t2_svf_matrix.rot_q8). The transpose is
- * quantised 32 rows at a time from a small buffer, not from a whole f32
- * copy (3.7 MB per matrix for smollm2-360m, which left the heap ~170 MB
- * larger after the 96 of them). */
+ * in Q8_0, and the other factor where its columns are whole Q8_0 blocks,
+ * in one allocation (t2_svf_matrix.rot_q8). The transpose is quantised
+ * 32 rows at a time from a small buffer, not from a whole f32 copy (3.7
+ * MB per matrix for smollm2-360m, which left the heap ~170 MB larger
+ * after the 96 of them). */
 static int rot_q8_copies(t2_svf_matrix *mat)
 {
     enum { B = 32 };
     int r = mat->r;
-    const float *sq = mat->r == mat->n ? mat->vt : mat->u;
-    /* a multiple of 64 bytes: the transpose starts on a cache line too */
+    bool v_square = mat->r == mat->n;
+    const float *sq = v_square ? mat->vt : mat->u;
+    const float *other = v_square ? mat->u : mat->vt;
+    int o_rows = v_square ? mat->m : r, o_cols = v_square ? r : mat->n;
+    /* multiples of 64 bytes: each copy starts on a cache line */
     size_t one = t2_wmat_alloc_bytes(T2_W_Q8_0, r, r);
+    size_t o_bytes =
+        o_cols % T2_Q8_0_BLOCK == 0 ? t2_wmat_alloc_bytes(T2_W_Q8_0, o_rows, o_cols) : 0;
+    size_t head_bytes = o_bytes ? (size_t)mat->m * T2_Q8_0_BLOCK * sizeof(float) : 0;
     float *t = malloc((size_t)B * (size_t)r * sizeof *t);
-    mat->rot_q8_bytes = aligned_alloc(64, 2 * one);
+    mat->rot_q8_bytes = aligned_alloc(64, 2 * one + o_bytes + head_bytes);
     if (!t || !mat->rot_q8_bytes) {
         free(t);
         return -1;
@@ -184,6 +192,14 @@ static int rot_q8_copies(t2_svf_matrix *mat)
         t2_wmat_from_f32(T2_W_Q8_0, tq + (size_t)k0 * mat->rot_q8.stride, t, kn, r);
     }
     mat->rot_q8_t = (t2_wmat){T2_W_Q8_0, tq, r, r, mat->rot_q8.stride};
+    if (o_bytes) {
+        mat->fac_q8 =
+            t2_wmat_from_f32(T2_W_Q8_0, mat->rot_q8_bytes + 2 * one, other, o_rows, o_cols);
+        mat->u_head = (float *)(void *)(mat->rot_q8_bytes + 2 * one + o_bytes);
+        for (size_t k = 0; k < T2_Q8_0_BLOCK; k++)
+            for (size_t i = 0; i < (size_t)mat->m; i++)
+                mat->u_head[k * (size_t)mat->m + i] = mat->u[i * (size_t)r + k];
+    }
     free(t);
     return 0;
 }

@@ -44,9 +44,16 @@ typedef struct t2_svf_matrix {
     /* for a q8_0 model on kernels that rotate in Q8_0 (t2_kernels.rotate_q8)
      * and a square factor of whole Q8_0 blocks: that factor (Vt where
      * r = n, else U) and its transpose as Q8_0 matrices of r x r, which a
-     * decode step's rotation multiplies by (forward_layers.c); data NULL
-     * otherwise (rot_q8_bytes owns both) */
-    t2_wmat rot_q8, rot_q8_t;
+     * decode step's rotation multiplies by (forward_layers.c); and the other
+     * factor (U [m][r] where r = n, else Vt [r][n]) in Q8_0, which with
+     * rot_q8 gives a prompt's factored products U (s . (Vt x)) on the int8
+     * kernels (fac_q8's data NULL where its columns are not whole blocks),
+     * with u_head, U's first T2_Q8_0_BLOCK columns in f32, transposed ([32][m]): the
+     * largest singular values, which would set the first block's scale
+     * far above its other values (forward_layers.c). Data NULL otherwise;
+     * rot_q8_bytes owns all four */
+    t2_wmat rot_q8, rot_q8_t, fac_q8;
+    float *u_head;
     uint8_t *rot_q8_bytes;
 } t2_svf_matrix;
 

@@ -544,6 +544,56 @@ static void test_silu_mul(void **state)
     free(got);
 }
 
+/* rank_add, Y += A · B: every variant (the scalar one included) against
+ * double sums within 1e-5 of the sum of the absolute terms, for row
+ * counts across the groups of 4, column counts that leave 1..15 columns
+ * past the last vector or 64-column step, B and Y rows wider than the
+ * columns read; Y's other columns stay as they are. */
+static void test_rank_add(void **state)
+{
+    (void)state;
+    static const int ns[] = {1, 3, 4, 5, 9};
+    static const int ks[] = {1, 7, 32};
+    static const int colss[] = {1, 15, 16, 17, 64, 65, 130};
+    enum { MAX_N = 9, MAX_K = 32, MAX_C = 130, LD = MAX_C + 3 };
+    float a[MAX_N * MAX_K], b[MAX_K * LD], y0[MAX_N * LD], y[MAX_N * LD];
+    for (int i = 0; i < MAX_N * MAX_K; i++)
+        a[i] = frand();
+    for (int i = 0; i < MAX_K * LD; i++)
+        b[i] = frand();
+    for (int i = 0; i < MAX_N * LD; i++)
+        y0[i] = frand();
+    for (int v = 0; t2_kernels_variant_name(v); v++) {
+        const t2_kernels *kern = t2_kernels_variant(t2_kernels_variant_name(v));
+        if (!kern)
+            continue;
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+                for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
+                    int n = ns[ni], k = ks[ki], cols = colss[ci];
+                    memcpy(y, y0, sizeof y);
+                    kern->rank_add(a, n, k, b, LD, cols, y, LD);
+                    for (int i = 0; i < MAX_N; i++)
+                        for (int c = 0; c < LD; c++) {
+                            size_t at = (size_t)i * LD + (size_t)c;
+                            if (i >= n || c >= cols) {
+                                assert_true(y[at] == y0[at]);
+                                continue;
+                            }
+                            double want = y0[at], mag = fabs(y0[at]);
+                            for (int p = 0; p < k; p++) {
+                                double t = (double)a[i * k + p] * b[(size_t)p * LD + (size_t)c];
+                                want += t;
+                                mag += fabs(t);
+                            }
+                            if (!(fabs(y[at] - want) <= 1e-5 * mag))
+                                fail_msg("%s rank_add n=%d k=%d cols=%d [%d][%d]: %g vs %g",
+                                         kern->name, n, k, cols, i, c, (double)y[at], want);
+                        }
+                }
+    }
+}
+
 /* The transposed bf16 product: every variant (the scalar reference
  * included) against double sums over the bf16 values, within 1e-5 of
  * the sum of the absolute products, for column ranges that start off a
@@ -1002,6 +1052,7 @@ int main(void)
         cmocka_unit_test(test_bf16_round),
         cmocka_unit_test(test_bf16_transposed),
         cmocka_unit_test(test_silu_mul),
+        cmocka_unit_test(test_rank_add),
         cmocka_unit_test(test_exp_shift),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention16),

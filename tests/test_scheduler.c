@@ -261,6 +261,31 @@ static void check_long_prompt(t2_engine *e)
     t2_ctx_free(ctx);
 }
 
+/* A q8_0 model's factored set on kernels with Q8_0 copies of the
+ * factors: a prompt of more than T2_KERNEL_ROWS tokens takes U diag(s)
+ * Vt on those copies (the profile's rotation clock stays at 0), a decoded
+ * token the rotation (its clock runs). */
+static void check_q8_prompt_path(t2_engine *e, t2_adapted *w)
+{
+    enum { N = 40 };
+    int32_t ids[N];
+    long_prompt_ids(ids, N);
+    t2_err err = {{0}};
+    t2_ctx *ctx;
+    assert_int_equal(t2_ctx_create(&ctx, e->model, e->pool, 0, &err), 0);
+    t2_ctx_set_layers(ctx, w->layers);
+    t2_pass_profile prof = {0};
+    t2_ctx_set_profile(ctx, &prof);
+    const float *logits;
+    assert_int_equal(t2_forward(ctx, ids, N, false, &logits, &err), 0);
+    assert_true(prof.sec[T2_STAGE_GATE_UP] > 0);
+    assert_true(prof.sec[T2_STAGE_ROTATION] == 0);
+    assert_int_equal(t2_forward(ctx, ids, 1, false, &logits, &err), 0);
+    assert_true(prof.sec[T2_STAGE_ROTATION] > 0);
+    t2_ctx_set_profile(ctx, NULL);
+    t2_ctx_free(ctx);
+}
+
 /* A `type` model with the math expert materialised (form 0) and factored
  * (form 1): d[form], dd[form] as factor_errors, each below tol, and the
  * same greedy text. */
@@ -298,6 +323,27 @@ static void check_format_factors(fixture *f, t2_wtype type, double tol, double d
                 assert_true(fabsf(col[j] - sq[j * r + k]) <= 0.02f * fabsf(sq[j * r + k]) + 2e-3f);
             }
         }
+        /* the other factor in Q8_0 (U where r = n, else Vt) and U's first
+         * 32 columns in f32, transposed, for a prompt's factored products */
+        bool v_square = sm->r == sm->n;
+        const float *other = v_square ? sm->u : sm->vt;
+        size_t o_rows = v_square ? (size_t)sm->m : r, o_cols = v_square ? r : (size_t)sm->n;
+        assert_non_null(sm->fac_q8.data);
+        assert_int_equal(sm->fac_q8.rows, (int)o_rows);
+        assert_int_equal(sm->fac_q8.cols, (int)o_cols);
+        float *orow = malloc(o_cols * sizeof *orow);
+        assert_non_null(orow);
+        for (size_t k = 0; k < o_rows; k += 97) {
+            t2_wmat_row_f32(&sm->fac_q8, (int)k, orow);
+            for (size_t j = 0; j < o_cols; j++)
+                assert_true(fabsf(orow[j] - other[k * o_cols + j]) <=
+                            0.02f * fabsf(other[k * o_cols + j]) + 2e-3f);
+        }
+        free(orow);
+        assert_non_null(sm->u_head);
+        for (size_t k = 0; k < 32; k++)
+            for (size_t i = 0; i < (size_t)sm->m; i += 13)
+                assert_true(sm->u_head[k * (size_t)sm->m + i] == sm->u[i * r + k]);
     }
     char text[2][256];
     for (int factored = 0; factored < 2; factored++) {
@@ -309,6 +355,8 @@ static void check_format_factors(fixture *f, t2_wtype type, double tol, double d
                dd[factored]);
         assert_true(d[factored] < tol);
         assert_true(dd[factored] < tol);
+        if (factored && rot_q8)
+            check_q8_prompt_path(e, w);
         t2_adapted_unref(w);
     }
     assert_string_equal(text[0], text[1]);
