@@ -548,10 +548,11 @@ static void factored_u_q8(t2_ctx *c, const t2_factor *f, float *y, float *t, con
  * through bf16 (a row with s = sigma gets W x exactly), so it is also
  * closer to W' than the bf16 U diag(s) Vt. Prefill keeps U diag(s) Vt
  * (bound by arithmetic there, and the rotation adds 2 r^2 products per
- * row to the m n of W) except with the Q8_0 copies (rotates_q8): then a
- * prompt's rows rotate too, up to c->xq_rows at a time, as W plus 2 r^2
- * int8 products per row cost less than U diag(s) Vt on sgemm where int8
- * is the fastest unit (docs/PERFORMANCE.md, stop 25). */
+ * row to the m n of W) except with the Q8_0 copies (rotates_q8): then
+ * decode batches of up to c->xq_rows rows rotate too (int8 products
+ * where int8 is the fastest unit, docs/PERFORMANCE.md, stop 25), and a
+ * prompt takes U diag(s) Vt on Q8_0 copies of both (factored_q8, stop
+ * 28) where those were built. */
 static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
 {
     return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz && f->u_bf16 &&
