@@ -555,8 +555,8 @@ static void factored_u_q8(t2_ctx *c, const t2_factor *f, float *y, float *t, con
  * 28) where those were built. */
 static bool rotates(const t2_ctx *c, const t2_factor *f, int n)
 {
-    return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz && f->u_bf16 &&
-           f->vt_bf16 && (f->r == f->n || f->r == f->m) &&
+    return f->base && f->sigma && f->base->type == T2_W_Q8_0 && c->rot_dz &&
+           (rotates_q8(c, f) || (f->u_bf16 && f->vt_bf16)) && (f->r == f->n || f->r == f->m) &&
            ((n <= T2_KERNEL_ROWS && n <= c->kern->rotate_rows) ||
             (rotates_q8(c, f) && n <= c->xq_rows && !factored_q8(c, f, n)));
 }

@@ -211,13 +211,18 @@ int t2_svf_format_copies(t2_svf *s, const t2_model *m, t2_err *err)
     bool rot_q8 = m->wtype == T2_W_Q8_0 && t2_kernels_get()->rotate_q8;
     for (size_t i = 0; i < s->n; i++) {
         t2_svf_matrix *mat = &s->mats[i];
+        if (rot_q8 && (mat->r == mat->n || mat->r == mat->m) && mat->r % T2_Q8_0_BLOCK == 0 &&
+            rot_q8_copies(mat) != 0)
+            return t2_err_set(err, "out of memory for Q8_0 SVF factors");
+        /* with both factors in Q8_0 nothing reads bf16 ones: decode
+         * rotates on the Q8_0 square factor, a prompt takes the Q8_0 U
+         * and Vt (forward_layers.c); smollm2-360m 650 MB not kept */
+        if (mat->u_head)
+            continue;
         mat->u_bf16 = to_bf16(mat->u, (size_t)mat->m * (size_t)mat->r);
         mat->vt_bf16 = to_bf16(mat->vt, (size_t)mat->r * (size_t)mat->n);
         if (!mat->u_bf16 || !mat->vt_bf16)
             return t2_err_set(err, "out of memory for bf16 SVF factors");
-        if (rot_q8 && (mat->r == mat->n || mat->r == mat->m) && mat->r % T2_Q8_0_BLOCK == 0 &&
-            rot_q8_copies(mat) != 0)
-            return t2_err_set(err, "out of memory for Q8_0 square SVF factors");
     }
     return 0;
 }

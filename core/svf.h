@@ -39,7 +39,8 @@ typedef struct t2_svf_matrix {
     float *vt;      /* [r][n] row-major */
     double s_sum;   /* sum of s */
     /* for a bf16 or q8_0 model: U and Vt rounded to bf16, which factored
-     * products read (half the bytes); the f32 ones build materialised sets */
+     * products read (half the bytes); the f32 ones build materialised sets.
+     * NULL where both factors have Q8_0 copies (u_head set below) */
     uint16_t *u_bf16, *vt_bf16;
     /* for a q8_0 model on kernels that rotate in Q8_0 (t2_kernels.rotate_q8)
      * and a square factor of whole Q8_0 blocks: that factor (Vt where

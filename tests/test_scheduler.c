@@ -293,17 +293,23 @@ static void check_format_factors(fixture *f, t2_wtype type, double tol, double d
 {
     t2_engine *e = open_seedling(type);
     const t2_svf_matrix *mat = &e->svf->mats[0];
-    assert_non_null(mat->u_bf16);
-    assert_non_null(mat->vt_bf16);
-    assert_true(mat->u_bf16[5] == t2_f32_to_bf16(mat->u[5]));
-    /* every copy starts on a cache line, as the kernels' row loads assume */
+    /* kernels that rotate in Q8_0 keep both factors in Q8_0 (below) and no
+     * bf16 copies; else bf16 copies, each starting on a cache line, as
+     * the kernels' row loads assume */
+    bool rot_q8 = type == T2_W_Q8_0 && t2_kernels_get()->rotate_q8;
+    if (!rot_q8) {
+        assert_non_null(mat->u_bf16);
+        assert_non_null(mat->vt_bf16);
+        assert_true(mat->u_bf16[5] == t2_f32_to_bf16(mat->u[5]));
+    }
     for (size_t i = 0; i < e->svf->n; i++) {
-        assert_int_equal((uintptr_t)e->svf->mats[i].u_bf16 % 64, 0);
-        assert_int_equal((uintptr_t)e->svf->mats[i].vt_bf16 % 64, 0);
+        const t2_svf_matrix *sm = &e->svf->mats[i];
+        assert_true(rot_q8 ? !sm->u_bf16 && !sm->vt_bf16 : sm->u_bf16 && sm->vt_bf16);
+        assert_int_equal((uintptr_t)sm->u_bf16 % 64, 0);
+        assert_int_equal((uintptr_t)sm->vt_bf16 % 64, 0);
     }
     /* kernels that rotate in Q8_0: the square factor and its transpose as
      * Q8_0 matrices (each value within its block's rounding); else none */
-    bool rot_q8 = type == T2_W_Q8_0 && t2_kernels_get()->rotate_q8;
     for (size_t i = 0; i < e->svf->n; i++) {
         const t2_svf_matrix *sm = &e->svf->mats[i];
         if (!rot_q8) {
