@@ -206,6 +206,10 @@ typedef struct t2_kernels {
 
 /* The F16C f16_store (kernels_avx2.c), shared by every vector variant. */
 void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out);
+/* The scalar rank_add (kernels_scalar.c), also avx2's: no path of that
+ * variant adds a rank-k update (its rotate_q8 is 0). */
+void t2_rank_add_scalar(const float *a, int n, int k, const float *b, size_t ldb, int cols,
+                        float *y, size_t ldy);
 
 /* The variant in use: the best the CPU supports, or T2_KERNELS's choice
  * (an unknown or unsupported name falls back to the best, with a warning

@@ -666,19 +666,6 @@ TARGET void t2_f16_store_f16c(const float *x, size_t n, uint16_t *out)
     }
 }
 
-/* The scalar loop, vectorised by the compiler for AVX2 (no path of this
- * variant adds a rank-k update on the hot path: rotate_q8 is 0). */
-TARGET static void rank_add_avx2(const float *a, int n, int k, const float *b, size_t ldb, int cols,
-                                 float *y, size_t ldy)
-{
-    for (size_t i = 0; i < (size_t)n; i++)
-        for (size_t p = 0; p < (size_t)k; p++) {
-            float av = a[i * (size_t)k + p];
-            for (size_t c = 0; c < (size_t)cols; c++)
-                y[i * ldy + c] += av * b[p * ldb + c];
-        }
-}
-
 const t2_kernels t2_kernels_avx2 = {"avx2",
                                     f32_avx2,
                                     bf16_avx2,
@@ -700,4 +687,4 @@ const t2_kernels t2_kernels_avx2 = {"avx2",
                                     0,
                                     NULL,
                                     0,
-                                    rank_add_avx2};
+                                    t2_rank_add_scalar};

@@ -94,8 +94,8 @@ static void bf16_t_scalar(const uint16_t *w, size_t ldw, int rows, int c0, int c
         }
 }
 
-static void rank_add_scalar(const float *a, int n, int k, const float *b, size_t ldb, int cols,
-                            float *y, size_t ldy)
+void t2_rank_add_scalar(const float *a, int n, int k, const float *b, size_t ldb, int cols,
+                        float *y, size_t ldy)
 {
     for (size_t i = 0; i < (size_t)n; i++)
         for (size_t p = 0; p < (size_t)k; p++) {
@@ -238,4 +238,4 @@ const t2_kernels t2_kernels_scalar = {"scalar",
                                       0,
                                       NULL,
                                       0,
-                                      rank_add_scalar};
+                                      t2_rank_add_scalar};
