@@ -29,12 +29,13 @@ typedef struct t2_conf {
     int pass1_workers;
     int ctx; /* context per sequence, 0: model max capped at 4096 */
     int adapted_cache_mb;
-    double max_body;        /* MB */
-    int max_tokens;         /* the most a request may ask for */
-    int default_max_tokens; /* when a request does not say */
-    double timeout;         /* seconds per generation, 0: none */
-    double grace;           /* seconds in-flight requests get at shutdown */
-    double idle_timeout;    /* seconds before an idle connection is closed */
+    int materialise_min_tokens; /* a cache miss builds a set for at least this many tokens */
+    double max_body;            /* MB */
+    int max_tokens;             /* the most a request may ask for */
+    int default_max_tokens;     /* when a request does not say */
+    double timeout;             /* seconds per generation, 0: none */
+    double grace;               /* seconds in-flight requests get at shutdown */
+    double idle_timeout;        /* seconds before an idle connection is closed */
     int max_connections;
     char *api_key;            /* "": none */
     bool api_key_all;         /* require the key on every endpoint but /health, /ready */

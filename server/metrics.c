@@ -147,6 +147,14 @@ char *t2_metrics_render(const t2_metrics *m, const t2_metrics_gauges *g, size_t 
         "# HELP t2_adapted_cache_misses_total Adapted-weight cache misses.\n"
         "# TYPE t2_adapted_cache_misses_total counter\nt2_adapted_cache_misses_total %llu\n",
         (unsigned long long)g->cache_misses);
+    put(&b,
+        "# HELP t2_adapted_cache_sets Materialised adapted weight sets in the cache.\n"
+        "# TYPE t2_adapted_cache_sets gauge\nt2_adapted_cache_sets %zu\n",
+        g->cache_entries);
+    put(&b,
+        "# HELP t2_adapted_cache_bytes Memory of the cached adapted weight sets.\n"
+        "# TYPE t2_adapted_cache_bytes gauge\nt2_adapted_cache_bytes %zu\n",
+        g->cache_bytes);
     if (b.failed) {
         free(b.p);
         return NULL;

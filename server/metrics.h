@@ -33,6 +33,7 @@ typedef struct t2_metrics_gauges {
     int queued, running;
     size_t experts;
     uint64_t cache_hits, cache_misses;
+    size_t cache_entries, cache_bytes; /* materialised sets held, their memory */
     int ready;
 } t2_metrics_gauges;
 

@@ -50,8 +50,8 @@ void t2_h_metrics(t2_server *s, t2_req *r, const char *param)
         for (size_t i = 0; i < g.experts; i++)
             t2_expert_unref(list[i]);
         free(list);
-        size_t bytes, entries;
-        t2_adapt_cache_stats(s->engine->cache, &g.cache_hits, &g.cache_misses, &bytes, &entries);
+        t2_adapt_cache_stats(s->engine->cache, &g.cache_hits, &g.cache_misses, &g.cache_bytes,
+                             &g.cache_entries);
     }
     size_t len = 0;
     char *text = t2_metrics_render(&s->metrics, &g, &len);

@@ -173,6 +173,7 @@ int t2_serve_start_loading(t2_server *s)
     o->svd_cache_dir = s->svd_cache_dir;
     o->threads = c->threads;
     o->adapted_cache_mb = (size_t)c->adapted_cache_mb;
+    o->materialise_min_tokens = c->materialise_min_tokens;
     o->classify_prompt = c->classify_prompt[0] ? c->classify_prompt : NULL;
     o->log = engine_log;
     o->log_user = &s->log;

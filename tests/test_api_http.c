@@ -73,8 +73,14 @@ static void test_metrics(void **state)
         t2_metrics_request(&m, "/health", 200 + i);
     t2_metrics_job(&m, 7, 0.02, 1.5);
     t2_metrics_job(&m, 3, 0.2, -1);
-    t2_metrics_gauges g = {
-        .queued = 2, .running = 5, .experts = 4, .cache_hits = 9, .cache_misses = 1, .ready = 1};
+    t2_metrics_gauges g = {.queued = 2,
+                           .running = 5,
+                           .experts = 4,
+                           .cache_hits = 9,
+                           .cache_misses = 1,
+                           .cache_entries = 3,
+                           .cache_bytes = 4096,
+                           .ready = 1};
     size_t len;
     char *text = t2_metrics_render(&m, &g, &len);
     assert_non_null(text);
@@ -96,6 +102,8 @@ static void test_metrics(void **state)
         "t2_experts_loaded 4\n",
         "t2_adapted_cache_hits_total 9\n",
         "t2_adapted_cache_misses_total 1\n",
+        "t2_adapted_cache_sets 3\n",
+        "t2_adapted_cache_bytes 4096\n",
         "# TYPE t2_pass2_seconds histogram\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)

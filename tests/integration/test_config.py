@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -112,6 +113,35 @@ R.eq("--kv-cache f16: greedy text as with f32", greedy(S), f32_text)
 R.eq("stopped cleanly", S.stop(), 0)
 rc, out, err = run(["--kv-cache", "q4"])
 R.check("bad --kv-cache -> 2 naming the key", rc == 2 and "kv_cache" in err, (rc, err))
+
+# materialise_min_tokens: a mixture not in the cache is built in the background (then
+# cached) for a generation of at least that many tokens, else it runs factored; the build
+# shows in /metrics as a cached set
+def mixture_sets(server, weight):
+    st, body, _ = server.json("POST", "/v1/generate", {
+        "prompt": prompts[0], "max_tokens": 40, "temperature": 0,
+        "adaptation": {"strategy": "mixture", "mixture": {"math": weight, "code": 0.5}}})
+    sets = None
+    for _ in range(100):  # the build finishes after the request, in the background
+        text = server.request("GET", "/metrics")[2].decode()
+        sets = [ln for ln in text.splitlines() if ln.startswith("t2_adapted_cache_sets ")]
+        if sets and sets[0] != "t2_adapted_cache_sets 0":
+            break
+        time.sleep(0.05)
+    return st, (sets[0].split()[1] if sets else None)
+
+
+S = Server(T2)
+R.eq("40 tokens on a new mixture (default 32): one set built and cached",
+     mixture_sets(S, 0.6), (200, "1"))
+R.eq("stopped cleanly", S.stop(), 0)
+S = Server(T2, "--materialise-min-tokens", "1000")
+R.eq("--materialise-min-tokens 1000: 40 tokens on a new mixture build nothing",
+     mixture_sets(S, 0.6), (200, "0"))
+R.eq("stopped cleanly", S.stop(), 0)
+rc, out, err = run(["--materialise-min-tokens", "0"])
+R.check("bad --materialise-min-tokens -> 2 naming the key",
+        rc == 2 and "materialise_min_tokens" in err, (rc, err))
 
 # the documented example parses and serves
 example = os.path.join(SRC, "conf", "t2.conf.example")
