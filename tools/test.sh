@@ -10,6 +10,7 @@
 # (default: all five, in that order). Ends with one plain line of counts.
 set -eu
 cd "$(dirname "$0")/.."
+run_t0=$(date +%s) stage_t0=$(date +%s)
 ./tools/install-deps.sh
 # the openai npm package for tests/openai (integration_openai is skipped without it)
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
@@ -22,6 +23,15 @@ STAGES=${T2_STAGES:-release asan valgrind fuzz docker}
 LOG=$BUILD-stages
 mkdir -p "$LOG"
 : >"$LOG/summary"
+
+# seconds since the last stage result (or the start, apt included): each
+# stage's time, build included, for the closing lines
+# (lap sets lap_s; no subshell, so that stage_t0 moves on)
+lap() {
+    now=$(date +%s)
+    lap_s=$((now - stage_t0))
+    stage_t0=$now
+}
 
 # setup DIR [meson options]: configure once, reconfigure after
 setup() {
@@ -49,7 +59,8 @@ meson_stage() {
         tee "$LOG/$name.txt"
     count() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" "$LOG/$name.txt" | tail -1; }
     fails=$(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") ))
-    echo "$name $(cat "$LOG/$name.status") $(count Ok) $fails $(count Skipped)" >>"$LOG/summary"
+    lap
+    echo "$name $(cat "$LOG/$name.status") $(count Ok) $fails $(count Skipped) $lap_s" >>"$LOG/summary"
 }
 
 # plain_stage NAME COMMAND...: one check that passes or fails as a whole
@@ -58,7 +69,8 @@ plain_stage() {
     shift
     echo "== $name: $*"
     if "$@"; then st=0; else st=$?; fi
-    echo "$name $st $([ $st -eq 0 ] && echo 1 || echo 0) $([ $st -eq 0 ] && echo 0 || echo 1) 0" \
+    lap
+    echo "$name $st $([ $st -eq 0 ] && echo 1 || echo 0) $([ $st -eq 0 ] && echo 0 || echo 1) 0 $lap_s" \
         >>"$LOG/summary"
 }
 
@@ -85,8 +97,10 @@ fill_svd_cache() {
 # One server integration run under valgrind: the auth test (two servers,
 # every endpoint kind with and without keys, uploads, generation) whose
 # clean SIGTERM exit valgrind turns into 99 on any error or definite leak.
+# OpenBLAS on its Sandy Bridge kernels, as in the unit tests' valgrind setup
+# (tests/meson.build): memcheck runs its Haswell sgemm ~4x slower.
 valgrind_server() {
-    T2_TEST_ARGS="--svd-cache $1" \
+    OPENBLAS_CORETYPE=Sandybridge T2_TEST_ARGS="--svd-cache $1" \
         T2_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
         T2_SHARED="$SHARED" python3 tests/integration/test_auth.py "$BUILD/server/t2"
 }
@@ -130,10 +144,11 @@ done
 
 # closing lines: per stage, then one plain total for readers that do not know meson
 status=0 passed=0 failed=0 skipped=0
-while read -r name st ok fail skip; do
-    echo "stage $name: $([ "$st" -eq 0 ] && echo ok || echo FAILED) (${ok:-0} passed, ${fail:-0} failed, ${skip:-0} skipped)"
+while read -r name st ok fail skip secs; do
+    echo "stage $name: $([ "$st" -eq 0 ] && echo ok || echo FAILED) (${ok:-0} passed, ${fail:-0} failed, ${skip:-0} skipped) in ${secs:-?} s"
     [ "$st" -eq 0 ] || status=1
     passed=$((passed + ${ok:-0})) failed=$((failed + ${fail:-0})) skipped=$((skipped + ${skip:-0}))
 done <"$LOG/summary"
+echo "time: $(($(date +%s) - run_t0)) s in all"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status
