@@ -29,7 +29,7 @@ typedef struct t2_conf {
     int pass1_workers;
     int ctx; /* context per sequence, 0: model max capped at 4096 */
     int adapted_cache_mb;
-    int materialise_min_tokens; /* a cache miss builds a set for at least this many tokens */
+    int materialise_min_tokens; /* factored tokens of a weight set before it is built */
     double max_body;            /* MB */
     int max_tokens;             /* the most a request may ask for */
     int default_max_tokens;     /* when a request does not say */

@@ -115,10 +115,10 @@ const t2_conf_key t2_conf_schema[] = {
      "context tokens per sequence; 0: the model's maximum, at most 4096", NULL},
     {"adapted_cache_mb", T2_CONF_INT, OFF(adapted_cache_mb), 0, 1 << 20, NULL, "512", "MB",
      "memory for materialised adapted weight sets", NULL},
-    {"materialise_min_tokens", T2_CONF_INT, OFF(materialise_min_tokens), 1, 1 << 20, NULL, "32",
+    {"materialise_min_tokens", T2_CONF_INT, OFF(materialise_min_tokens), 1, 1 << 20, NULL, "64",
      "N",
-     "a weight set not in the cache is materialised (built in the background, then cached) for "
-     "a generation of at least this many tokens; shorter ones run factored",
+     "a weight set not in the cache runs factored until this many tokens (over all its "
+     "requests) were generated with it, then is materialised in the background and cached",
      NULL},
     {"max_body", T2_CONF_NUM, OFF(max_body), 0.001, 4096, NULL, "64", "MB",
      "largest request body (expert uploads included); larger: 413", NULL},

@@ -418,9 +418,11 @@ void t2_adapted_unref(t2_adapted *a)
 
 /* ---- policy ---- */
 
-int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
-                     t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
-                     int max_tokens, t2_err *err)
+/* t2_adapt_weights (counting max_tokens); with policy NULL nothing is
+ * built or counted (t2_adapt_weights_factored) */
+static int weights_for(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
+                       t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
+                       int max_tokens, t2_err *err)
 {
     *out = NULL;
     char *key = t2_mixture_key(mx);
@@ -441,8 +443,13 @@ int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, con
         free(key);
         return -1;
     }
-    int min_tokens = policy ? policy->materialise_min_tokens : 32;
-    bool materialise = cache && max_tokens >= min_tokens;
+    uint64_t tokens = max_tokens > 0 ? (uint64_t)max_tokens : 0;
+    bool materialise =
+        cache && policy &&
+        t2_adapt_cache_tokens(cache, key) + tokens >=
+            (uint64_t)(policy->materialise_min_tokens > 0 ? policy->materialise_min_tokens : 1);
+    if (cache && policy && !materialise)
+        t2_adapt_cache_charge(cache, key, tokens);
     int rc = materialise ? t2_adapted_build(&a, m, svf, z, pool, err)
                          : t2_adapted_build_factored(&a, m, svf, z, err);
     t2_mix_z_free(svf, z);
@@ -455,6 +462,19 @@ int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, con
         t2_adapt_cache_put(cache, key, a);
     *out = a;
     return 0;
+}
+
+int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
+                     t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
+                     int max_tokens, t2_err *err)
+{
+    return weights_for(out, m, svf, mx, cache, pool, policy, max_tokens, err);
+}
+
+int t2_adapt_weights_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                              const t2_mixture *mx, t2_adapt_cache *cache, t2_err *err)
+{
+    return weights_for(out, m, svf, mx, cache, NULL, NULL, 0, err);
 }
 
 int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,

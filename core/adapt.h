@@ -101,13 +101,33 @@ void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a);
 void t2_adapt_cache_stats(t2_adapt_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes,
                           size_t *entries);
 
+/* The tokens generated with key's factored weights so far (0 when the
+ * cache does not remember key, or without a cache). */
+uint64_t t2_adapt_cache_tokens(t2_adapt_cache *c, const char *key);
+/* Adds tokens to that count; returns the new count. */
+uint64_t t2_adapt_cache_charge(t2_adapt_cache *c, const char *key, uint64_t tokens);
+
 /* How pass 2 gets its weights for a mixture: from the cache; or, on a
- * miss, materialised (and cached) when the generation is long enough
- * that a rebuild pays for itself (max_tokens >= materialise_min_tokens),
- * else factored. Empty mixture -> *out = NULL (base weights). */
+ * miss, factored until the tokens generated with the mixture (over all its
+ * requests) reach materialise_min_tokens, then materialised and cached.
+ * Rent, then buy: a build costs as much as some number of factored tokens
+ * (their extra time over materialised ones), so building once a mixture
+ * has run factored that long costs at most twice the better choice in
+ * hindsight, whether the mixture recurs or not; a threshold off that
+ * break-even by a factor k costs at most 1 + k. A mixture used once for a
+ * short answer is never built. Synchronous callers (t2_adapt_weights)
+ * count a generation's max_tokens when it starts; t2 serve counts the
+ * tokens its factored jobs generate and builds in the background. Empty
+ * mixture -> *out = NULL (base weights). */
 typedef struct t2_weights_policy {
-    int materialise_min_tokens; /* default 32 */
+    int materialise_min_tokens;
 } t2_weights_policy;
+
+/* The default: measured break-evens on seedling (2 cores) were ~40 tokens
+ * for f32 (a build ~60 ms, a factored token ~1.5 ms slower) and ~160 for
+ * q8_0 (~80 ms, ~0.5 ms); 64 keeps either within ~3x of the better
+ * choice in hindsight (docs/PERFORMANCE.md, stop 29). */
+#define T2_MATERIALISE_MIN_TOKENS 64
 
 /* The materialised set of mx, from the cache or built and cached, without
  * counting a cache hit or miss (a background upgrade of a factored
@@ -118,5 +138,9 @@ int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,
 int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
                      t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
                      int max_tokens, t2_err *err);
+/* The cached set of mx, else its factored weights (nothing built or
+ * counted: the caller counts tokens and asks for t2_adapt_materialise). */
+int t2_adapt_weights_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
+                              const t2_mixture *mx, t2_adapt_cache *cache, t2_err *err);
 
 #endif

@@ -11,12 +11,25 @@ typedef struct cache_entry {
     uint64_t last_used;
 } cache_entry;
 
+/* Tokens generated so far with a mixture's factored weights: a mixture is
+ * worth materialising once that rent reaches the build's price
+ * (t2_weights_policy). A fixed table; the least recently charged entry
+ * makes room (a forgotten mixture only starts over). */
+#define LEDGER_SLOTS 256
+
+typedef struct ledger_entry {
+    char *key;
+    uint64_t tokens, last_used;
+} ledger_entry;
+
 struct t2_adapt_cache {
     pthread_mutex_t mu;
     size_t capacity, bytes;
     size_t n, cap_entries;
     cache_entry *entries;
     uint64_t clock, hits, misses;
+    ledger_entry ledger[LEDGER_SLOTS];
+    size_t n_ledger;
 };
 
 int t2_adapt_cache_create(t2_adapt_cache **out, size_t capacity_bytes, t2_err *err)
@@ -39,6 +52,8 @@ void t2_adapt_cache_free(t2_adapt_cache *c)
         t2_adapted_unref(c->entries[i].a);
     }
     free(c->entries);
+    for (size_t i = 0; i < c->n_ledger; i++)
+        free(c->ledger[i].key);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -124,4 +139,53 @@ void t2_adapt_cache_stats(t2_adapt_cache *c, uint64_t *hits, uint64_t *misses, s
     *bytes = c->bytes;
     *entries = c->n;
     pthread_mutex_unlock(&c->mu);
+}
+
+static ledger_entry *ledger_find(t2_adapt_cache *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_ledger; i++)
+        if (strcmp(c->ledger[i].key, key) == 0)
+            return &c->ledger[i];
+    return NULL;
+}
+
+uint64_t t2_adapt_cache_tokens(t2_adapt_cache *c, const char *key)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    ledger_entry *l = ledger_find(c, key);
+    uint64_t t = l ? l->tokens : 0;
+    pthread_mutex_unlock(&c->mu);
+    return t;
+}
+
+uint64_t t2_adapt_cache_charge(t2_adapt_cache *c, const char *key, uint64_t tokens)
+{
+    if (!c)
+        return tokens;
+    pthread_mutex_lock(&c->mu);
+    ledger_entry *l = ledger_find(c, key);
+    if (!l) {
+        char *k = strdup(key);
+        if (!k) { /* not remembering only delays a build */
+            pthread_mutex_unlock(&c->mu);
+            return tokens;
+        }
+        if (c->n_ledger == LEDGER_SLOTS) {
+            l = &c->ledger[0];
+            for (size_t i = 1; i < c->n_ledger; i++)
+                if (c->ledger[i].last_used < l->last_used)
+                    l = &c->ledger[i];
+            free(l->key);
+        } else {
+            l = &c->ledger[c->n_ledger++];
+        }
+        *l = (ledger_entry){k, 0, 0};
+    }
+    l->tokens += tokens;
+    l->last_used = ++c->clock;
+    uint64_t t = l->tokens;
+    pthread_mutex_unlock(&c->mu);
+    return t;
 }

@@ -13,7 +13,7 @@ void t2_engine_opts_defaults(t2_engine_opts *o)
     memset(o, 0, sizeof *o);
     o->svf_set = T2_SVF_MLP;
     o->adapted_cache_mb = 512;
-    o->materialise_min_tokens = 32;
+    o->materialise_min_tokens = T2_MATERIALISE_MIN_TOKENS;
 }
 
 static void log_msg(const t2_engine_opts *o, const char *fmt, ...)
@@ -58,7 +58,7 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
     if (!e)
         return t2_err_set(err, "out of memory");
     e->policy.materialise_min_tokens =
-        o->materialise_min_tokens > 0 ? o->materialise_min_tokens : 32;
+        o->materialise_min_tokens > 0 ? o->materialise_min_tokens : T2_MATERIALISE_MIN_TOKENS;
     e->classify_prompt =
         strdup(o->classify_prompt ? o->classify_prompt : T2_DEFAULT_CLASSIFY_PROMPT);
     progress_state ps = {o, 0.0};
@@ -99,6 +99,10 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
         rc = t2_profiles_open(&e->profiles, o->profiles_dir, err);
     if (rc == 0)
         rc = t2_adapt_cache_create(&e->cache, o->adapted_cache_mb << 20, err);
+    if (rc == 0 && e->svf)
+        log_msg(o,
+                "a mixture not in the cache is materialised after %d tokens on its factored form",
+                e->policy.materialise_min_tokens);
     if (rc != 0) {
         t2_engine_free(e);
         return -1;
@@ -253,6 +257,11 @@ int t2_engine_weights_on(t2_engine *e, const t2_mixture *mx, int max_tokens, t2_
                          t2_adapted **out, t2_err *err)
 {
     return t2_adapt_weights(out, e->model, e->svf, mx, e->cache, pool, &e->policy, max_tokens, err);
+}
+
+int t2_engine_weights_factored(t2_engine *e, const t2_mixture *mx, t2_adapted **out, t2_err *err)
+{
+    return t2_adapt_weights_factored(out, e->model, e->svf, mx, e->cache, err);
 }
 
 bool t2_answer_matches(const char *generated, const char *answer)

@@ -34,7 +34,7 @@ typedef struct t2_engine_opts {
     int threads;                 /* <= 0: all cores */
     size_t adapted_cache_mb;     /* materialised weight sets kept, default 512 */
     const char *classify_prompt; /* NULL: T2_DEFAULT_CLASSIFY_PROMPT */
-    int materialise_min_tokens;  /* policy, default 32 */
+    int materialise_min_tokens;  /* t2_weights_policy; default T2_MATERIALISE_MIN_TOKENS */
     t2_wtype weights;            /* weight format kept in memory, default f32 */
     bool kv_f16;                 /* contexts keep K/V in f16 (default f32) */
     /* progress and warnings while opening (may be NULL) */
@@ -138,6 +138,9 @@ int t2_engine_weights(t2_engine *e, const t2_mixture *mx, int max_tokens, t2_ada
                       t2_err *err);
 int t2_engine_weights_on(t2_engine *e, const t2_mixture *mx, int max_tokens, t2_pool *pool,
                          t2_adapted **out, t2_err *err);
+/* The cached set of mx, else its factored weights: nothing is built or
+ * counted (t2 serve counts its jobs' tokens and builds in the background) */
+int t2_engine_weights_factored(t2_engine *e, const t2_mixture *mx, t2_adapted **out, t2_err *err);
 
 /* ---- few-shot ---- */
 

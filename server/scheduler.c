@@ -9,11 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_STOP_STRINGS 16
 
 /* ---- jobs and tasks ---- */
+
+/* a mixture for the builder to materialise (copies: the job may be gone) */
+typedef struct build_req {
+    t2_mixture mx;
+    char *key;
+} build_req;
 
 typedef struct job {
     uint64_t id;
@@ -34,7 +42,14 @@ typedef struct job {
     /* after pass 1 */
     t2_decision decision;
     t2_adapted *weights;
-    bool upgrade; /* weights are factored while their materialised set is built */
+    /* factored weights: the tokens generated with them (rent) and with
+     * their mixture before this job; once the sum reaches the policy's
+     * materialise_min_tokens, build goes to the builder and the job
+     * switches to the materialised set when it is done */
+    bool upgrade;
+    uint64_t rent_before;
+    int rent;
+    build_req build;
     /* decoding */
     t2_ctx *ctx;
     t2_gen_seq *seq;
@@ -62,6 +77,8 @@ typedef struct live {
 } live;
 
 #define MAX_BUILT 16
+/* mixtures waiting for the builder; more are left factored */
+#define MAX_PENDING_BUILDS 8
 
 struct t2_sched {
     t2_engine *e;
@@ -79,12 +96,18 @@ struct t2_sched {
     int n_workers;
     pthread_t decoder;
     bool decoder_started;
-    /* materialised sets built in the background by pass-1 workers, for
-     * the decode thread to swap in (under mu) */
+    /* mixtures to materialise, for the builder thread (under mu) */
+    build_req pending[MAX_PENDING_BUILDS];
+    int n_pending;
+    char *building; /* the key the builder is on (under mu) */
+    pthread_cond_t build_cv;
+    pthread_t builder;
+    bool builder_started;
+    t2_pool *build_pool;
+    /* materialised sets built in the background by the builder, for the
+     * decode thread to swap in (under mu) */
     t2_adapted *built[MAX_BUILT];
     int n_built;
-    uint64_t n_readied, n_admitted; /* jobs put on / taken off and prefilled from the ready queue */
-    pthread_cond_t admit_cv;
     /* decode thread only */
     job **active;
     int n_active;
@@ -117,6 +140,8 @@ static void job_free(job *j)
     for (size_t i = 0; i < j->gen.n_stop; i++)
         free(j->stops[i]);
     t2_decision_clear(&j->decision);
+    t2_mixture_clear(&j->build.mx);
+    free(j->build.key);
     t2_adapted_unref(j->weights);
     t2_gen_seq_free(j->seq);
     free(j);
@@ -230,24 +255,6 @@ static int copy_mixture(t2_mixture *dst, const t2_mixture *src, size_t n_mats)
     return 0;
 }
 
-/* Waits until the decode thread has taken the job with this ticket off
- * the ready queue and prefilled it (its first token is out), so a
- * background build does not delay a first token on a machine with few
- * cores; at most ADMIT_WAIT_S, so a full batch does not hold up this
- * worker's next pass 1 for long. */
-#define ADMIT_WAIT_S 1
-static void wait_admitted(t2_sched *s, uint64_t ticket)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ADMIT_WAIT_S;
-    pthread_mutex_lock(&s->mu);
-    while (s->n_admitted < ticket && !s->stopping)
-        if (pthread_cond_timedwait(&s->admit_cv, &s->mu, &until) != 0)
-            break;
-    pthread_mutex_unlock(&s->mu);
-}
-
 /* Hands a materialised set to the decode thread (the oldest unclaimed one
  * is dropped when the board is full: its jobs stay factored). */
 static void post_built(t2_sched *s, t2_adapted *a)
@@ -263,6 +270,22 @@ static void post_built(t2_sched *s, t2_adapted *a)
     pthread_cond_signal(&s->ready_cv);
     pthread_mutex_unlock(&s->mu);
     t2_adapted_unref(drop);
+}
+
+/* Under mu: hands the request to the builder unless its mixture is
+ * already being built or waiting, or the builder's queue is full (the job
+ * then stays factored). True when the builder took it (and owns it). */
+static bool queue_build(t2_sched *s, const build_req *br)
+{
+    if (!s->builder_started || s->n_pending == MAX_PENDING_BUILDS ||
+        (s->building && strcmp(s->building, br->key) == 0))
+        return false;
+    for (int i = 0; i < s->n_pending; i++)
+        if (strcmp(s->pending[i].key, br->key) == 0)
+            return false;
+    s->pending[s->n_pending++] = *br;
+    pthread_cond_signal(&s->build_cv);
+    return true;
 }
 
 /* Returns true when the job moved on to the decode queue; otherwise it
@@ -287,22 +310,21 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
     }
     if (j->ev.on_decision)
         j->ev.on_decision(j->user, &j->decision);
-    /* A mixture not in the cache starts factored (no rebuild before the
-     * first token); when the generation is long enough to pay for it, the
-     * materialised set is built below, after the job went on, and swapped
-     * in by the decode thread between two steps. */
+    /* A mixture not in the cache starts factored (no build before the
+     * first token); the decode thread counts its tokens (note_token) and
+     * has it built in the background once they pay for a build, then
+     * swaps the materialised set in between two steps. */
     t2_engine *e = s->e;
-    int mt = j->gen.max_tokens;
-    bool later = e->cache && mt >= e->policy.materialise_min_tokens;
-    if (t2_engine_weights_on(e, &j->decision.mixture, later ? 0 : mt, t2_ctx_pool(ctx), &j->weights,
-                             &err) != 0) {
+    if (t2_engine_weights_factored(e, &j->decision.mixture, &j->weights, &err) != 0) {
         fail_job(s, j, 500, err.msg);
         return false;
     }
-    t2_mixture mx = {0};
-    later = later && j->weights && j->weights->factored &&
-            copy_mixture(&mx, &j->decision.mixture, e->svf ? e->svf->n : 0) == 0;
-    j->upgrade = later;
+    if (e->cache && j->weights && j->weights->factored && j->weights->key &&
+        copy_mixture(&j->build.mx, &j->decision.mixture, e->svf ? e->svf->n : 0) == 0) {
+        j->build.key = strdup(j->weights->key);
+        j->upgrade = j->build.key != NULL;
+        j->rent_before = t2_adapt_cache_tokens(e->cache, j->weights->key);
+    }
     pthread_mutex_lock(&s->mu);
     j->next = NULL;
     if (s->ready_tail)
@@ -310,23 +332,59 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
     else
         s->ready_head = j;
     s->ready_tail = j;
-    uint64_t ticket = ++s->n_readied;
     s->n_waiting++;
     s->n_running--;
     pthread_cond_signal(&s->ready_cv);
     pthread_mutex_unlock(&s->mu);
-    if (later) { /* the job may be gone by now: only mx is used */
-        wait_admitted(s, ticket);
+    return true;
+}
+
+/* ---- the builder thread ---- */
+
+/* The builder's niceness: a materialised set is only worth building with
+ * cycles decode does not need. Decode's threads meet at a barrier after
+ * every product, so a builder taking a share of one core slows every step
+ * by that share (at equal priority on 2 cores: a seedling q8_0 request of
+ * 32 tokens 37 -> 122 ms). Per thread on Linux (setpriority on the thread
+ * id). */
+#define BUILD_NICE 19
+
+static void *builder_main(void *arg)
+{
+    t2_sched *s = arg;
+    t2_engine *e = s->e;
+    /* lowering one's own priority needs no privilege; should it fail, the
+     * builds merely compete with decode as equals */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), BUILD_NICE);
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->n_pending && !s->stopping)
+            pthread_cond_wait(&s->build_cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        build_req br = s->pending[0];
+        memmove(s->pending, s->pending + 1, (size_t)(s->n_pending - 1) * sizeof *s->pending);
+        s->n_pending--;
+        s->building = br.key;
+        pthread_mutex_unlock(&s->mu);
         t2_adapted *a = NULL;
-        if (t2_adapt_materialise(&a, e->model, e->svf, &mx, e->cache, t2_ctx_pool(ctx), &err) ==
+        t2_err err;
+        if (!s->stopping &&
+            t2_adapt_materialise(&a, e->model, e->svf, &br.mx, e->cache, s->build_pool, &err) ==
                 0 &&
             a)
             post_built(s, a);
         else
             t2_adapted_unref(a);
-        t2_mixture_clear(&mx);
+        pthread_mutex_lock(&s->mu);
+        s->building = NULL;
+        pthread_mutex_unlock(&s->mu);
+        t2_mixture_clear(&br.mx);
+        free(br.key);
     }
-    return true;
+    return NULL;
 }
 
 typedef struct worker_state {
@@ -436,6 +494,8 @@ static t2_ctx *take_ctx(t2_sched *s, const char *key, const int32_t *prompt, siz
 
 static void release(t2_sched *s, job *j, const char *finish)
 {
+    if (j->rent > 0 && j->build.key)
+        t2_adapt_cache_charge(s->e->cache, j->build.key, (uint64_t)j->rent);
     if (j->ctx) {
         t2_ctx_set_layers(j->ctx, NULL);
         s->free_ctx[s->n_free_ctx++] = j->ctx;
@@ -476,6 +536,30 @@ static void apply_built(t2_sched *s, t2_adapted **built, int n)
     }
 }
 
+/* A token of job j: while its weights are factored it adds to their rent;
+ * once the mixture's rent (earlier jobs' and j's) reaches the policy's
+ * materialise_min_tokens, the builder gets the mixture (t2_weights_policy:
+ * rent, then buy). */
+static void note_token(t2_sched *s, job *j)
+{
+    if (!j->upgrade)
+        return;
+    j->rent++;
+    if (j->build.mx.n == 0 ||
+        j->rent_before + (uint64_t)j->rent < (uint64_t)s->e->policy.materialise_min_tokens)
+        return;
+    build_req br = j->build;
+    pthread_mutex_lock(&s->mu);
+    bool queued = queue_build(s, &br);
+    pthread_mutex_unlock(&s->mu);
+    if (queued) { /* the builder owns the copies; j keeps its key to charge */
+        j->build.mx = (t2_mixture){0};
+        j->build.key = strdup(br.key);
+    } else { /* being built already, or the queue is full: j stays factored */
+        t2_mixture_clear(&j->build.mx);
+    }
+}
+
 /* Prefills a newly admitted job; true when it joined the batch. */
 static bool admit(t2_sched *s, job *j)
 {
@@ -509,6 +593,7 @@ static bool admit(t2_sched *s, job *j)
         return false;
     }
     bool full = t2_ctx_n_past(j->ctx) >= t2_ctx_n_ctx(j->ctx);
+    note_token(s, j);
     if (t2_gen_seq_step(j->seq, logits, full, &j->next_tok)) {
         release(s, j, seq_finish(j));
         return false;
@@ -560,6 +645,7 @@ static void decode_step(t2_sched *s)
     for (int i = 0; i < n; i++) {
         job *j = s->active[i];
         bool full = t2_ctx_n_past(j->ctx) >= t2_ctx_n_ctx(j->ctx);
+        note_token(s, j);
         if (t2_gen_seq_step(j->seq, logits + (size_t)i * V, full, &j->next_tok))
             release(s, j, seq_finish(j));
         else
@@ -605,12 +691,6 @@ static void *decoder_main(void *arg)
                 s->active[s->n_active++] = j;
             }
         }
-        if (n_new > 0) {
-            pthread_mutex_lock(&s->mu);
-            s->n_admitted += (uint64_t)n_new;
-            pthread_cond_broadcast(&s->admit_cv);
-            pthread_mutex_unlock(&s->mu);
-        }
         apply_built(s, built, n_built);
         reap(s);
         if (s->n_active > 0)
@@ -640,7 +720,7 @@ int t2_sched_create(t2_sched **out, t2_engine *e, const t2_sched_opts *o, t2_err
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
-    pthread_cond_init(&s->admit_cv, NULL);
+    pthread_cond_init(&s->build_cv, NULL);
     s->next_id = 1;
     s->active = calloc((size_t)s->o.max_seqs, sizeof *s->active);
     s->free_ctx = calloc((size_t)s->o.max_seqs, sizeof *s->free_ctx);
@@ -648,6 +728,19 @@ int t2_sched_create(t2_sched **out, t2_engine *e, const t2_sched_opts *o, t2_err
     if (!s->active || !s->free_ctx || !s->workers) {
         t2_sched_free(s);
         return t2_err_set(err, "out of memory");
+    }
+    /* before the workers, which hand it builds; a pool of one thread: the
+     * builder works alone, at its own niceness */
+    if (e->cache) {
+        if (t2_pool_create(&s->build_pool, 1, err) != 0) {
+            t2_sched_free(s);
+            return -1;
+        }
+        if (pthread_create(&s->builder, NULL, builder_main, s) != 0) {
+            t2_sched_free(s);
+            return t2_err_set(err, "cannot start the builder thread");
+        }
+        s->builder_started = true;
     }
     for (int i = 0; i < s->o.pass1_workers; i++) {
         worker_state *w = calloc(1, sizeof *w);
@@ -691,10 +784,17 @@ void t2_sched_free(t2_sched *s)
         atomic_store(&l->j->cancel, true);
     pthread_cond_broadcast(&s->work_cv);
     pthread_cond_broadcast(&s->ready_cv);
-    pthread_cond_broadcast(&s->admit_cv);
+    pthread_cond_broadcast(&s->build_cv);
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i], NULL);
+    if (s->builder_started)
+        pthread_join(s->builder, NULL);
+    for (int i = 0; i < s->n_pending; i++) {
+        t2_mixture_clear(&s->pending[i].mx);
+        free(s->pending[i].key);
+    }
+    t2_pool_free(s->build_pool);
     if (s->decoder_started)
         pthread_join(s->decoder, NULL);
     /* jobs that passed pass 1 after the decoder stopped */
@@ -715,7 +815,7 @@ void t2_sched_free(t2_sched *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->ready_cv);
-    pthread_cond_destroy(&s->admit_cv);
+    pthread_cond_destroy(&s->build_cv);
     free(s);
 }
 

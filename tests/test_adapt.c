@@ -251,20 +251,27 @@ static void test_weights_cache(void **state)
     uint64_t h0, m0, h1, m1;
     size_t bytes, entries;
     t2_adapt_cache_stats(f->e->cache, &h0, &m0, &bytes, &entries);
-    t2_adapted *a, *b, *c;
-    /* short generation: factored, not cached */
+    t2_adapted *a, *a2, *b, *c;
+    int min = f->e->policy.materialise_min_tokens;
+    assert_int_equal(min, T2_MATERIALISE_MIN_TOKENS);
+    /* generations of the mixture run factored, not cached, while their
+     * tokens add up to less than the threshold */
     assert_int_equal(t2_engine_weights(f->e, &mx, 4, &a, &err), 0);
     assert_true(a->factored);
-    /* long generation: materialised and cached, then a hit */
-    assert_int_equal(t2_engine_weights(f->e, &mx, 200, &b, &err), 0);
+    assert_int_equal(t2_engine_weights(f->e, &mx, min - 5, &a2, &err), 0);
+    assert_true(a2->factored);
+    assert_int_equal(t2_adapt_cache_tokens(f->e->cache, a2->key), (uint64_t)min - 1);
+    /* the one that reaches it: materialised and cached, then a hit */
+    assert_int_equal(t2_engine_weights(f->e, &mx, 1, &b, &err), 0);
     assert_false(b->factored);
     assert_int_equal(t2_engine_weights(f->e, &mx, 4, &c, &err), 0);
     assert_ptr_equal(b, c);
     t2_adapt_cache_stats(f->e->cache, &h1, &m1, &bytes, &entries);
     assert_int_equal(h1 - h0, 1);
-    assert_int_equal(m1 - m0, 2);
+    assert_int_equal(m1 - m0, 3);
     assert_int_equal(bytes % (24 * 768 * 256 * 4), 0); /* 24 matrices of 768 x 256 floats each */
     t2_adapted_unref(a);
+    t2_adapted_unref(a2);
     t2_adapted_unref(b);
     t2_adapted_unref(c);
     t2_mixture_clear(&mx);

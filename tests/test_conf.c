@@ -92,7 +92,7 @@ static void test_set(void **state)
     assert_int_equal(t2_conf_set(&c, "weights", "f16", "flag --weights", err, sizeof err), -1);
     assert_non_null(strstr(err, "weights"));
     assert_string_equal(c.weights, "bf16");
-    assert_int_equal(c.materialise_min_tokens, 32);
+    assert_int_equal(c.materialise_min_tokens, 64);
     assert_int_equal(t2_conf_set(&c, "materialise_min_tokens", "1000", "t", err, sizeof err), 0);
     assert_int_equal(c.materialise_min_tokens, 1000);
     assert_int_equal(t2_conf_set(&c, "materialise_min_tokens", "0", "t", err, sizeof err), -1);

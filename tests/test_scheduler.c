@@ -638,6 +638,92 @@ static void test_first_pass1_warm(void **state)
     }
 }
 
+/* A mixture not in the cache runs factored; once the tokens generated with
+ * it, over its jobs, reach materialise_min_tokens (30 here), the builder
+ * thread materialises and caches it (t2_weights_policy), and a job still
+ * running then switches to it: the same text as the factored weights
+ * alone, each time. */
+static void test_background_build(void **state)
+{
+    fixture *f = *state;
+    if (test_quick())
+        skip(); /* a build: 24 products of 768 x 256 x 256, CPU-minutes under valgrind */
+    t2_engine *e = f->e;
+    int saved = e->policy.materialise_min_tokens;
+    e->policy.materialise_min_tokens = 30;
+    static const char *names[2] = {"math", "code"};
+    static const float alpha[2] = {0.9f, 0.4f};
+    t2_adapt_req adapt = {
+        .strategy = T2_STRATEGY_MIXTURE, .n_mix = 2, .mix_names = names, .mix_alpha = alpha};
+    t2_ctx *ctx;
+    t2_err err;
+    assert_int_equal(t2_ctx_create(&ctx, e->model, e->pool, 256, &err), 0);
+    t2_decision d;
+    int code;
+    assert_int_equal(t2_engine_decide(e, ctx, &adapt, questions[0], &d, &code, &err), 0);
+    t2_adapted *w;
+    assert_int_equal(t2_engine_weights_factored(e, &d.mixture, &w, &err), 0);
+    assert_true(w->factored);
+    char *key = strdup(w->key);
+    size_t n;
+    int32_t *ids = chat_ids(f, questions[0], &n);
+    t2_gen_params gp;
+    t2_gen_params_defaults(&gp);
+    gp.max_tokens = 20;
+    gp.ignore_eos = true;
+    t2_ctx_set_layers(ctx, w->layers);
+    t2_gen_result alone;
+    assert_int_equal(t2_generate(ctx, e->model, ids, n, &gp, NULL, NULL, &alone, &err), 0);
+    t2_adapted_unref(w);
+    t2_decision_clear(&d);
+    t2_ctx_free(ctx);
+
+    t2_sched_opts so;
+    t2_sched_opts_defaults(&so);
+    so.n_ctx = 256;
+    so.warm_pass1 = false;
+    t2_sched *s;
+    assert_int_equal(t2_sched_create(&s, e, &so, &err), 0);
+    uint64_t rent = 0;
+    for (int job = 0; job < 3; job++) {
+        t2_job_req r = {.prompt = ids, .n_prompt = n, .question = questions[0], .adapt = adapt};
+        r.gen = gp;
+        outcome o;
+        outcome_init(&o);
+        uint64_t id;
+        assert_int_equal(t2_sched_submit(s, &r, &events, &o, &id, &code, &err), 0);
+        wait_done(&o);
+        assert_int_equal(o.res.error_code, 0);
+        assert_int_equal(o.res.completion_tokens, 20);
+        if (strcmp(o.text, alone.text) != 0)
+            fail_msg("job %d: '%s' in the scheduler, '%s' alone", job, o.text, alone.text);
+        t2_adapted *m = t2_adapt_cache_peek(e->cache, key);
+        if (job == 0) { /* 20 tokens of rent: nothing asked of the builder */
+            assert_int_equal(t2_adapt_cache_tokens(e->cache, key), 20);
+            assert_null(m);
+        } else if (job == 1) { /* asked at 20 + 10 tokens: built in the background */
+            for (int i = 0; i < 2000 && !m; i++) {
+                usleep(5000);
+                m = t2_adapt_cache_peek(e->cache, key);
+            }
+            assert_non_null(m);
+            assert_false(m->factored);
+            /* rent stops where the job switched, if it did before its end */
+            rent = t2_adapt_cache_tokens(e->cache, key);
+            assert_true(rent >= 30 && rent <= 40);
+        } else { /* from the cache: materialised from the start, no rent */
+            assert_non_null(m);
+            assert_int_equal(t2_adapt_cache_tokens(e->cache, key), rent);
+        }
+        t2_adapted_unref(m);
+    }
+    t2_sched_free(s);
+    t2_gen_result_free(&alone);
+    free(ids);
+    free(key);
+    e->policy.materialise_min_tokens = saved;
+}
+
 static void test_limits_cancel_timeout(void **state)
 {
     fixture *f = *state;
@@ -727,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_classify_raw_prompt),
         cmocka_unit_test(test_concurrent_equals_alone),
         cmocka_unit_test(test_first_pass1_warm),
+        cmocka_unit_test(test_background_build),
         cmocka_unit_test(test_limits_cancel_timeout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -114,12 +114,15 @@ R.eq("stopped cleanly", S.stop(), 0)
 rc, out, err = run(["--kv-cache", "q4"])
 R.check("bad --kv-cache -> 2 naming the key", rc == 2 and "kv_cache" in err, (rc, err))
 
-# materialise_min_tokens: a mixture not in the cache is built in the background (then
-# cached) for a generation of at least that many tokens, else it runs factored; the build
-# shows in /metrics as a cached set
+# materialise_min_tokens: a mixture not in the cache runs factored until that many tokens
+# were generated with it (over all its requests), then is built in the background and
+# cached; the build shows in /metrics as a cached set
 def mixture_sets(server, weight):
+    # 40 tokens exactly: repetition_penalty keeps the chat's end of turn, which the
+    # prompt holds, away (bench/load.py)
     st, body, _ = server.json("POST", "/v1/generate", {
-        "prompt": prompts[0], "max_tokens": 40, "temperature": 0,
+        "messages": [{"role": "user", "content": prompts[0]}], "max_tokens": 40,
+        "temperature": 0, "repetition_penalty": 100,
         "adaptation": {"strategy": "mixture", "mixture": {"math": weight, "code": 0.5}}})
     sets = None
     for _ in range(100):  # the build finishes after the request, in the background
@@ -128,16 +131,23 @@ def mixture_sets(server, weight):
         if sets and sets[0] != "t2_adapted_cache_sets 0":
             break
         time.sleep(0.05)
-    return st, (sets[0].split()[1] if sets else None)
+    tokens = body.get("usage", {}).get("completion_tokens") if st == 200 else None
+    return st, tokens, (sets[0].split()[1] if sets else None)
 
 
 S = Server(T2)
-R.eq("40 tokens on a new mixture (default 32): one set built and cached",
-     mixture_sets(S, 0.6), (200, "1"))
+R.eq("40 tokens on a new mixture (default 64): nothing built",
+     mixture_sets(S, 0.6), (200, 40, "0"))
 R.eq("stopped cleanly", S.stop(), 0)
-S = Server(T2, "--materialise-min-tokens", "1000")
-R.eq("--materialise-min-tokens 1000: 40 tokens on a new mixture build nothing",
-     mixture_sets(S, 0.6), (200, "0"))
+S = Server(T2, "--materialise-min-tokens", "60")
+R.eq("--materialise-min-tokens 60: a first 40 tokens on a new mixture build nothing",
+     mixture_sets(S, 0.6), (200, 40, "0"))
+R.eq("--materialise-min-tokens 60: a second request on it (80 tokens in all) builds it",
+     mixture_sets(S, 0.6), (200, 40, "1"))
+R.eq("stopped cleanly", S.stop(), 0)
+S = Server(T2, "--materialise-min-tokens", "30")
+R.eq("--materialise-min-tokens 30: 40 tokens on a new mixture build it during the request",
+     mixture_sets(S, 0.7), (200, 40, "1"))
 R.eq("stopped cleanly", S.stop(), 0)
 rc, out, err = run(["--materialise-min-tokens", "0"])
 R.check("bad --materialise-min-tokens -> 2 naming the key",

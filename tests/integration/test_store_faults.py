@@ -80,8 +80,8 @@ def cache_hits(srv):
 
 
 def warm(srv, expert):
-    """Requests on the expert (40 tokens: long enough to be materialised)
-    until one finds its materialised weights in the cache. A first request
+    """Requests on the expert (its server built after one factored token:
+    --materialise-min-tokens 1) until one finds its materialised weights in the cache. A first request
     starts on the factored form and swaps the materialised set in when the
     background build is done, at a step that depends on the machine's load
     (the test failed when integration_load ran beside it); the two forms
@@ -249,7 +249,7 @@ else:
 shutil.rmtree(mnt, ignore_errors=True)  # after the umount: the empty mount point
 
 # ---------------- delete while a request uses the expert ----------------
-S = Server(T2, "--max-seqs", "2")
+S = Server(T2, "--max-seqs", "2", "--materialise-min-tokens", "1")
 R.eq("upload inuse", S.request("PUT", "/v1/experts/inuse", body=MATH, headers=OCTET)[0], 201)
 req = dict(LONG, adaptation={"expert": "inuse"})
 R.check("inuse's materialised weights cached", warm(S, "inuse"))
