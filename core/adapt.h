@@ -125,7 +125,7 @@ typedef struct t2_weights_policy {
 
 /* The default: measured break-evens on seedling (2 cores) were ~40 tokens
  * for f32 (a build ~60 ms, a factored token ~1.5 ms slower) and ~160 for
- * q8_0 (~80 ms, ~0.5 ms); 64 keeps either within ~3x of the better
+ * q8_0 (~80 ms, ~0.5 ms); 64 keeps either within 3.5x of the better
  * choice in hindsight (docs/PERFORMANCE.md, stop 29). */
 #define T2_MATERIALISE_MIN_TOKENS 64
 

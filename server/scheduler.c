@@ -678,8 +678,10 @@ static void *decoder_main(void *arg)
         memcpy(built, s->built, (size_t)n_built * sizeof *built);
         s->n_built = 0;
         pthread_mutex_unlock(&s->mu);
-        if (stop)
+        if (stop) {
+            apply_built(s, built, n_built); /* no job left: only drops them */
             break;
+        }
         for (int i = 0; i < n_new; i++) {
             job *j = admitted[i];
             if (atomic_load(&j->cancel) || s->stopping) {
