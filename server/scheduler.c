@@ -1,6 +1,8 @@
 /* Pass-1 workers and the continuous-batching decode thread. */
 #include "scheduler.h"
 
+#include "builder.h"
+
 #include "clock.h"
 
 #include <math.h>
@@ -9,19 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #define MAX_STOP_STRINGS 16
 
 /* ---- jobs and tasks ---- */
-
-/* a mixture for the builder to materialise (copies: the job may be gone) */
-typedef struct build_req {
-    t2_mixture mx;
-    char *key;
-} build_req;
 
 typedef struct job {
     uint64_t id;
@@ -42,14 +36,13 @@ typedef struct job {
     /* after pass 1 */
     t2_decision decision;
     t2_adapted *weights;
-    /* factored weights: the tokens generated with them (rent) and with
-     * their mixture before this job; once the sum reaches the policy's
-     * materialise_min_tokens, build goes to the builder and the job
-     * switches to the materialised set when it is done */
-    bool upgrade;
+    /* factored weights (of a mixture not in the cache): the tokens
+     * generated with them (rent) and with the mixture before this job;
+     * once the sum reaches the policy's materialise_min_tokens the builder
+     * is asked for the set, and the job switches to it when it is done */
+    bool upgrade, build_asked;
     uint64_t rent_before;
     int rent;
-    build_req build;
     /* decoding */
     t2_ctx *ctx;
     t2_gen_seq *seq;
@@ -77,8 +70,6 @@ typedef struct live {
 } live;
 
 #define MAX_BUILT 16
-/* mixtures waiting for the builder; more are left factored */
-#define MAX_PENDING_BUILDS 8
 
 struct t2_sched {
     t2_engine *e;
@@ -96,14 +87,7 @@ struct t2_sched {
     int n_workers;
     pthread_t decoder;
     bool decoder_started;
-    /* mixtures to materialise, for the builder thread (under mu) */
-    build_req pending[MAX_PENDING_BUILDS];
-    int n_pending;
-    char *building; /* the key the builder is on (under mu) */
-    pthread_cond_t build_cv;
-    pthread_t builder;
-    bool builder_started;
-    t2_pool *build_pool;
+    t2_builder *builder; /* NULL without an adapted-set cache */
     /* materialised sets built in the background by the builder, for the
      * decode thread to swap in (under mu) */
     t2_adapted *built[MAX_BUILT];
@@ -140,8 +124,6 @@ static void job_free(job *j)
     for (size_t i = 0; i < j->gen.n_stop; i++)
         free(j->stops[i]);
     t2_decision_clear(&j->decision);
-    t2_mixture_clear(&j->build.mx);
-    free(j->build.key);
     t2_adapted_unref(j->weights);
     t2_gen_seq_free(j->seq);
     free(j);
@@ -242,23 +224,12 @@ static bool job_expired(const job *j)
 
 /* ---- pass-1 workers ---- */
 
-static int copy_mixture(t2_mixture *dst, const t2_mixture *src, size_t n_mats)
+/* The builder's callback: hands a materialised set to the decode thread
+ * (the oldest unclaimed one is dropped when the board is full: its jobs
+ * stay factored). */
+static void on_built(void *user, t2_adapted *a)
 {
-    t2_err err;
-    for (size_t i = 0; i < src->n; i++) {
-        const t2_mix_term *t = &src->terms[i];
-        if (t2_mixture_add(dst, t->expert, t->alpha, t->alpha_per_mat, n_mats, &err) != 0) {
-            t2_mixture_clear(dst);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Hands a materialised set to the decode thread (the oldest unclaimed one
- * is dropped when the board is full: its jobs stay factored). */
-static void post_built(t2_sched *s, t2_adapted *a)
-{
+    t2_sched *s = user;
     t2_adapted *drop = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->n_built == MAX_BUILT) {
@@ -270,22 +241,6 @@ static void post_built(t2_sched *s, t2_adapted *a)
     pthread_cond_signal(&s->ready_cv);
     pthread_mutex_unlock(&s->mu);
     t2_adapted_unref(drop);
-}
-
-/* Under mu: hands the request to the builder unless its mixture is
- * already being built or waiting, or the builder's queue is full (the job
- * then stays factored). True when the builder took it (and owns it). */
-static bool queue_build(t2_sched *s, const build_req *br)
-{
-    if (!s->builder_started || s->n_pending == MAX_PENDING_BUILDS ||
-        (s->building && strcmp(s->building, br->key) == 0))
-        return false;
-    for (int i = 0; i < s->n_pending; i++)
-        if (strcmp(s->pending[i].key, br->key) == 0)
-            return false;
-    s->pending[s->n_pending++] = *br;
-    pthread_cond_signal(&s->build_cv);
-    return true;
 }
 
 /* Returns true when the job moved on to the decode queue; otherwise it
@@ -319,10 +274,8 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
         fail_job(s, j, 500, err.msg);
         return false;
     }
-    if (e->cache && j->weights && j->weights->factored && j->weights->key &&
-        copy_mixture(&j->build.mx, &j->decision.mixture, e->svf ? e->svf->n : 0) == 0) {
-        j->build.key = strdup(j->weights->key);
-        j->upgrade = j->build.key != NULL;
+    if (s->builder && j->weights && j->weights->factored && j->weights->key) {
+        j->upgrade = true;
         j->rent_before = t2_adapt_cache_tokens(e->cache, j->weights->key);
     }
     pthread_mutex_lock(&s->mu);
@@ -337,54 +290,6 @@ static bool run_pass1(t2_sched *s, job *j, t2_ctx *ctx)
     pthread_cond_signal(&s->ready_cv);
     pthread_mutex_unlock(&s->mu);
     return true;
-}
-
-/* ---- the builder thread ---- */
-
-/* The builder's niceness: a materialised set is only worth building with
- * cycles decode does not need. Decode's threads meet at a barrier after
- * every product, so a builder taking a share of one core slows every step
- * by that share (at equal priority on 2 cores: a seedling q8_0 request of
- * 32 tokens 37 -> 122 ms). Per thread on Linux (setpriority on the thread
- * id). */
-#define BUILD_NICE 19
-
-static void *builder_main(void *arg)
-{
-    t2_sched *s = arg;
-    t2_engine *e = s->e;
-    /* lowering one's own priority needs no privilege; should it fail, the
-     * builds merely compete with decode as equals */
-    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), BUILD_NICE);
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (!s->n_pending && !s->stopping)
-            pthread_cond_wait(&s->build_cv, &s->mu);
-        if (s->stopping) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        build_req br = s->pending[0];
-        memmove(s->pending, s->pending + 1, (size_t)(s->n_pending - 1) * sizeof *s->pending);
-        s->n_pending--;
-        s->building = br.key;
-        pthread_mutex_unlock(&s->mu);
-        t2_adapted *a = NULL;
-        t2_err err;
-        if (!s->stopping &&
-            t2_adapt_materialise(&a, e->model, e->svf, &br.mx, e->cache, s->build_pool, &err) ==
-                0 &&
-            a)
-            post_built(s, a);
-        else
-            t2_adapted_unref(a);
-        pthread_mutex_lock(&s->mu);
-        s->building = NULL;
-        pthread_mutex_unlock(&s->mu);
-        t2_mixture_clear(&br.mx);
-        free(br.key);
-    }
-    return NULL;
 }
 
 typedef struct worker_state {
@@ -494,8 +399,8 @@ static t2_ctx *take_ctx(t2_sched *s, const char *key, const int32_t *prompt, siz
 
 static void release(t2_sched *s, job *j, const char *finish)
 {
-    if (j->rent > 0 && j->build.key)
-        t2_adapt_cache_charge(s->e->cache, j->build.key, (uint64_t)j->rent);
+    if (j->rent > 0) /* the materialised set, if it came, has the same key */
+        t2_adapt_cache_charge(s->e->cache, j->weights->key, (uint64_t)j->rent);
     if (j->ctx) {
         t2_ctx_set_layers(j->ctx, NULL);
         s->free_ctx[s->n_free_ctx++] = j->ctx;
@@ -545,18 +450,12 @@ static void note_token(t2_sched *s, job *j)
     if (!j->upgrade)
         return;
     j->rent++;
-    if (j->build.mx.n == 0 ||
-        j->rent_before + (uint64_t)j->rent < (uint64_t)s->e->policy.materialise_min_tokens)
-        return;
-    build_req br = j->build;
-    pthread_mutex_lock(&s->mu);
-    bool queued = queue_build(s, &br);
-    pthread_mutex_unlock(&s->mu);
-    if (queued) { /* the builder owns the copies; j keeps its key to charge */
-        j->build.mx = (t2_mixture){0};
-        j->build.key = strdup(br.key);
-    } else { /* being built already, or the queue is full: j stays factored */
-        t2_mixture_clear(&j->build.mx);
+    if (!j->build_asked &&
+        j->rent_before + (uint64_t)j->rent >= (uint64_t)s->e->policy.materialise_min_tokens) {
+        /* refused when being built already or the queue is full: j stays
+         * factored (a later job asks again) */
+        (void)t2_builder_request(s->builder, &j->decision.mixture, j->weights->key);
+        j->build_asked = true;
     }
 }
 
@@ -722,7 +621,6 @@ int t2_sched_create(t2_sched **out, t2_engine *e, const t2_sched_opts *o, t2_err
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
-    pthread_cond_init(&s->build_cv, NULL);
     s->next_id = 1;
     s->active = calloc((size_t)s->o.max_seqs, sizeof *s->active);
     s->free_ctx = calloc((size_t)s->o.max_seqs, sizeof *s->free_ctx);
@@ -731,18 +629,9 @@ int t2_sched_create(t2_sched **out, t2_engine *e, const t2_sched_opts *o, t2_err
         t2_sched_free(s);
         return t2_err_set(err, "out of memory");
     }
-    /* before the workers, which hand it builds; a pool of one thread: the
-     * builder works alone, at its own niceness */
-    if (e->cache) {
-        if (t2_pool_create(&s->build_pool, 1, err) != 0) {
-            t2_sched_free(s);
-            return -1;
-        }
-        if (pthread_create(&s->builder, NULL, builder_main, s) != 0) {
-            t2_sched_free(s);
-            return t2_err_set(err, "cannot start the builder thread");
-        }
-        s->builder_started = true;
+    if (e->cache && t2_builder_create(&s->builder, e, on_built, s, err) != 0) {
+        t2_sched_free(s);
+        return -1;
     }
     for (int i = 0; i < s->o.pass1_workers; i++) {
         worker_state *w = calloc(1, sizeof *w);
@@ -786,19 +675,14 @@ void t2_sched_free(t2_sched *s)
         atomic_store(&l->j->cancel, true);
     pthread_cond_broadcast(&s->work_cv);
     pthread_cond_broadcast(&s->ready_cv);
-    pthread_cond_broadcast(&s->build_cv);
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i], NULL);
-    if (s->builder_started)
-        pthread_join(s->builder, NULL);
-    for (int i = 0; i < s->n_pending; i++) {
-        t2_mixture_clear(&s->pending[i].mx);
-        free(s->pending[i].key);
-    }
-    t2_pool_free(s->build_pool);
     if (s->decoder_started)
         pthread_join(s->decoder, NULL);
+    /* after the decode thread, which asks it for builds; a set it hands
+     * over now is dropped with the board below */
+    t2_builder_free(s->builder);
     /* jobs that passed pass 1 after the decoder stopped */
     while (s->ready_head) {
         job *j = s->ready_head;
@@ -817,7 +701,6 @@ void t2_sched_free(t2_sched *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->ready_cv);
-    pthread_cond_destroy(&s->build_cv);
     free(s);
 }
 
