@@ -1,6 +1,7 @@
 /* The background builder of t2 serve: materialises adapted weight sets
- * (t2_adapt_materialise, cached) on a thread of its own at a low priority,
- * one mixture at a time, and hands each set to a callback. The scheduler
+ * (t2_adapt_materialise, cached) one mixture at a time on a thread of its
+ * own and a pool as large as decode's, all at nice 19, and hands each set
+ * to a callback. The scheduler
  * asks for a mixture once its factored tokens reach the engine's
  * materialise_min_tokens (t2_weights_policy). */
 #ifndef T2_BUILDER_H
