@@ -303,6 +303,14 @@ static int attach_views(t2_adapted *a, const t2_model *m, const t2_svf *svf, flo
     return 0;
 }
 
+size_t t2_adapted_max_bytes(const t2_model *m, const t2_svf *svf)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < svf->n; i++)
+        bytes += t2_wmat_alloc_bytes(m->wtype, svf->mats[i].m, svf->mats[i].n);
+    return bytes;
+}
+
 int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
                      t2_pool *pool, t2_err *err)
 {

@@ -98,6 +98,11 @@ t2_adapted *t2_adapt_cache_peek(t2_adapt_cache *c, const char *key);
 /* Inserts (the cache takes its own reference), evicting least recently
  * used sets until it fits; a set larger than the capacity is not kept. */
 void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a);
+/* The most memory the cache holds (adapted_cache_mb). */
+size_t t2_adapt_cache_capacity(const t2_adapt_cache *c);
+/* The storage of a materialised set adapting every matrix of svf: an
+ * upper bound of any set's t2_adapted.bytes. */
+size_t t2_adapted_max_bytes(const t2_model *m, const t2_svf *svf);
 void t2_adapt_cache_stats(t2_adapt_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes,
                           size_t *entries);
 

@@ -130,6 +130,11 @@ void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a)
     pthread_mutex_unlock(&c->mu);
 }
 
+size_t t2_adapt_cache_capacity(const t2_adapt_cache *c)
+{
+    return c->capacity; /* set once at creation */
+}
+
 void t2_adapt_cache_stats(t2_adapt_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes,
                           size_t *entries)
 {

@@ -54,6 +54,7 @@ typedef struct t2_engine {
     t2_adapt_cache *cache;
     char *classify_prompt;
     t2_weights_policy policy;
+    bool sets_fit; /* a materialised set fits in the cache: t2 serve builds them */
     t2_svf_stats svf_stats;
 } t2_engine;
 

@@ -87,7 +87,7 @@ struct t2_sched {
     int n_workers;
     pthread_t decoder;
     bool decoder_started;
-    t2_builder *builder; /* NULL without an adapted-set cache */
+    t2_builder *builder; /* NULL when a materialised set does not fit the cache */
     /* materialised sets built in the background by the builder, for the
      * decode thread to swap in (under mu) */
     t2_adapted *built[MAX_BUILT];
@@ -629,7 +629,7 @@ int t2_sched_create(t2_sched **out, t2_engine *e, const t2_sched_opts *o, t2_err
         t2_sched_free(s);
         return t2_err_set(err, "out of memory");
     }
-    if (e->cache && t2_builder_create(&s->builder, e, on_built, s, err) != 0) {
+    if (e->sets_fit && t2_builder_create(&s->builder, e, on_built, s, err) != 0) {
         t2_sched_free(s);
         return -1;
     }

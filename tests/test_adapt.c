@@ -270,6 +270,10 @@ static void test_weights_cache(void **state)
     assert_int_equal(h1 - h0, 1);
     assert_int_equal(m1 - m0, 3);
     assert_int_equal(bytes % (24 * 768 * 256 * 4), 0); /* 24 matrices of 768 x 256 floats each */
+    /* so a set fits the default cache (512 MB): t2 serve builds them */
+    assert_int_equal(t2_adapted_max_bytes(f->e->model, f->e->svf), 24 * 768 * 256 * 4);
+    assert_int_equal(t2_adapt_cache_capacity(f->e->cache), (size_t)512 << 20);
+    assert_true(f->e->sets_fit);
     t2_adapted_unref(a);
     t2_adapted_unref(a2);
     t2_adapted_unref(b);

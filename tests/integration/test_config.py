@@ -6,6 +6,7 @@ usage: test_config.py PATH/TO/t2
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,17 @@ S = Server(T2, "--materialise-min-tokens", "30")
 R.eq("--materialise-min-tokens 30: 40 tokens on a new mixture build it during the request",
      mixture_sets(S, 0.7), (200, 40, "1"))
 R.eq("stopped cleanly", S.stop(), 0)
+# a set larger than the cache would be built again for every job: none is built
+S = Server(T2, "--materialise-min-tokens", "1", "--adapted-cache-mb", "10")
+R.eq("--adapted-cache-mb 10 (a seedling set is 18 MB): 40 tokens on a new mixture, nothing cached",
+     mixture_sets(S, 0.8), (200, 40, "0"))
+R.eq("stopped cleanly", S.stop(cleanup=False), 0)
+with open(S.log_path) as f:
+    log = f.read()
+R.check("the log says mixtures stay factored",
+        "does not fit adapted_cache_mb (10 MB): t2 serve runs mixtures on their factored form" in log,
+        log[-400:])
+shutil.rmtree(S.tmp, ignore_errors=True)
 rc, out, err = run(["--materialise-min-tokens", "0"])
 R.check("bad --materialise-min-tokens -> 2 naming the key",
         rc == 2 and "materialise_min_tokens" in err, (rc, err))
