@@ -196,6 +196,8 @@ typedef struct build_job {
     t2_wmat *out; /* [svf->n] what was written there */
     size_t max_mr, max_mn;
     bool failed;
+    const atomic_bool *stop; /* NULL: never */
+    atomic_bool stopped;
 } build_job;
 
 /* W' in float32, then (for a bf16/q8_0 model) in the model's format, so an
@@ -211,6 +213,10 @@ static void build_worker(void *arg, int w, int nw)
         return;
     }
     for (size_t i = (size_t)w; i < j->svf->n; i += (size_t)nw) {
+        if (j->stop && atomic_load(j->stop)) {
+            atomic_store(&j->stopped, true);
+            break;
+        }
         if (!j->dst[i])
             continue;
         const t2_svf_matrix *mat = &j->svf->mats[i];
@@ -314,6 +320,12 @@ size_t t2_adapted_max_bytes(const t2_model *m, const t2_svf *svf)
 int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
                      t2_pool *pool, t2_err *err)
 {
+    return t2_adapted_build_until(out, m, svf, z, pool, NULL, err);
+}
+
+int t2_adapted_build_until(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
+                           t2_pool *pool, const atomic_bool *stop, t2_err *err)
+{
     double t0 = t2_now_ms();
     *out = NULL;
     size_t bytes = 0, max_mr = 0, max_mn = 0;
@@ -345,9 +357,10 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
         dst[i] = (char *)a->storage + off;
         off += t2_wmat_alloc_bytes(m->wtype, mat->m, mat->n);
     }
-    build_job j = {svf, z, m->wtype, dst, mats, max_mr, max_mn, false};
+    build_job j = {svf, z, m->wtype, dst, mats, max_mr, max_mn, false, stop, false};
     t2_pool_run(pool, build_worker, &j);
-    for (size_t i = 0; i < svf->n && !j.failed; i++) {
+    bool stopped = atomic_load(&j.stopped);
+    for (size_t i = 0; i < svf->n && !j.failed && !stopped; i++) {
         const t2_svf_matrix *mat = &svf->mats[i];
         if (!dst[i])
             continue;
@@ -357,9 +370,10 @@ int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, flo
     }
     free(dst);
     free(mats);
-    if (j.failed) {
+    if (j.failed || stopped) {
         t2_adapted_unref(a);
-        return t2_err_set(err, "out of memory while materialising adapted weights");
+        return t2_err_set(err, stopped ? "cancelled"
+                                       : "out of memory while materialising adapted weights");
     }
     if (attach_views(a, m, svf, z, err) != 0) {
         t2_adapted_unref(a);
@@ -486,7 +500,8 @@ int t2_adapt_weights_factored(t2_adapted **out, const t2_model *m, const t2_svf 
 }
 
 int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,
-                         const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool, t2_err *err)
+                         const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool,
+                         const atomic_bool *stop, t2_err *err)
 {
     *out = NULL;
     char *key = t2_mixture_key(mx);
@@ -499,7 +514,8 @@ int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,
         *out = a;
         return 0;
     }
-    if (t2_mix_z(svf, mx, &z, err) != 0 || t2_adapted_build(&a, m, svf, z, pool, err) != 0) {
+    if (t2_mix_z(svf, mx, &z, err) != 0 ||
+        t2_adapted_build_until(&a, m, svf, z, pool, stop, err) != 0) {
         t2_mix_z_free(svf, z);
         free(key);
         return -1;

@@ -64,6 +64,11 @@ typedef struct t2_adapted {
  * spread over the pool). z from t2_mix_z. */
 int t2_adapted_build(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
                      t2_pool *pool, t2_err *err);
+/* The same, giving up between two matrices once *stop is true (a
+ * background build when the server stops: a large model's takes tens of
+ * seconds): -1, "cancelled", nothing built. stop may be NULL. */
+int t2_adapted_build_until(t2_adapted **out, const t2_model *m, const t2_svf *svf, float *const *z,
+                           t2_pool *pool, const atomic_bool *stop, t2_err *err);
 /* Factored form: only the scaled singular values are computed (cheap). */
 int t2_adapted_build_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
                               float *const *z, t2_err *err);
@@ -136,9 +141,12 @@ typedef struct t2_weights_policy {
 
 /* The materialised set of mx, from the cache or built and cached, without
  * counting a cache hit or miss (a background upgrade of a factored
- * generation that already counted its miss). Empty mixture: *out = NULL. */
+ * generation that already counted its miss); a build gives up once *stop
+ * is true (t2_adapted_build_until; stop may be NULL). Empty mixture: *out
+ * = NULL. */
 int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,
-                         const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool, t2_err *err);
+                         const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool,
+                         const atomic_bool *stop, t2_err *err);
 
 int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
                      t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,

@@ -3,6 +3,7 @@
 #include "builder.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -35,6 +36,7 @@ struct t2_builder {
     int n_pending;
     char *building; /* the key being built */
     bool stopping, started;
+    atomic_bool stop_build; /* set when stopping: a build in progress gives up */
     pthread_t thread;
     t2_pool *pool; /* made by the builder thread: its threads inherit the niceness */
 };
@@ -89,7 +91,9 @@ static void *builder_main(void *arg)
         b->building = r.key;
         pthread_mutex_unlock(&b->mu);
         t2_adapted *a = NULL;
-        if (t2_adapt_materialise(&a, e->model, e->svf, &r.mx, e->cache, b->pool, &err) == 0 && a)
+        if (t2_adapt_materialise(&a, e->model, e->svf, &r.mx, e->cache, b->pool, &b->stop_build,
+                                 &err) == 0 &&
+            a)
             b->built(b->user, a);
         else /* a failed build leaves the jobs factored: nothing to report to */
             t2_adapted_unref(a);
@@ -107,6 +111,7 @@ int t2_builder_create(t2_builder **out, t2_engine *e, t2_built_fn built, void *u
     t2_builder *b = calloc(1, sizeof *b);
     if (!b)
         return t2_err_set(err, "out of memory");
+    atomic_init(&b->stop_build, false);
     b->e = e;
     b->built = built;
     b->user = user;
@@ -129,6 +134,7 @@ void t2_builder_free(t2_builder *b)
     b->stopping = true;
     pthread_cond_signal(&b->cv);
     pthread_mutex_unlock(&b->mu);
+    atomic_store(&b->stop_build, true);
     if (b->started)
         pthread_join(b->thread, NULL);
     for (int i = 0; i < b->n_pending; i++)

@@ -18,8 +18,9 @@ typedef struct t2_builder t2_builder;
 typedef void (*t2_built_fn)(void *user, t2_adapted *a);
 
 int t2_builder_create(t2_builder **out, t2_engine *e, t2_built_fn built, void *user, t2_err *err);
-/* Stops the thread: a build in progress completes (and is handed over),
- * queued ones are dropped. NULL: nothing. */
+/* Stops the thread: a build in progress gives up after its current
+ * matrices (t2_adapted_build_until), queued ones are dropped. NULL:
+ * nothing. */
 void t2_builder_free(t2_builder *b);
 /* Queues mx (copied) under key unless that key is being built or queued,
  * or the queue is full (the caller's jobs then stay factored). True when

@@ -129,6 +129,14 @@ static void test_unit_z_is_base(void **state)
     }
     t2_adapted *mat, *fac;
     t2_err err;
+    /* told to stop before it starts: nothing built */
+    atomic_bool stop;
+    atomic_init(&stop, true);
+    t2_adapted sentinel, *none = &sentinel; /* must come back NULL */
+    assert_int_equal(t2_adapted_build_until(&none, f->e->model, svf, z, f->e->pool, &stop, &err),
+                     -1);
+    assert_null(none);
+    assert_string_equal(err.msg, "cancelled");
     assert_int_equal(t2_adapted_build(&mat, f->e->model, svf, z, f->e->pool, &err), 0);
     assert_int_equal(t2_adapted_build_factored(&fac, f->e->model, svf, z, &err), 0);
     json_t *v = json_array_get(json_object_get(f->vectors, "vectors"), 0);
