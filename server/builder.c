@@ -37,6 +37,7 @@ struct t2_builder {
     char *building; /* the key being built */
     bool stopping, started;
     atomic_bool stop_build; /* set when stopping: a build in progress gives up */
+    atomic_ulong n_built;   /* sets handed to the callback */
     pthread_t thread;
     t2_pool *pool; /* made by the builder thread: its threads inherit the niceness */
 };
@@ -93,9 +94,10 @@ static void *builder_main(void *arg)
         t2_adapted *a = NULL;
         if (t2_adapt_materialise(&a, e->model, e->svf, &r.mx, e->cache, b->pool, &b->stop_build,
                                  &err) == 0 &&
-            a)
+            a) {
+            atomic_fetch_add(&b->n_built, 1);
             b->built(b->user, a);
-        else /* a failed build leaves the jobs factored: nothing to report to */
+        } else /* a failed build leaves the jobs factored: nothing to report to */
             t2_adapted_unref(a);
         pthread_mutex_lock(&b->mu);
         b->building = NULL;
@@ -112,6 +114,7 @@ int t2_builder_create(t2_builder **out, t2_engine *e, t2_built_fn built, void *u
     if (!b)
         return t2_err_set(err, "out of memory");
     atomic_init(&b->stop_build, false);
+    atomic_init(&b->n_built, 0);
     b->e = e;
     b->built = built;
     b->user = user;
@@ -164,4 +167,9 @@ bool t2_builder_request(t2_builder *b, const t2_mixture *mx, const char *key)
     }
     pthread_mutex_unlock(&b->mu);
     return take;
+}
+
+unsigned long t2_builder_count(t2_builder *b)
+{
+    return atomic_load(&b->n_built);
 }

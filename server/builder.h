@@ -26,5 +26,7 @@ void t2_builder_free(t2_builder *b);
  * or the queue is full (the caller's jobs then stay factored). True when
  * queued. Any thread. */
 bool t2_builder_request(t2_builder *b, const t2_mixture *mx, const char *key);
+/* Sets handed to the callback so far. Any thread. */
+unsigned long t2_builder_count(t2_builder *b);
 
 #endif

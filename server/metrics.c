@@ -152,6 +152,10 @@ char *t2_metrics_render(const t2_metrics *m, const t2_metrics_gauges *g, size_t 
         "# TYPE t2_adapted_cache_sets gauge\nt2_adapted_cache_sets %zu\n",
         g->cache_entries);
     put(&b,
+        "# HELP t2_adapted_builds_total Adapted weight sets built in the background.\n"
+        "# TYPE t2_adapted_builds_total counter\nt2_adapted_builds_total %lu\n",
+        g->builds);
+    put(&b,
         "# HELP t2_adapted_cache_bytes Memory of the cached adapted weight sets.\n"
         "# TYPE t2_adapted_cache_bytes gauge\nt2_adapted_cache_bytes %zu\n",
         g->cache_bytes);

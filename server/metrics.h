@@ -34,6 +34,7 @@ typedef struct t2_metrics_gauges {
     size_t experts;
     uint64_t cache_hits, cache_misses;
     size_t cache_entries, cache_bytes; /* materialised sets held, their memory */
+    unsigned long builds;              /* sets built in the background */
     int ready;
 } t2_metrics_gauges;
 

@@ -804,6 +804,11 @@ void t2_sched_counts(t2_sched *s, int *queued, int *running)
     pthread_mutex_unlock(&s->mu);
 }
 
+unsigned long t2_sched_builds(t2_sched *s)
+{
+    return s->builder ? t2_builder_count(s->builder) : 0;
+}
+
 int t2_sched_run_task(t2_sched *s, t2_sched_task_fn fn, void (*done)(void *arg, int rc), void *arg,
                       int *err_code, t2_err *err)
 {

@@ -72,6 +72,8 @@ void t2_sched_cancel(t2_sched *s, uint64_t job_id);
 void t2_sched_drain(t2_sched *s);
 /* Jobs queued or running. */
 void t2_sched_counts(t2_sched *s, int *queued, int *running);
+/* Materialised sets the background builder has made (0 without one). */
+unsigned long t2_sched_builds(t2_sched *s);
 
 /* Runs fn(engine, pool, ctx, arg) on a pass-1 worker with its own pool
  * and context (few-shot search, classification-only requests), then

@@ -42,8 +42,10 @@ void t2_h_metrics(t2_server *s, t2_req *r, const char *param)
 {
     (void)param;
     t2_metrics_gauges g = {.ready = s->ready && !s->draining};
-    if (s->sched)
+    if (s->sched) {
         t2_sched_counts(s->sched, &g.queued, &g.running);
+        g.builds = t2_sched_builds(s->sched);
+    }
     if (s->engine) {
         t2_expert **list = NULL;
         g.experts = s->engine->experts ? t2_store_list(s->engine->experts, &list) : 0;

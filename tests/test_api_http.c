@@ -80,6 +80,7 @@ static void test_metrics(void **state)
                            .cache_misses = 1,
                            .cache_entries = 3,
                            .cache_bytes = 4096,
+                           .builds = 2,
                            .ready = 1};
     size_t len;
     char *text = t2_metrics_render(&m, &g, &len);
@@ -104,6 +105,7 @@ static void test_metrics(void **state)
         "t2_adapted_cache_misses_total 1\n",
         "t2_adapted_cache_sets 3\n",
         "t2_adapted_cache_bytes 4096\n",
+        "t2_adapted_builds_total 2\n",
         "# TYPE t2_pass2_seconds histogram\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)

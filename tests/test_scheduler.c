@@ -701,6 +701,7 @@ static void test_background_build(void **state)
         if (job == 0) { /* 20 tokens of rent: nothing asked of the builder */
             assert_int_equal(t2_adapt_cache_tokens(e->cache, key), 20);
             assert_null(m);
+            assert_int_equal(t2_sched_builds(s), 0);
         } else if (job == 1) { /* asked at 20 + 10 tokens: built in the background */
             for (int i = 0; i < 2000 && !m; i++) {
                 usleep(5000);
@@ -708,11 +709,15 @@ static void test_background_build(void **state)
             }
             assert_non_null(m);
             assert_false(m->factored);
+            for (int i = 0; i < 2000 && t2_sched_builds(s) == 0; i++)
+                usleep(5000); /* counted once the set is handed over */
+            assert_int_equal(t2_sched_builds(s), 1);
             /* rent stops where the job switched, if it did before its end */
             rent = t2_adapt_cache_tokens(e->cache, key);
             assert_true(rent >= 30 && rent <= 40);
         } else { /* from the cache: materialised from the start, no rent */
             assert_non_null(m);
+            assert_int_equal(t2_sched_builds(s), 1);
             assert_int_equal(t2_adapt_cache_tokens(e->cache, key), rent);
         }
         t2_adapted_unref(m);

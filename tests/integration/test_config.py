@@ -117,7 +117,7 @@ R.check("bad --kv-cache -> 2 naming the key", rc == 2 and "kv_cache" in err, (rc
 
 # materialise_min_tokens: a mixture not in the cache runs factored until that many tokens
 # were generated with it (over all its requests), then is built in the background and
-# cached; the build shows in /metrics as a cached set
+# cached; the build shows in /metrics as a cached set and in t2_adapted_builds_total
 def mixture_sets(server, weight):
     # 40 tokens exactly: repetition_penalty keeps the chat's end of turn, which the
     # prompt holds, away (bench/load.py)
@@ -125,35 +125,38 @@ def mixture_sets(server, weight):
         "messages": [{"role": "user", "content": prompts[0]}], "max_tokens": 40,
         "temperature": 0, "repetition_penalty": 100,
         "adaptation": {"strategy": "mixture", "mixture": {"math": weight, "code": 0.5}}})
-    sets = None
+    sets = builds = None
     for _ in range(100):  # the build finishes after the request, in the background
         text = server.request("GET", "/metrics")[2].decode()
         sets = [ln for ln in text.splitlines() if ln.startswith("t2_adapted_cache_sets ")]
-        if sets and sets[0] != "t2_adapted_cache_sets 0":
+        builds = [ln for ln in text.splitlines() if ln.startswith("t2_adapted_builds_total ")]
+        if sets and sets[0] != "t2_adapted_cache_sets 0" and builds and \
+                builds[0] != "t2_adapted_builds_total 0":
             break
         time.sleep(0.05)
     tokens = body.get("usage", {}).get("completion_tokens") if st == 200 else None
-    return st, tokens, (sets[0].split()[1] if sets else None)
+    return (st, tokens, sets[0].split()[1] if sets else None,
+            builds[0].split()[1] if builds else None)
 
 
 S = Server(T2)
 R.eq("40 tokens on a new mixture (default 64): nothing built",
-     mixture_sets(S, 0.6), (200, 40, "0"))
+     mixture_sets(S, 0.6), (200, 40, "0", "0"))
 R.eq("stopped cleanly", S.stop(), 0)
 S = Server(T2, "--materialise-min-tokens", "60")
 R.eq("--materialise-min-tokens 60: a first 40 tokens on a new mixture build nothing",
-     mixture_sets(S, 0.6), (200, 40, "0"))
+     mixture_sets(S, 0.6), (200, 40, "0", "0"))
 R.eq("--materialise-min-tokens 60: a second request on it (80 tokens in all) builds it",
-     mixture_sets(S, 0.6), (200, 40, "1"))
+     mixture_sets(S, 0.6), (200, 40, "1", "1"))
 R.eq("stopped cleanly", S.stop(), 0)
 S = Server(T2, "--materialise-min-tokens", "30")
 R.eq("--materialise-min-tokens 30: 40 tokens on a new mixture build it during the request",
-     mixture_sets(S, 0.7), (200, 40, "1"))
+     mixture_sets(S, 0.7), (200, 40, "1", "1"))
 R.eq("stopped cleanly", S.stop(), 0)
 # a set larger than the cache would be built again for every job: none is built
 S = Server(T2, "--materialise-min-tokens", "1", "--adapted-cache-mb", "10")
 R.eq("--adapted-cache-mb 10 (a seedling set is 18 MB): 40 tokens on a new mixture, nothing cached",
-     mixture_sets(S, 0.8), (200, 40, "0"))
+     mixture_sets(S, 0.8), (200, 40, "0", "0"))
 R.eq("stopped cleanly", S.stop(cleanup=False), 0)
 with open(S.log_path) as f:
     log = f.read()
