@@ -460,11 +460,6 @@ static int weights_for(t2_adapted **out, const t2_model *m, const t2_svf *svf, c
         *out = a;
         return 0;
     }
-    float **z;
-    if (t2_mix_z(svf, mx, &z, err) != 0) {
-        free(key);
-        return -1;
-    }
     uint64_t tokens = max_tokens > 0 ? (uint64_t)max_tokens : 0;
     bool materialise =
         cache && policy &&
@@ -472,6 +467,17 @@ static int weights_for(t2_adapted **out, const t2_model *m, const t2_svf *svf, c
             (uint64_t)(policy->materialise_min_tokens > 0 ? policy->materialise_min_tokens : 1);
     if (cache && policy && !materialise)
         t2_adapt_cache_charge(cache, key, tokens);
+    a = cache && !materialise ? t2_adapt_cache_factored_get(cache, key) : NULL;
+    if (a) { /* the mixture's factored set, shared with its other requests */
+        free(key);
+        *out = a;
+        return 0;
+    }
+    float **z;
+    if (t2_mix_z(svf, mx, &z, err) != 0) {
+        free(key);
+        return -1;
+    }
     int rc = materialise ? t2_adapted_build(&a, m, svf, z, pool, err)
                          : t2_adapted_build_factored(&a, m, svf, z, err);
     t2_mix_z_free(svf, z);
@@ -482,6 +488,8 @@ static int weights_for(t2_adapted **out, const t2_model *m, const t2_svf *svf, c
     a->key = key;
     if (materialise)
         t2_adapt_cache_put(cache, key, a);
+    else if (cache)
+        t2_adapt_cache_factored_put(cache, key, a);
     *out = a;
     return 0;
 }

@@ -103,6 +103,11 @@ t2_adapted *t2_adapt_cache_peek(t2_adapt_cache *c, const char *key);
 /* Inserts (the cache takes its own reference), evicting least recently
  * used sets until it fits; a set larger than the capacity is not kept. */
 void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a);
+/* Factored sets by key, kept so that a mixture's requests share one (a
+ * fixed table of 32, least recently used replaced): a new reference or
+ * NULL; put takes its own reference. */
+t2_adapted *t2_adapt_cache_factored_get(t2_adapt_cache *c, const char *key);
+void t2_adapt_cache_factored_put(t2_adapt_cache *c, const char *key, t2_adapted *a);
 /* The most memory the cache holds (adapted_cache_mb). */
 size_t t2_adapt_cache_capacity(const t2_adapt_cache *c);
 /* The storage of a materialised set adapting every matrix of svf: an

@@ -22,6 +22,11 @@ typedef struct ledger_entry {
     uint64_t tokens, last_used;
 } ledger_entry;
 
+/* Factored sets kept so that a mixture's requests share one (their
+ * contexts' prompt KV is reused only under the same set, t2_ctx_reuse_prefix):
+ * a few KB each, least recently used replaced. */
+#define FACTORED_SLOTS 32
+
 struct t2_adapt_cache {
     pthread_mutex_t mu;
     size_t capacity, bytes;
@@ -30,6 +35,8 @@ struct t2_adapt_cache {
     uint64_t clock, hits, misses;
     ledger_entry ledger[LEDGER_SLOTS];
     size_t n_ledger;
+    cache_entry factored[FACTORED_SLOTS];
+    size_t n_factored;
 };
 
 int t2_adapt_cache_create(t2_adapt_cache **out, size_t capacity_bytes, t2_err *err)
@@ -54,6 +61,10 @@ void t2_adapt_cache_free(t2_adapt_cache *c)
     free(c->entries);
     for (size_t i = 0; i < c->n_ledger; i++)
         free(c->ledger[i].key);
+    for (size_t i = 0; i < c->n_factored; i++) {
+        free(c->factored[i].key);
+        t2_adapted_unref(c->factored[i].a);
+    }
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -193,4 +204,47 @@ uint64_t t2_adapt_cache_charge(t2_adapt_cache *c, const char *key, uint64_t toke
     uint64_t t = l->tokens;
     pthread_mutex_unlock(&c->mu);
     return t;
+}
+
+t2_adapted *t2_adapt_cache_factored_get(t2_adapt_cache *c, const char *key)
+{
+    t2_adapted *found = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n_factored; i++) {
+        if (strcmp(c->factored[i].key, key) == 0) {
+            c->factored[i].last_used = ++c->clock;
+            found = t2_adapted_ref(c->factored[i].a);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found;
+}
+
+void t2_adapt_cache_factored_put(t2_adapt_cache *c, const char *key, t2_adapted *a)
+{
+    char *k = strdup(key);
+    if (!k) /* not sharing is always correct */
+        return;
+    t2_adapted *drop = NULL;
+    char *drop_key = NULL;
+    pthread_mutex_lock(&c->mu);
+    cache_entry *e = NULL;
+    for (size_t i = 0; i < c->n_factored && !e; i++)
+        if (strcmp(c->factored[i].key, key) == 0)
+            e = &c->factored[i]; /* made twice concurrently: the later one stays */
+    if (!e && c->n_factored < FACTORED_SLOTS)
+        e = &c->factored[c->n_factored++];
+    else if (!e) {
+        e = &c->factored[0];
+        for (size_t i = 1; i < c->n_factored; i++)
+            if (c->factored[i].last_used < e->last_used)
+                e = &c->factored[i];
+    }
+    drop = e->a;
+    drop_key = e->key;
+    *e = (cache_entry){k, t2_adapted_ref(a), ++c->clock};
+    pthread_mutex_unlock(&c->mu);
+    free(drop_key);
+    t2_adapted_unref(drop);
 }

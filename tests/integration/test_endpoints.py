@@ -85,6 +85,15 @@ st, body, _ = gen({"prompt": Q, "max_tokens": 16, "adaptation": {"strategy": "no
 R.check("an unrelated request in between does not evict the cached prompt",
         st == 200 and body["usage"]["prompt_tokens_details"]["cached_tokens"]
         == body["usage"]["prompt_tokens"] - 1 and body["text"] == first_text, (st, body))
+# a mixture not materialised yet (4 tokens each, far below materialise_min_tokens): its
+# requests share one factored set, so the second reuses the first's prompt KV, same answer
+mix = {"strategy": "mixture", "mixture": {"math": 0.45, "reasoning": 0.35}}
+st1, b1, _ = gen({"prompt": Q, "max_tokens": 4, "temperature": 0, "adaptation": mix})
+st, body, _ = gen({"prompt": Q, "max_tokens": 4, "temperature": 0, "adaptation": mix})
+R.check("a factored mixture's repeated prompt reuses the KV of the last one, same answer",
+        st1 == 200 and st == 200
+        and body["usage"]["prompt_tokens_details"]["cached_tokens"] == body["usage"]["prompt_tokens"] - 1
+        and body["text"] == b1["text"], (st1, b1, st, body))
 msgs = [{"role": "user", "content": Q}]
 st, body, _ = gen({"messages": msgs, "max_tokens": 16, "adaptation": {"expert": "math"}})
 ad = body.get("adaptation", {}) if st == 200 else {}
