@@ -440,11 +440,9 @@ void t2_adapted_unref(t2_adapted *a)
 
 /* ---- policy ---- */
 
-/* t2_adapt_weights (counting max_tokens); with policy NULL nothing is
- * built or counted (t2_adapt_weights_factored) */
-static int weights_for(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
-                       t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
-                       int max_tokens, t2_err *err)
+int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
+                     t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
+                     int max_tokens, t2_err *err)
 {
     *out = NULL;
     char *key = t2_mixture_key(mx);
@@ -494,17 +492,10 @@ static int weights_for(t2_adapted **out, const t2_model *m, const t2_svf *svf, c
     return 0;
 }
 
-int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
-                     t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
-                     int max_tokens, t2_err *err)
-{
-    return weights_for(out, m, svf, mx, cache, pool, policy, max_tokens, err);
-}
-
 int t2_adapt_weights_factored(t2_adapted **out, const t2_model *m, const t2_svf *svf,
                               const t2_mixture *mx, t2_adapt_cache *cache, t2_err *err)
 {
-    return weights_for(out, m, svf, mx, cache, NULL, NULL, 0, err);
+    return t2_adapt_weights(out, m, svf, mx, cache, NULL, NULL, 0, err);
 }
 
 int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,

@@ -153,6 +153,8 @@ int t2_adapt_materialise(t2_adapted **out, const t2_model *m, const t2_svf *svf,
                          const t2_mixture *mx, t2_adapt_cache *cache, t2_pool *pool,
                          const atomic_bool *stop, t2_err *err);
 
+/* Weights for mx under policy, counting max_tokens (above); policy NULL:
+ * nothing is built or counted. */
 int t2_adapt_weights(t2_adapted **out, const t2_model *m, const t2_svf *svf, const t2_mixture *mx,
                      t2_adapt_cache *cache, t2_pool *pool, const t2_weights_policy *policy,
                      int max_tokens, t2_err *err);

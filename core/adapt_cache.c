@@ -39,6 +39,33 @@ struct t2_adapt_cache {
     size_t n_factored;
 };
 
+/* The entry of v[0..n) with key, or NULL. */
+static cache_entry *find_entry(cache_entry *v, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].key, key) == 0)
+            return &v[i];
+    return NULL;
+}
+
+/* The least recently used entry of v[0..n), n > 0. */
+static cache_entry *oldest_entry(cache_entry *v, size_t n)
+{
+    cache_entry *old = &v[0];
+    for (size_t i = 1; i < n; i++)
+        if (v[i].last_used < old->last_used)
+            old = &v[i];
+    return old;
+}
+
+static void free_entries(cache_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].key);
+        t2_adapted_unref(v[i].a);
+    }
+}
+
 int t2_adapt_cache_create(t2_adapt_cache **out, size_t capacity_bytes, t2_err *err)
 {
     t2_adapt_cache *c = calloc(1, sizeof *c);
@@ -54,32 +81,22 @@ void t2_adapt_cache_free(t2_adapt_cache *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->n; i++) {
-        free(c->entries[i].key);
-        t2_adapted_unref(c->entries[i].a);
-    }
+    free_entries(c->entries, c->n);
     free(c->entries);
     for (size_t i = 0; i < c->n_ledger; i++)
         free(c->ledger[i].key);
-    for (size_t i = 0; i < c->n_factored; i++) {
-        free(c->factored[i].key);
-        t2_adapted_unref(c->factored[i].a);
-    }
+    free_entries(c->factored, c->n_factored);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
 static t2_adapted *lookup(t2_adapt_cache *c, const char *key, bool count)
 {
-    t2_adapted *found = NULL;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < c->n; i++) {
-        if (strcmp(c->entries[i].key, key) == 0) {
-            c->entries[i].last_used = ++c->clock;
-            found = t2_adapted_ref(c->entries[i].a);
-            break;
-        }
-    }
+    cache_entry *e = find_entry(c->entries, c->n, key);
+    if (e)
+        e->last_used = ++c->clock;
+    t2_adapted *found = e ? t2_adapted_ref(e->a) : NULL;
     if (count && found)
         c->hits++;
     else if (count)
@@ -100,14 +117,11 @@ t2_adapted *t2_adapt_cache_peek(t2_adapt_cache *c, const char *key)
 
 static void evict_one(t2_adapt_cache *c)
 {
-    size_t lru = 0;
-    for (size_t i = 1; i < c->n; i++)
-        if (c->entries[i].last_used < c->entries[lru].last_used)
-            lru = i;
-    c->bytes -= c->entries[lru].a->bytes;
-    free(c->entries[lru].key);
-    t2_adapted_unref(c->entries[lru].a); /* users still holding it keep it alive */
-    c->entries[lru] = c->entries[--c->n];
+    cache_entry *lru = oldest_entry(c->entries, c->n);
+    c->bytes -= lru->a->bytes;
+    free(lru->key);
+    t2_adapted_unref(lru->a); /* users still holding it keep it alive */
+    *lru = c->entries[--c->n];
 }
 
 void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a)
@@ -115,11 +129,9 @@ void t2_adapt_cache_put(t2_adapt_cache *c, const char *key, t2_adapted *a)
     if (a->bytes > c->capacity)
         return;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < c->n; i++) {
-        if (strcmp(c->entries[i].key, key) == 0) { /* built twice concurrently: keep the first */
-            pthread_mutex_unlock(&c->mu);
-            return;
-        }
+    if (find_entry(c->entries, c->n, key)) { /* built twice concurrently: keep the first */
+        pthread_mutex_unlock(&c->mu);
+        return;
     }
     while (c->n && c->bytes + a->bytes > c->capacity)
         evict_one(c);
@@ -208,15 +220,11 @@ uint64_t t2_adapt_cache_charge(t2_adapt_cache *c, const char *key, uint64_t toke
 
 t2_adapted *t2_adapt_cache_factored_get(t2_adapt_cache *c, const char *key)
 {
-    t2_adapted *found = NULL;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < c->n_factored; i++) {
-        if (strcmp(c->factored[i].key, key) == 0) {
-            c->factored[i].last_used = ++c->clock;
-            found = t2_adapted_ref(c->factored[i].a);
-            break;
-        }
-    }
+    cache_entry *e = find_entry(c->factored, c->n_factored, key);
+    if (e)
+        e->last_used = ++c->clock;
+    t2_adapted *found = e ? t2_adapted_ref(e->a) : NULL;
     pthread_mutex_unlock(&c->mu);
     return found;
 }
@@ -226,23 +234,14 @@ void t2_adapt_cache_factored_put(t2_adapt_cache *c, const char *key, t2_adapted 
     char *k = strdup(key);
     if (!k) /* not sharing is always correct */
         return;
-    t2_adapted *drop = NULL;
-    char *drop_key = NULL;
     pthread_mutex_lock(&c->mu);
-    cache_entry *e = NULL;
-    for (size_t i = 0; i < c->n_factored && !e; i++)
-        if (strcmp(c->factored[i].key, key) == 0)
-            e = &c->factored[i]; /* made twice concurrently: the later one stays */
-    if (!e && c->n_factored < FACTORED_SLOTS)
-        e = &c->factored[c->n_factored++];
-    else if (!e) {
-        e = &c->factored[0];
-        for (size_t i = 1; i < c->n_factored; i++)
-            if (c->factored[i].last_used < e->last_used)
-                e = &c->factored[i];
-    }
-    drop = e->a;
-    drop_key = e->key;
+    /* made twice concurrently: the later one stays */
+    cache_entry *e = find_entry(c->factored, c->n_factored, key);
+    if (!e)
+        e = c->n_factored < FACTORED_SLOTS ? &c->factored[c->n_factored++]
+                                           : oldest_entry(c->factored, c->n_factored);
+    t2_adapted *drop = e->a;
+    char *drop_key = e->key;
     *e = (cache_entry){k, t2_adapted_ref(a), ++c->clock};
     pthread_mutex_unlock(&c->mu);
     free(drop_key);
