@@ -38,6 +38,36 @@ static int resolve_model(const t2_api_limits *lim, const char *id, t2_api_gen_re
                        "the model '%s' does not exist (GET /v1/models lists the ids)", shown);
 }
 
+/* A field that would change what the response holds, which t2 does not
+ * produce: present with anything but its "off" value (absent, null, or
+ * what `off` accepts) is 422, as n > 1 is, rather than an answer without
+ * what was asked for. */
+static int reject_unless_off(json_t *root, const char *key, bool (*off)(json_t *), const char *why,
+                             t2_api_err *e)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v) || off(v))
+        return 0;
+    return t2_api_fail(e, 422, "invalid_value", key, "'%s' is not supported: %s", key, why);
+}
+
+static bool is_false(json_t *v)
+{
+    return json_is_false(v);
+}
+
+static bool is_zero(json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) == 0;
+}
+
+static bool is_empty_string(json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) == 0;
+}
+
+#define NO_LOGPROBS "t2 does not return log-probabilities; leave it out"
+
 /* Fields common to both OpenAI families. */
 static int parse_common(json_t *root, const t2_api_limits *lim, t2_api_gen_req *r, t2_api_err *e)
 {
@@ -89,7 +119,9 @@ int t2_api_parse_chat(const char *body, size_t len, const t2_api_limits *lim, t2
     r->kind = T2_API_CHAT;
     if (t2_api_parse_body(body, len, &r->root, e) != 0)
         return -1;
-    if (t2_api_parse_messages(r->root, true, r, e) != 0)
+    if (t2_api_parse_messages(r->root, true, r, e) != 0 ||
+        reject_unless_off(r->root, "logprobs", is_false, NO_LOGPROBS, e) != 0 ||
+        reject_unless_off(r->root, "top_logprobs", is_zero, NO_LOGPROBS, e) != 0)
         return -1;
     return parse_common(r->root, lim, r, e);
 }
@@ -117,7 +149,13 @@ int t2_api_parse_completion(const char *body, size_t len, const t2_api_limits *l
         return t2_api_fail(e, 422, "invalid_utf8", "prompt", "'prompt' is not valid UTF-8 text");
     r->question = r->prompt;
     long long best_of = 1;
-    if (t2_api_get_int(r->root, "best_of", NULL, 1, 1, &best_of, e) < 0)
+    if (t2_api_get_int(r->root, "best_of", NULL, 1, 1, &best_of, e) < 0 ||
+        reject_unless_off(r->root, "logprobs", is_false, NO_LOGPROBS, e) != 0 ||
+        reject_unless_off(r->root, "echo", is_false,
+                          "the text returned is the completion alone; leave it out or false",
+                          e) != 0 ||
+        reject_unless_off(r->root, "suffix", is_empty_string,
+                          "t2 does not insert text; leave it out", e) != 0)
         return -1;
     return parse_common(r->root, lim, r, e);
 }

@@ -129,7 +129,7 @@ void t2_conf_usage(FILE *f)
         const t2_conf_key *k = &t2_conf_schema[i];
         char flag[80];
         size_t j = 0;
-        for (; k->key[j] && j < sizeof flag - 1; j++)
+        for (; j < sizeof flag - 1 && k->key[j]; j++)
             flag[j] = k->key[j] == '_' ? '-' : k->key[j];
         flag[j] = '\0';
         fprintf(f, "  --%s %s\n      %s (default: %s)\n", flag, k->arg, k->help,

@@ -407,6 +407,13 @@ static void test_chat(void **state)
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"max_completion_tokens\": "
          "0}",
          422, "max_completion_tokens"},
+        /* what t2 does not return is refused, not answered without it */
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"logprobs\": true}", 422,
+         "logprobs"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"top_logprobs\": 2}", 422,
+         "top_logprobs"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"logprobs\": 1}", 422,
+         "logprobs"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int st = parse_with(t2_api_parse_chat, bad[i].body, &r, &e);
@@ -414,6 +421,19 @@ static void test_chat(void **state)
         if (st != bad[i].status || strcmp(e.param, bad[i].param) != 0)
             fail_msg("%s: got %d %s (%s)", bad[i].body, st, e.param, e.message);
     }
+    /* their "off" values are what SDKs send by default */
+    assert_int_equal(parse_with(t2_api_parse_chat,
+                                "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], "
+                                "\"logprobs\": false, \"top_logprobs\": 0}",
+                                &r, &e),
+                     0);
+    t2_api_gen_req_free(&r);
+    assert_int_equal(parse_with(t2_api_parse_chat,
+                                "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], "
+                                "\"logprobs\": null, \"top_logprobs\": null}",
+                                &r, &e),
+                     0);
+    t2_api_gen_req_free(&r);
     /* assistant content null (tool calls) is accepted as empty */
     assert_int_equal(parse_with(t2_api_parse_chat,
                                 "{\"messages\": [{\"role\": \"assistant\", \"content\": null}, "
@@ -441,13 +461,28 @@ static void test_completion(void **state)
                          "{\"prompt\": 5}",
                          "{}",
                          "{\"prompt\": \"\"}",
-                         "{\"prompt\": \"a\", \"best_of\": 2}"};
+                         "{\"prompt\": \"a\", \"best_of\": 2}",
+                         "{\"prompt\": \"a\", \"logprobs\": 0}",
+                         "{\"prompt\": \"a\", \"logprobs\": 5}",
+                         "{\"prompt\": \"a\", \"echo\": true}",
+                         "{\"prompt\": \"a\", \"suffix\": \"b\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int st = parse_with(t2_api_parse_completion, bad[i], &r, &e);
         t2_api_gen_req_free(&r);
         if (st != 422)
             fail_msg("%s: got %d", bad[i], st);
     }
+    assert_int_equal(
+        parse_with(t2_api_parse_completion, "{\"prompt\": \"a\", \"echo\": true}", &r, &e), 422);
+    assert_string_equal(e.param, "echo");
+    assert_non_null(strstr(e.message, "not supported"));
+    t2_api_gen_req_free(&r);
+    assert_int_equal(parse_with(t2_api_parse_completion,
+                                "{\"prompt\": \"a\", \"logprobs\": null, \"suffix\": \"\", "
+                                "\"echo\": false}",
+                                &r, &e),
+                     0);
+    t2_api_gen_req_free(&r);
 }
 
 /* ---------- classify and adapt ---------- */
