@@ -66,6 +66,13 @@ static bool is_empty_string(json_t *v)
     return json_is_string(v) && json_string_length(v) == 0;
 }
 
+/* {"type": "text"}: the default; JSON modes and schemas are not enforced */
+static bool is_text_format(json_t *v)
+{
+    const char *t = json_string_value(json_object_get(v, "type"));
+    return json_is_object(v) && t && strcmp(t, "text") == 0;
+}
+
 #define NO_LOGPROBS "t2 does not return log-probabilities; leave it out"
 
 /* Fields common to both OpenAI families. */
@@ -121,7 +128,11 @@ int t2_api_parse_chat(const char *body, size_t len, const t2_api_limits *lim, t2
         return -1;
     if (t2_api_parse_messages(r->root, true, r, e) != 0 ||
         reject_unless_off(r->root, "logprobs", is_false, NO_LOGPROBS, e) != 0 ||
-        reject_unless_off(r->root, "top_logprobs", is_zero, NO_LOGPROBS, e) != 0)
+        reject_unless_off(r->root, "top_logprobs", is_zero, NO_LOGPROBS, e) != 0 ||
+        reject_unless_off(r->root, "response_format", is_text_format,
+                          "t2 does not constrain the output to JSON; leave it out or "
+                          "{\"type\": \"text\"}",
+                          e) != 0)
         return -1;
     return parse_common(r->root, lim, r, e);
 }

@@ -414,6 +414,12 @@ static void test_chat(void **state)
          "top_logprobs"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"logprobs\": 1}", 422,
          "logprobs"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"response_format\": "
+         "{\"type\": \"json_object\"}}",
+         422, "response_format"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"response_format\": "
+         "\"text\"}",
+         422, "response_format"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int st = parse_with(t2_api_parse_chat, bad[i].body, &r, &e);
@@ -424,7 +430,8 @@ static void test_chat(void **state)
     /* their "off" values are what SDKs send by default */
     assert_int_equal(parse_with(t2_api_parse_chat,
                                 "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], "
-                                "\"logprobs\": false, \"top_logprobs\": 0}",
+                                "\"logprobs\": false, \"top_logprobs\": 0, "
+                                "\"response_format\": {\"type\": \"text\"}}",
                                 &r, &e),
                      0);
     t2_api_gen_req_free(&r);
