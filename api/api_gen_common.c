@@ -353,6 +353,7 @@ int t2_api_parse_sampling(json_t *root, const t2_api_limits *lim, const char *ma
         lim->default_max_tokens < lim->max_tokens ? lim->default_max_tokens : lim->max_tokens;
     long long top_k = 0, seed = 0;
     double temp = s->temperature, top_p = s->top_p, min_p = s->min_p, rep = s->repeat_penalty;
+    double freq = s->frequency_penalty, pres = s->presence_penalty;
     if ((max_tokens_key &&
          t2_api_get_int(root, max_tokens_key, NULL, 1, lim->max_tokens, &mt, e) < 0) ||
         t2_api_get_num(root, "temperature", NULL, 0, 100, false, &temp, e) < 0 ||
@@ -360,6 +361,8 @@ int t2_api_parse_sampling(json_t *root, const t2_api_limits *lim, const char *ma
         t2_api_get_int(root, "top_k", NULL, 0, 1 << 30, &top_k, e) < 0 ||
         t2_api_get_num(root, "min_p", NULL, 0, 1, false, &min_p, e) < 0 ||
         t2_api_get_num(root, "repetition_penalty", NULL, 0, 100, true, &rep, e) < 0 ||
+        t2_api_get_num(root, "frequency_penalty", NULL, -2, 2, false, &freq, e) < 0 ||
+        t2_api_get_num(root, "presence_penalty", NULL, -2, 2, false, &pres, e) < 0 ||
         t2_api_get_int(root, "seed", NULL, 0, INT64_MAX, &seed, e) < 0)
         return -1;
     r->gen.max_tokens = (int)mt;
@@ -368,6 +371,8 @@ int t2_api_parse_sampling(json_t *root, const t2_api_limits *lim, const char *ma
     s->top_k = (int)top_k;
     s->min_p = (float)min_p;
     s->repeat_penalty = (float)rep;
+    s->frequency_penalty = (float)freq;
+    s->presence_penalty = (float)pres;
     s->seed = (uint64_t)seed;
     t2_err err;
     if (t2_sampling_validate(s, &err) != 0)

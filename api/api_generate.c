@@ -14,9 +14,20 @@ int t2_api_parse_generate(const char *body, size_t len, const t2_api_limits *lim
     if (t2_api_parse_body(body, len, &r->root, e) != 0)
         return -1;
     json_t *root = r->root;
-    static const char *const allowed[] = {"prompt", "messages", "max_tokens", "temperature",
-                                          "top_k",  "top_p",    "min_p",      "repetition_penalty",
-                                          "seed",   "stop",     "stream",     "adaptation",
+    static const char *const allowed[] = {"prompt",
+                                          "messages",
+                                          "max_tokens",
+                                          "temperature",
+                                          "top_k",
+                                          "top_p",
+                                          "min_p",
+                                          "repetition_penalty",
+                                          "frequency_penalty",
+                                          "presence_penalty",
+                                          "seed",
+                                          "stop",
+                                          "stream",
+                                          "adaptation",
                                           NULL};
     if (t2_api_only_fields(root, allowed, NULL, e) != 0)
         return -1;

@@ -11,6 +11,8 @@ void t2_sampling_defaults(t2_sampling *s)
     s->top_p = 1.0f;
     s->min_p = 0.0f;
     s->repeat_penalty = 1.0f;
+    s->frequency_penalty = 0.0f;
+    s->presence_penalty = 0.0f;
     s->repeat_last_n = 64;
     s->seed = 0;
 }
@@ -27,6 +29,10 @@ int t2_sampling_validate(const t2_sampling *s, t2_err *err)
         return t2_err_set(err, "min_p must be in [0, 1]");
     if (!(s->repeat_penalty > 0.0f) || !isfinite(s->repeat_penalty))
         return t2_err_set(err, "repetition_penalty must be > 0");
+    if (!(fabsf(s->frequency_penalty) <= 2.0f))
+        return t2_err_set(err, "frequency_penalty must be in [-2, 2]");
+    if (!(fabsf(s->presence_penalty) <= 2.0f))
+        return t2_err_set(err, "presence_penalty must be in [-2, 2]");
     if (s->repeat_last_n < 0)
         return t2_err_set(err, "repeat_last_n must be >= 0");
     return 0;
@@ -111,20 +117,30 @@ int32_t t2_argmax(const float *v, int n)
     return best;
 }
 
-static void apply_repeat_penalty(const t2_sampler *s, float *logits, const int32_t *hist, size_t n)
+/* The penalties over the last repeat_last_n tokens of hist, as llama.cpp
+ * applies them (the prompt's tokens count too): the repetition penalty,
+ * then frequency times the token's count and presence once. s->prob
+ * counts each token's occurrences, and is zeroed again as each is done. */
+static void apply_penalties(const t2_sampler *s, float *logits, const int32_t *hist, size_t n)
 {
-    if (s->p.repeat_penalty == 1.0f || s->p.repeat_last_n == 0)
+    const t2_sampling *p = &s->p;
+    if ((p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f &&
+         p->presence_penalty == 0.0f) ||
+        p->repeat_last_n == 0)
         return;
-    size_t from = n > (size_t)s->p.repeat_last_n ? n - (size_t)s->p.repeat_last_n : 0;
-    /* Each distinct token is penalised once: mark by sign-free flag in prob. */
+    size_t from = n > (size_t)p->repeat_last_n ? n - (size_t)p->repeat_last_n : 0;
     memset(s->prob, 0, (size_t)s->vocab * sizeof *s->prob);
+    for (size_t i = from; i < n; i++)
+        if (hist[i] >= 0 && hist[i] < s->vocab)
+            s->prob[hist[i]] += 1.0f;
     for (size_t i = from; i < n; i++) {
         int32_t t = hist[i];
-        if (t < 0 || t >= s->vocab || s->prob[t] != 0.0f)
-            continue;
-        s->prob[t] = 1.0f;
-        logits[t] =
-            logits[t] > 0 ? logits[t] / s->p.repeat_penalty : logits[t] * s->p.repeat_penalty;
+        if (t < 0 || t >= s->vocab || s->prob[t] == 0.0f)
+            continue; /* out of range, or already done */
+        float l = logits[t];
+        l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
+        logits[t] = l - p->frequency_penalty * s->prob[t] - p->presence_penalty;
+        s->prob[t] = 0.0f;
     }
 }
 
@@ -140,7 +156,7 @@ static int cmp_desc(const void *a, const void *b, void *keys)
 int32_t t2_sampler_next(t2_sampler *s, float *logits, const int32_t *history, size_t n_history)
 {
     int V = s->vocab;
-    apply_repeat_penalty(s, logits, history, n_history);
+    apply_penalties(s, logits, history, n_history);
     if (s->p.temperature == 0.0f)
         return t2_argmax(logits, V);
     for (int i = 0; i < V; i++) {

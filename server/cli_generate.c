@@ -48,6 +48,9 @@ static void usage(FILE *f)
         "      --top-p P           nucleus sampling threshold (1 = off)\n"
         "      --min-p P           drop tokens below P x the top probability (0 = off)\n"
         "      --repeat-penalty R  penalise tokens seen in the last 64 (1 = off)\n"
+        "      --frequency-penalty F, --presence-penalty P\n"
+        "                          subtract F times a token's count in the last 64, and P\n"
+        "                          once if it is there (OpenAI's; -2..2, 0 = off)\n"
         "      --seed S            random seed for sampling (default 0)\n"
         "      --stop TEXT         stop before this text (repeatable, up to %d)\n"
         "      --ignore-eos        keep generating past end-of-sequence tokens\n"
@@ -122,6 +125,8 @@ static int parse_args(int argc, char **argv, gen_opts *o)
                                              {"top-p", required_argument, 0, 'P'},
                                              {"min-p", required_argument, 0, 'M'},
                                              {"repeat-penalty", required_argument, 0, 'R'},
+                                             {"frequency-penalty", required_argument, 0, 'F'},
+                                             {"presence-penalty", required_argument, 0, 'N'},
                                              {"seed", required_argument, 0, 's'},
                                              {"stop", required_argument, 0, 'x'},
                                              {"ignore-eos", no_argument, 0, 'E'},
@@ -177,6 +182,14 @@ static int parse_args(int argc, char **argv, gen_opts *o)
         case 'R':
             bad = parse_num(optarg, 1e-6, 100, "--repeat-penalty", &v);
             o->gp.sampling.repeat_penalty = (float)v;
+            break;
+        case 'F':
+            bad = parse_num(optarg, -2, 2, "--frequency-penalty", &v);
+            o->gp.sampling.frequency_penalty = (float)v;
+            break;
+        case 'N':
+            bad = parse_num(optarg, -2, 2, "--presence-penalty", &v);
+            o->gp.sampling.presence_penalty = (float)v;
             break;
         case 's':
             bad = parse_num(optarg, 0, 1.8e19, "--seed", &v);

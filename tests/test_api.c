@@ -228,6 +228,10 @@ static void test_generate_fields(void **state)
     expect("{\"prompt\": \"x\", \"top_k\": 0.5}", 422, "top_k");
     expect("{\"prompt\": \"x\", \"min_p\": 2}", 422, "min_p");
     expect("{\"prompt\": \"x\", \"repetition_penalty\": 0}", 422, "repetition_penalty");
+    expect("{\"prompt\": \"x\", \"frequency_penalty\": 2.5}", 422, "frequency_penalty");
+    expect("{\"prompt\": \"x\", \"presence_penalty\": -2.01}", 422, "presence_penalty");
+    expect("{\"prompt\": \"x\", \"presence_penalty\": \"1\"}", 422, "presence_penalty");
+    expect("{\"prompt\": \"x\", \"frequency_penalty\": -2, \"presence_penalty\": 2}", 0, NULL);
     expect("{\"prompt\": \"x\", \"seed\": -1}", 422, "seed");
     expect("{\"prompt\": \"x\", \"seed\": 9223372036854775807}", 0, NULL);
     expect("{\"prompt\": \"x\", \"stream\": 1}", 422, "stream");
@@ -427,6 +431,15 @@ static void test_chat(void **state)
         if (st != bad[i].status || strcmp(e.param, bad[i].param) != 0)
             fail_msg("%s: got %d %s (%s)", bad[i].body, st, e.param, e.message);
     }
+    /* OpenAI's penalties reach the sampler */
+    assert_int_equal(parse_with(t2_api_parse_chat,
+                                "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], "
+                                "\"frequency_penalty\": 0.5, \"presence_penalty\": -0.25}",
+                                &r, &e),
+                     0);
+    assert_true(r.gen.sampling.frequency_penalty == 0.5f);
+    assert_true(r.gen.sampling.presence_penalty == -0.25f);
+    t2_api_gen_req_free(&r);
     /* their "off" values are what SDKs send by default */
     assert_int_equal(parse_with(t2_api_parse_chat,
                                 "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], "

@@ -1,5 +1,5 @@
 /* Sampling: greedy ties, reproducible seeds, top-k/top-p/min-p limits,
- * repetition penalty, parameter validation. */
+ * repetition, frequency and presence penalties, parameter validation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,6 +113,45 @@ static void test_repeat_penalty(void **state)
     t2_sampler_free(&s);
 }
 
+/* OpenAI's penalties, greedy: logit - frequency * count - presence, over
+ * the last repeat_last_n tokens only. */
+static void test_frequency_presence(void **state)
+{
+    (void)state;
+    t2_sampling p;
+    t2_sampling_defaults(&p);
+    p.frequency_penalty = 0.2f;
+    t2_sampler s;
+    t2_err err;
+    assert_int_equal(t2_sampler_init(&s, &p, V, &err), 0);
+    float l[V];
+    memcpy(l, base_logits, sizeof l);
+    int32_t hist[] = {1, 3, 3, 3, 4};
+    /* 1: 3.0 - 0.2, 3: 3.0 - 0.6, 4: -1.0 - 0.2; 6 (2.9) wins */
+    assert_int_equal(t2_sampler_next(&s, l, hist, 5), 6);
+    assert_true(l[1] == 3.0f - 0.2f && l[3] == 3.0f - 3 * 0.2f && l[4] == -1.0f - 0.2f);
+    assert_true(l[0] == 1.0f && l[6] == 2.9f); /* unseen tokens untouched */
+    t2_sampler_free(&s);
+
+    t2_sampling_defaults(&p);
+    p.presence_penalty = 0.05f; /* once, whatever the count: 3.0 -> 2.95 beats 2.9 */
+    assert_int_equal(t2_sampler_init(&s, &p, V, &err), 0);
+    int32_t h3[] = {1, 3, 3, 3};
+    memcpy(l, base_logits, sizeof l);
+    assert_int_equal(t2_sampler_next(&s, l, h3, 4), 1);
+    assert_true(l[1] == 3.0f - 0.05f && l[3] == 3.0f - 0.05f);
+    t2_sampler_free(&s);
+
+    p.presence_penalty = -1.0f; /* negative: encourages a token seen before */
+    p.repeat_last_n = 2;        /* only the last two tokens: 3 (seen), not 1 */
+    assert_int_equal(t2_sampler_init(&s, &p, V, &err), 0);
+    memcpy(l, base_logits, sizeof l);
+    int32_t h4[] = {1, 5, 3};
+    assert_int_equal(t2_sampler_next(&s, l, h4, 3), 3);
+    assert_true(l[1] == 3.0f && l[3] == 4.0f && l[5] == 1.0f);
+    t2_sampler_free(&s);
+}
+
 static void test_validation(void **state)
 {
     (void)state;
@@ -136,14 +175,24 @@ static void test_validation(void **state)
     t2_sampling_defaults(&p);
     p.top_k = -3;
     assert_int_equal(t2_sampling_validate(&p, &err), -1);
+    t2_sampling_defaults(&p);
+    p.frequency_penalty = 2.5f;
+    assert_int_equal(t2_sampling_validate(&p, &err), -1);
+    assert_non_null(strstr(err.msg, "frequency_penalty"));
+    t2_sampling_defaults(&p);
+    p.presence_penalty = -2.0f;
+    assert_int_equal(t2_sampling_validate(&p, &err), 0);
+    p.presence_penalty = -2.01f;
+    assert_int_equal(t2_sampling_validate(&p, &err), -1);
+    assert_non_null(strstr(err.msg, "presence_penalty"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_first_max), cmocka_unit_test(test_seed_reproducible),
-        cmocka_unit_test(test_top_k_and_p),      cmocka_unit_test(test_repeat_penalty),
-        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_greedy_first_max),   cmocka_unit_test(test_seed_reproducible),
+        cmocka_unit_test(test_top_k_and_p),        cmocka_unit_test(test_repeat_penalty),
+        cmocka_unit_test(test_frequency_presence), cmocka_unit_test(test_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
