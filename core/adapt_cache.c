@@ -58,6 +58,17 @@ static cache_entry *oldest_entry(cache_entry *v, size_t n)
     return old;
 }
 
+/* Under mu: a new reference to the set of v[0..n) with key, marked as
+ * just used, or NULL. */
+static t2_adapted *ref_entry(t2_adapt_cache *c, cache_entry *v, size_t n, const char *key)
+{
+    cache_entry *e = find_entry(v, n, key);
+    if (!e)
+        return NULL;
+    e->last_used = ++c->clock;
+    return t2_adapted_ref(e->a);
+}
+
 static void free_entries(cache_entry *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -93,10 +104,7 @@ void t2_adapt_cache_free(t2_adapt_cache *c)
 static t2_adapted *lookup(t2_adapt_cache *c, const char *key, bool count)
 {
     pthread_mutex_lock(&c->mu);
-    cache_entry *e = find_entry(c->entries, c->n, key);
-    if (e)
-        e->last_used = ++c->clock;
-    t2_adapted *found = e ? t2_adapted_ref(e->a) : NULL;
+    t2_adapted *found = ref_entry(c, c->entries, c->n, key);
     if (count && found)
         c->hits++;
     else if (count)
@@ -221,10 +229,7 @@ uint64_t t2_adapt_cache_charge(t2_adapt_cache *c, const char *key, uint64_t toke
 t2_adapted *t2_adapt_cache_factored_get(t2_adapt_cache *c, const char *key)
 {
     pthread_mutex_lock(&c->mu);
-    cache_entry *e = find_entry(c->factored, c->n_factored, key);
-    if (e)
-        e->last_used = ++c->clock;
-    t2_adapted *found = e ? t2_adapted_ref(e->a) : NULL;
+    t2_adapted *found = ref_entry(c, c->factored, c->n_factored, key);
     pthread_mutex_unlock(&c->mu);
     return found;
 }

@@ -100,8 +100,8 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
     if (rc == 0)
         rc = t2_adapt_cache_create(&e->cache, o->adapted_cache_mb << 20, err);
     /* a set the cache cannot keep would be built again for every job */
-    e->sets_fit = rc == 0 && e->svf &&
-                  t2_adapted_max_bytes(e->model, e->svf) <= t2_adapt_cache_capacity(e->cache);
+    size_t set_bytes = rc == 0 && e->svf ? t2_adapted_max_bytes(e->model, e->svf) : 0;
+    e->sets_fit = rc == 0 && e->svf && set_bytes <= t2_adapt_cache_capacity(e->cache);
     if (e->sets_fit)
         log_msg(o,
                 "a mixture not in the cache is materialised after %d tokens on its factored form",
@@ -110,7 +110,7 @@ int t2_engine_open(t2_engine **out, const t2_engine_opts *o, t2_err *err)
         log_msg(o,
                 "a materialised weight set (%zu MB) does not fit adapted_cache_mb (%zu MB): "
                 "t2 serve runs mixtures on their factored form",
-                t2_adapted_max_bytes(e->model, e->svf) >> 20, o->adapted_cache_mb);
+                set_bytes >> 20, o->adapted_cache_mb);
     if (rc != 0) {
         t2_engine_free(e);
         return -1;
